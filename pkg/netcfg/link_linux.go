@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -317,17 +318,42 @@ func (l *Link) CleanStart() (Cleaned, error) {
 	return done, errors.Join(errs...)
 }
 
-// DeleteStaleLink deletes a TUN interface called name that no process holds
-// any more (a persistent one, typically made by 'ip tuntap add'), and
-// reports whether there was one. It refuses, with ErrNameTaken, to delete an
-// interface that is not a TUN device or that a process still has open: that
-// is another daemon's, not stale.
+// DeleteStaleLink deletes a TUN or TAP interface called name that no
+// process holds any more (a persistent one, typically left by 'ip tuntap
+// add' or a crashed daemon that set persist), and reports whether there was
+// one. It works in the network namespace ns, or in the calling thread's own
+// if ns is netns.None(). It refuses, with ErrNameTaken, to touch an
+// interface that is not TUN/TAP or that a process still has open: that one
+// belongs to a running daemon, not to a crashed one.
 //
-// Equivalent to: ip link del dev NAME
-func DeleteStaleLink(h *netlink.Handle, name string) (bool, error) {
+// Equivalent to: ip link del dev NAME (after checking nobody holds it)
+func DeleteStaleLink(ns netns.NsHandle, name string) (bool, error) {
 	if err := validateName(name); err != nil {
 		return false, err
 	}
+	if !ns.IsOpen() {
+		return deleteStaleLink(name)
+	}
+	var deleted bool
+	err := RunInNetNS(ns, func() error {
+		var err error
+		deleted, err = deleteStaleLink(name)
+		return err
+	})
+	return deleted, err
+}
+
+// deleteStaleLink works in the calling thread's namespace. Whether a
+// process holds a single-queue TUN is not visible through netlink, so it
+// asks the driver: it attaches to the device itself, which fails with EBUSY
+// when another file descriptor is attached. Once attached, clearing the
+// persist flag makes the device go away when the descriptor closes.
+func deleteStaleLink(name string) (bool, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return false, fmt.Errorf("netcfg: netlink socket: %w", err)
+	}
+	defer h.Close()
 	nl, err := h.LinkByName(name)
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
 		return false, nil
@@ -336,16 +362,33 @@ func DeleteStaleLink(h *netlink.Handle, name string) (bool, error) {
 		return false, classifyNetlinkError("ip link show dev "+name, err)
 	}
 	tun, ok := nl.(*netlink.Tuntap)
-	if !ok || tun.Mode != netlink.TUNTAP_MODE_TUN {
-		return false, fmt.Errorf("netcfg: delete stale %s: %w (it is a %s device, not a TUN: not touching it)", name, ErrNameTaken, nl.Type())
+	if !ok {
+		return false, fmt.Errorf("netcfg: delete stale %s: %w (it is a %s device, not TUN/TAP: not touching it)", name, ErrNameTaken, nl.Type())
 	}
-	if tun.Queues > 0 {
+	if tun.Queues > 0 { // reported for multi-queue devices only
 		return false, fmt.Errorf("netcfg: delete stale %s: %w (a process still has it open)", name, ErrNameTaken)
 	}
-	if err := h.LinkDel(nl); err != nil {
-		return false, classifyNetlinkError("ip link del dev "+name, err)
+
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, classifyCreateError(name, err)
 	}
-	return true, nil
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return false, fmt.Errorf("netcfg: %w: %w", ErrInvalidName, err)
+	}
+	ifr.SetUint16(uint16(tun.Mode) | unix.IFF_NO_PI | uint16(tun.Flags&netlink.TUNTAP_MULTI_QUEUE))
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return false, fmt.Errorf("netcfg: delete stale %s: %w (a process still has it open)", name, ErrNameTaken)
+		}
+		return false, classifyCreateError(name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
+		return false, fmt.Errorf("netcfg: clear persist flag of %s: %w", name, err)
+	}
+	return true, nil // the deferred close removes the device
 }
 
 // maxDumpTries bounds retries of a netlink dump that a concurrent change
