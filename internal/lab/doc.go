@@ -1,0 +1,38 @@
+// Package lab builds a small Internet out of network namespaces for
+// end-to-end tests and the demo, and tears it down afterwards.
+//
+// Every namespace is named "<prefix>-<host>" so several labs can run at once;
+// interfaces are created directly inside lab namespaces (never in the root
+// namespace), so their names only need to be unique per namespace. Nothing is
+// ever added to the root namespace: packets only travel between the lab's own
+// namespaces.
+//
+//	                    native (2001:db8:2::2, IPv6 only)
+//	                      | eth0
+//	                      | native 2001:db8:2::1/64
+//	+---------------------+-------------------------------------------+
+//	| router   IPv4+IPv6 forwarding, 2001::/32 via 2001:db8:1::2      |
+//	|  ix (bridge) 192.0.2.1/24 2001:db8:1::1/64                      |
+//	|  nat1 198.51.100.1/24                nat2 203.0.113.1/24        |
+//	+--+-------+-------+-------+-------+------+------------------+----+
+//	   |ix     |ix     |ix     |ix     |ix    |                  |
+//	 server  relay    pub    inet1   inet2   | wan 198.51.100.2 | wan 203.0.113.2
+//	 .10 .11  .20     .30     .40   .50 .51  |   (.3 rebind)    |   (.3 rebind)
+//	 ::10     ::2     (no NAT)              nat1               nat2
+//	                                          | lan 10.0.0.1     | lan 10.0.1.1
+//	                                          |                  |
+//	                                       client1 10.0.0.2   client2 10.0.1.2
+//
+// IPv4 hosts on the "ix" bridge are in 192.0.2.0/24 and their IPv6 addresses
+// in 2001:db8:1::/64. server carries two consecutive IPv4 addresses, as a
+// Teredo server needs. relay is the router's next hop for the Teredo prefix
+// 2001::/32. pub is a host with a public IPv4 address and no NAT; inet1 and
+// inet2 are plain Internet hosts for NAT probes (inet2's second address,
+// 192.0.2.51, is one a client never contacts). The NAT boxes translate their
+// LAN to their WAN address with nftables in one of four behaviours (see
+// NATMode), switchable at run time; Rebind moves a NAT to its other WAN
+// address, the way a NAT reboot or a new DHCP lease changes a mapping.
+//
+// New is for tests (it skips without root or tools, and cleans up with
+// t.Cleanup); Build and Attach are for commands such as the demo.
+package lab

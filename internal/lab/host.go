@@ -1,0 +1,163 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Host is one namespace of the lab.
+type Host struct {
+	lab *Lab
+	// Name is the host's name in the topology (Server, Client1, ...).
+	Name string
+	// Netns is the namespace's name, as ip-netns(8) knows it.
+	Netns string
+	// Ifname is the host's uplink interface (empty for the router).
+	Ifname string
+	v4, v6 []netip.Addr
+}
+
+// NetnsPath is the namespace's file, for setns(2) or nsenter --net=.
+func (h *Host) NetnsPath() string { return filepath.Join(netnsDir, h.Netns) }
+
+// IPv4 is the host's first IPv4 address (invalid for IPv6-only hosts). For a
+// NAT box it is the first WAN address; see Lab.WAN for the one in use.
+func (h *Host) IPv4() netip.Addr { return first(h.v4) }
+
+// IPv6 is the host's first global IPv6 address (invalid for IPv4-only hosts).
+func (h *Host) IPv6() netip.Addr { return first(h.v6) }
+
+// IPv4s lists all the host's IPv4 addresses on its uplink.
+func (h *Host) IPv4s() []netip.Addr { return append([]netip.Addr(nil), h.v4...) }
+
+func first(a []netip.Addr) netip.Addr {
+	if len(a) == 0 {
+		return netip.Addr{}
+	}
+	return a[0]
+}
+
+// Command returns a command that runs argv inside the host's namespace (with
+// ip netns exec, which execs argv so the process id is argv's own).
+func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.Netns}, argv...)...)
+}
+
+// Run runs argv in the host's namespace and returns its combined output; the
+// error carries that output.
+func (h *Host) Run(ctx context.Context, argv ...string) ([]byte, error) {
+	return run(ctx, "", append([]string{"ip", "netns", "exec", h.Netns}, argv...)...)
+}
+
+// RunInput is Run with stdin.
+func (h *Host) RunInput(ctx context.Context, stdin string, argv ...string) ([]byte, error) {
+	return run(ctx, stdin, append([]string{"ip", "netns", "exec", h.Netns}, argv...)...)
+}
+
+// Do runs fn on a dedicated OS thread switched into the host's namespace.
+// Sockets fn creates belong to the namespace for their whole life and may be
+// used from any goroutine afterwards; goroutines fn starts do not run in the
+// namespace.
+func (h *Host) Do(fn func() error) error {
+	return inNetns(h.NetnsPath(), fn)
+}
+
+// ListenUDP opens a UDP socket in the host's namespace. The lab closes it at
+// Close if the caller has not (an open socket would keep the namespace alive).
+func (h *Host) ListenUDP(laddr netip.AddrPort) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := h.Do(func() error {
+		var err error
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(laddr))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen udp %s: %w", h.Name, laddr, err)
+	}
+	h.lab.track(c)
+	return c, nil
+}
+
+// Addrs lists the global addresses on the host's interface ifname.
+func (h *Host) Addrs(ifname string) ([]netip.Addr, error) {
+	ns, err := netns.GetFromPath(h.NetnsPath())
+	if err != nil {
+		return nil, fmt.Errorf("%s: open netns: %w", h.Name, err)
+	}
+	defer ns.Close()
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("%s: netlink: %w", h.Name, err)
+	}
+	defer nh.Close()
+	link, err := nh.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("%s: link %s: %w", h.Name, ifname, err)
+	}
+	list, err := nh.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: addresses of %s: %w", h.Name, ifname, err)
+	}
+	var out []netip.Addr
+	for _, a := range list {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && ip.Unmap().IsGlobalUnicast() {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
+
+// WaitAddr polls every 20 ms until an address in prefix shows up on ifname
+// (which may not exist yet), or ctx ends.
+func (h *Host) WaitAddr(ctx context.Context, ifname string, prefix netip.Prefix) (netip.Addr, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		addrs, err := h.Addrs(ifname)
+		if err == nil {
+			for _, a := range addrs {
+				if prefix.Contains(a) {
+					return a, nil
+				}
+			}
+		} else if nf := (netlink.LinkNotFoundError{}); !errors.As(err, &nf) {
+			return netip.Addr{}, err
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = fmt.Errorf("addresses %v", addrs)
+			}
+			return netip.Addr{}, fmt.Errorf("%s: no %s address on %s: %w (last: %v)", h.Name, prefix, ifname, ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// Ping sends ICMP echo requests to dst every 200 ms until one is answered or
+// ctx ends (at most 30 s), with ping(8) in the host's namespace.
+func (h *Host) Ping(ctx context.Context, dst netip.Addr) error {
+	wait := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	secs := max(1, int(wait/time.Second))
+	_, err := h.Run(ctx, "ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", strconv.Itoa(secs), dst.String())
+	if err != nil {
+		return fmt.Errorf("%s: ping %s: %w", h.Name, dst, err)
+	}
+	return nil
+}

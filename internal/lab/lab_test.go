@@ -1,0 +1,158 @@
+package lab
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestParseNATMode(t *testing.T) {
+	cases := []struct {
+		in   string
+		want NATMode
+		ok   bool
+	}{
+		{"full-cone", FullCone, true},
+		{"cone", FullCone, true},
+		{"Address-Restricted", AddressRestricted, true},
+		{"restricted", AddressRestricted, true},
+		{"port-restricted", PortRestricted, true},
+		{"symmetric", Symmetric, true},
+		{"open", 0, false},
+	}
+	for _, tc := range cases {
+		got, err := ParseNATMode(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseNATMode(%q) = %v, %v; want %v, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+	for m := PortRestricted; m <= Symmetric; m++ {
+		if got, err := ParseNATMode(m.String()); err != nil || got != m {
+			t.Errorf("round trip of %v: %v, %v", m, got, err)
+		}
+	}
+}
+
+func TestNATRuleset(t *testing.T) {
+	lan, wan := netip.MustParsePrefix("10.0.0.1/24"), netip.MustParseAddr("198.51.100.2")
+	cases := []struct {
+		mode        NATMode
+		has, hasNot []string
+	}{
+		{PortRestricted,
+			[]string{"snat to 198.51.100.2\n", "ip saddr 10.0.0.0/24", "ct state new drop"},
+			[]string{"map cone", "fully-random", "dnat"}},
+		{FullCone,
+			[]string{"map cone", "update @cone", "dnat ip to udp dport map @cone"},
+			[]string{"@peers", "fully-random"}},
+		{AddressRestricted,
+			[]string{"map cone", "set peers", "update @peers", "udp dport . ip saddr @peers dnat"},
+			[]string{"fully-random"}},
+		{Symmetric,
+			[]string{"snat to 198.51.100.2 fully-random"},
+			[]string{"map cone", "dnat"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			rs := natRuleset(tc.mode, lan, wan)
+			if !strings.HasPrefix(rs, "table ip labnat\ndelete table ip labnat\n") {
+				t.Errorf("ruleset does not replace the table atomically:\n%s", rs)
+			}
+			for _, s := range tc.has {
+				if !strings.Contains(rs, s) {
+					t.Errorf("ruleset lacks %q:\n%s", s, rs)
+				}
+			}
+			for _, s := range tc.hasNot {
+				if strings.Contains(rs, s) {
+					t.Errorf("ruleset has %q:\n%s", s, rs)
+				}
+			}
+		})
+	}
+}
+
+// The traffic rule: documentation ranges on the "Internet", 10/8 only in a
+// NATed LAN, 2001:db8::/32 for native IPv6.
+func TestAddressPlanInDocumentationRanges(t *testing.T) {
+	internet := []netip.Prefix{pfx("192.0.2.0/24"), pfx("198.51.100.0/24"), pfx("203.0.113.0/24"), pfx("2001:db8::/32")}
+	lanHosts := map[string]bool{}
+	for _, n := range natSpecs() {
+		lanHosts[n.client] = true
+		if !pfx("10.0.0.0/8").Contains(n.lan.Addr()) {
+			t.Errorf("%s LAN %s outside 10/8", n.name, n.lan)
+		}
+		for _, w := range n.wans {
+			if !inAny(internet, w) {
+				t.Errorf("%s WAN %s outside documentation ranges", n.name, w)
+			}
+		}
+	}
+	for _, h := range hostSpecs() {
+		for _, p := range append(append([]netip.Prefix{}, h.v4...), h.v6...) {
+			ok := inAny(internet, p.Addr()) || (lanHosts[h.name] && pfx("10.0.0.0/8").Contains(p.Addr()))
+			if !ok {
+				t.Errorf("%s address %s breaks the addressing rule", h.name, p)
+			}
+		}
+	}
+	for host, p := range routerLinks() {
+		if !inAny(internet, p.Addr()) {
+			t.Errorf("router link to %s: %s", host, p)
+		}
+	}
+}
+
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestIPScripts(t *testing.T) {
+	scripts := ipScripts(func(h string) string { return "x-" + h })
+	if len(scripts) != len(hostSpecs()) || scripts[0].host != Router {
+		t.Fatalf("want one script per host, router first; got %d", len(scripts))
+	}
+	router := scripts[0].script
+	for _, h := range hostSpecs() {
+		if h.upstream == Router && !strings.Contains(router, "netns x-"+h.name+"\n") {
+			t.Errorf("router script does not link %s:\n%s", h.name, router)
+		}
+	}
+	if !strings.Contains(router, "route add 2001::/32 via 2001:db8:1::2 dev ix") {
+		t.Errorf("router does not route the Teredo prefix to the relay:\n%s", router)
+	}
+	for _, sc := range scripts {
+		for _, line := range strings.Split(sc.script, "\n") {
+			if strings.Contains(line, "addr add 2001:") && !strings.HasSuffix(line, " nodad") {
+				t.Errorf("%s: IPv6 address without nodad: %q", sc.host, line)
+			}
+		}
+	}
+}
+
+func TestPrefix(t *testing.T) {
+	for _, p := range []string{"Lab", "a-b", "abcdefghijklm", "x y"} {
+		if _, err := attach(Options{Prefix: p}); err == nil {
+			t.Errorf("prefix %q accepted", p)
+		}
+	}
+	p := testPrefix("TestX/sub")
+	if !prefixRE.MatchString(p) || p != testPrefix("TestX/sub") || p == testPrefix("TestY") {
+		t.Errorf("testPrefix gives %q: want a valid, stable, test-specific prefix", p)
+	}
+	l, err := attach(Options{Prefix: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Host(Client1).Netns; got != "demo-client1" {
+		t.Errorf("client1 namespace %q", got)
+	}
+	if got := l.WAN(NAT2); got != addr("203.0.113.2") {
+		t.Errorf("NAT2 WAN %s", got)
+	}
+}
