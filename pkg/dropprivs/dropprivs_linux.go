@@ -291,4 +291,3 @@ func ids(u *user.User) (uid, gid int, groups []int, err error) {
 	}
 	return uid, gid, groups, nil
 }
-
