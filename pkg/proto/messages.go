@@ -47,7 +47,7 @@ type RouterSolicitation struct {
 // ParseRouterSolicitation checks that pkt is a router solicitation a Teredo
 // server answers (RFC 4380 §5.3.1 case 4, RFC 4861 §6.1.1): ICMPv6 type 133
 // code 0 with a correct checksum, hop limit 255, from a link-local address to
-// ff02::2 or to a link-local address.
+// ff02::2.
 func ParseRouterSolicitation(pkt IPv6) (RouterSolicitation, error) {
 	m, err := ParseICMPv6(pkt)
 	if err != nil {
@@ -57,7 +57,7 @@ func ParseRouterSolicitation(pkt IPv6) (RouterSolicitation, error) {
 		return RouterSolicitation{}, ErrNotRS
 	}
 	src, dst := pkt.Src(), pkt.Dst()
-	if !src.IsLinkLocalUnicast() || (dst != AllRouters() && !dst.IsLinkLocalUnicast()) {
+	if !src.IsLinkLocalUnicast() || dst != AllRouters() {
 		return RouterSolicitation{}, ErrNotRS
 	}
 	if err := walkOptions(m[rsLen:], nil); err != nil {

@@ -232,7 +232,7 @@ func TestParseRouterSolicitationRejects(t *testing.T) {
 		err  error
 	}{
 		{"valid", build(ll, all, 255, rs), nil},
-		{"to server link-local", build(ll, ServerLinkLocal(netip.MustParseAddr("192.0.2.10")), 255, rs), nil},
+		{"to server link-local", build(ll, ServerLinkLocal(netip.MustParseAddr("192.0.2.10")), 255, rs), ErrNotRS},
 		{"with option", build(ll, all, 255, append(append([]byte{}, rs...), 1, 1, 0, 0, 0, 0, 0, 0)), nil},
 		{"global source", build(global, all, 255, rs), ErrNotRS},
 		{"global destination", build(ll, global, 255, rs), ErrNotRS},
