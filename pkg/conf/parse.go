@@ -57,7 +57,7 @@ func NetLookup(ctx context.Context, r *net.Resolver) func(string) (netip.Addr, e
 		if len(addrs) == 0 {
 			return netip.Addr{}, fmt.Errorf("no IPv4 address for %s", host)
 		}
-		return addrs[0], nil
+		return addrs[0].Unmap(), nil // LookupNetIP returns IPv4 as ::ffff:a.b.c.d
 	}
 }
 
