@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -160,4 +162,80 @@ func (h *Host) Ping(ctx context.Context, dst netip.Addr) error {
 		return fmt.Errorf("%s: ping %s: %w", h.Name, dst, err)
 	}
 	return nil
+}
+
+// WaitLink polls every 20 ms until interface ifname exists and is up, or ctx
+// ends.
+func (h *Host) WaitLink(ctx context.Context, ifname string) error {
+	return poll(ctx, func() (bool, error) {
+		ns, err := netns.GetFromPath(h.NetnsPath())
+		if err != nil {
+			return false, fmt.Errorf("%s: open netns: %w", h.Name, err)
+		}
+		defer ns.Close()
+		nh, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			return false, fmt.Errorf("%s: netlink: %w", h.Name, err)
+		}
+		defer nh.Close()
+		link, err := nh.LinkByName(ifname)
+		if nf := (netlink.LinkNotFoundError{}); errors.As(err, &nf) {
+			return false, nil
+		} else if err != nil {
+			return false, fmt.Errorf("%s: link %s: %w", h.Name, ifname, err)
+		}
+		return link.Attrs().Flags&net.FlagUp != 0, nil
+	}, "%s: interface %s up", h.Name, ifname)
+}
+
+// WaitUDP polls every 20 ms until a UDP socket (IPv4 or IPv6) is bound to
+// port in the host's namespace, or ctx ends: a daemon's sign that it listens.
+func (h *Host) WaitUDP(ctx context.Context, port uint16) error {
+	return poll(ctx, func() (bool, error) {
+		var found bool
+		err := h.Do(func() error {
+			for _, f := range []string{"/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"} {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return err
+				}
+				if udpTableHasPort(string(b), port) {
+					found = true
+				}
+			}
+			return nil
+		})
+		return found, err
+	}, "%s: UDP port %d bound", h.Name, port)
+}
+
+// udpTableHasPort reads /proc/net/udp{,6}, whose second column is the local
+// address as HEXADDR:HEXPORT.
+func udpTableHasPort(table string, port uint16) bool {
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasSuffix(f[1], suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// poll calls cond every 20 ms until it reports true or an error, or ctx ends;
+// what names the awaited condition in the timeout error.
+func poll(ctx context.Context, cond func() (bool, error), what string, args ...any) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for "+what+": %w", append(args, ctx.Err())...)
+		case <-tick.C:
+		}
+	}
 }

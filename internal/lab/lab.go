@@ -72,7 +72,7 @@ var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,12}$`)
 // the tail of every daemon's log.
 func New(t testing.TB, opts Options) *Lab {
 	t.Helper()
-	if reason := missing(); reason != "" {
+	if reason := Missing(); reason != "" {
 		t.Skip("lab: " + reason)
 	}
 	if opts.Prefix == "" {
@@ -111,8 +111,9 @@ func New(t testing.TB, opts Options) *Lab {
 	return l
 }
 
-// missing says why a lab cannot be built here, or "" if it can.
-func missing() string {
+// Missing says why a lab cannot be built here, or "" if it can: tests that
+// must look at the machine before New skip with it.
+func Missing() string {
 	if os.Geteuid() != 0 {
 		return "needs root for network namespaces (run the e2e tests as root: sudo go test -tags e2e ./...)"
 	}
@@ -176,10 +177,10 @@ func Build(ctx context.Context, opts Options) (*Lab, error) {
 }
 
 // Attach returns a handle on a lab that Build made earlier, possibly in
-// another process (the demo's "up" then "nat" then "down"). NAT modes are
-// taken from opts, since the lab keeps no state outside the kernel; SetNAT
-// replaces the rules whatever they were.
-func Attach(opts Options) (*Lab, error) {
+// another process (the demo's "up", then "nat", then "down"). The NAT boxes'
+// modes and WAN addresses are read back from their rules; opts.NAT1 and
+// opts.NAT2 are ignored. Close on an attached lab deletes the lab.
+func Attach(ctx context.Context, opts Options) (*Lab, error) {
 	l, err := attach(opts)
 	if err != nil {
 		return nil, err
@@ -187,6 +188,20 @@ func Attach(opts Options) (*Lab, error) {
 	for name := range l.hosts {
 		if _, err := os.Stat(filepath.Join(netnsDir, l.ns(name))); err != nil {
 			return nil, fmt.Errorf("lab %s: %w", l.Prefix, err)
+		}
+	}
+	for name, st := range l.nats {
+		out, err := l.Host(name).Run(ctx, "nft", "list", "table", "ip", natTable)
+		if err != nil {
+			return nil, fmt.Errorf("lab %s: %w", l.Prefix, err)
+		}
+		mode, wan, err := parseRuleset(string(out))
+		if err != nil {
+			return nil, fmt.Errorf("lab %s: %s: %w", l.Prefix, name, err)
+		}
+		st.mode = mode
+		if i := slices.Index(st.spec.wans, wan); i >= 0 {
+			st.wan = i
 		}
 	}
 	return l, nil
@@ -219,6 +234,16 @@ func attach(opts Options) (*Lab, error) {
 		l.nats[n.name] = &natState{spec: n, mode: modes[n.name]}
 	}
 	return l, nil
+}
+
+// Remove deletes every namespace of the lab with this prefix, and whatever
+// runs in them, even if the lab is incomplete. Nothing there is not an error.
+func Remove(ctx context.Context, prefix string) error {
+	l, err := attach(Options{Prefix: prefix})
+	if err != nil {
+		return err
+	}
+	return l.removeStale(ctx)
 }
 
 func (l *Lab) ns(host string) string { return l.Prefix + "-" + host }

@@ -37,8 +37,8 @@ func rootState(t *testing.T) string {
 }
 
 func TestReachability(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("lab: needs root for network namespaces")
+	if reason := lab.Missing(); reason != "" {
+		t.Skip("lab: " + reason)
 	}
 	before := rootState(t)
 	l := lab.New(t, lab.Options{})

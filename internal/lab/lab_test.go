@@ -55,6 +55,9 @@ func TestNATRuleset(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.mode.String(), func(t *testing.T) {
 			rs := natRuleset(tc.mode, lan, wan)
+			if mode, w, err := parseRuleset(rs); err != nil || mode != tc.mode || w != wan {
+				t.Errorf("parseRuleset = %v, %v, %v", mode, w, err)
+			}
 			if !strings.HasPrefix(rs, "table ip labnat\ndelete table ip labnat\n") {
 				t.Errorf("ruleset does not replace the table atomically:\n%s", rs)
 			}
@@ -154,5 +157,19 @@ func TestPrefix(t *testing.T) {
 	}
 	if got := l.WAN(NAT2); got != addr("203.0.113.2") {
 		t.Errorf("NAT2 WAN %s", got)
+	}
+}
+
+func TestUDPTableHasPort(t *testing.T) {
+	table := "  sl  local_address rem_address   st\n" +
+		"  12: 0A0200C0:0DD8 00000000:0000 07\n" +
+		"  13: 0B0200C0:1234 00000000:0000 07\n"
+	for _, tc := range []struct {
+		port uint16
+		want bool
+	}{{3544, true}, {0x1234, true}, {3545, false}, {0, false}} {
+		if got := udpTableHasPort(table, tc.port); got != tc.want {
+			t.Errorf("port %d: got %v", tc.port, got)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 )
 
@@ -130,4 +131,28 @@ func natRuleset(mode NATMode, lan netip.Prefix, wan netip.Addr) string {
 	line("\t}")
 	line("}")
 	return b.String()
+}
+
+var snatRE = regexp.MustCompile(`snat (?:ip )?to ([0-9.]+)`)
+
+// parseRuleset reads back the mode and WAN address from the output of
+// "nft list table" for a table natRuleset wrote.
+func parseRuleset(listing string) (NATMode, netip.Addr, error) {
+	m := snatRE.FindStringSubmatch(listing)
+	if m == nil {
+		return 0, netip.Addr{}, fmt.Errorf("no snat rule in the NAT table")
+	}
+	wan, err := netip.ParseAddr(m[1])
+	if err != nil {
+		return 0, netip.Addr{}, fmt.Errorf("snat address: %w", err)
+	}
+	switch {
+	case strings.Contains(listing, "fully-random"):
+		return Symmetric, wan, nil
+	case strings.Contains(listing, "set peers"):
+		return AddressRestricted, wan, nil
+	case strings.Contains(listing, "map cone"):
+		return FullCone, wan, nil
+	}
+	return PortRestricted, wan, nil
 }

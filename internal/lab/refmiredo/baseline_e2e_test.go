@@ -1,0 +1,89 @@
+//go:build e2e
+
+package refmiredo_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/miredo-go/miredo/internal/lab"
+	"github.com/miredo-go/miredo/internal/lab/refmiredo"
+)
+
+// TestBaseline is the bench every role is compared against: Debian's Miredo
+// client behind each kind of NAT (and none) qualifies with Miredo's server,
+// reaches the native IPv6 host through Miredo's relay, and is reached back.
+// One lab serves every case; the client restarts between them.
+func TestBaseline(t *testing.T) {
+	if reason := refmiredo.Missing(); reason != "" {
+		t.Skip("refmiredo: " + reason)
+	}
+	l := lab.New(t, lab.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	server := l.Host(lab.Server)
+	if _, err := refmiredo.StartServer(ctx, l, server); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refmiredo.StartRelay(ctx, l, l.Host(lab.Relay)); err != nil {
+		t.Fatal(err)
+	}
+	native := l.Host(lab.Native)
+
+	cases := []struct {
+		name   string
+		client string
+		nat    string // "" for no NAT
+		mode   lab.NATMode
+	}{
+		{"none", lab.Pub, "", 0},
+		{"full-cone", lab.Client1, lab.NAT1, lab.FullCone},
+		{"address-restricted", lab.Client1, lab.NAT1, lab.AddressRestricted},
+		{"port-restricted", lab.Client1, lab.NAT1, lab.PortRestricted},
+		{"symmetric", lab.Client1, lab.NAT1, lab.Symmetric},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			client := l.Host(tc.client)
+			public := client.IPv4()
+			if tc.nat != "" {
+				if err := l.SetNAT(ctx, tc.nat, tc.mode); err != nil {
+					t.Fatal(err)
+				}
+				public = l.WAN(tc.nat)
+			}
+			start := time.Now()
+			p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+tc.name, server.IPv4())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := p.Stop(); err != nil {
+					t.Error(err)
+				}
+			}()
+			addr, err := refmiredo.Qualified(ctx, client)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, p.Tail(20))
+			}
+			t.Logf("qualified in %v: %s", time.Since(start).Round(time.Millisecond), refmiredo.Summary(addr))
+			srv, _, mapped, _ := refmiredo.Decode(addr)
+			if srv != server.IPv4() || mapped.Addr() != public {
+				t.Errorf("address %s: server %s mapped %s; want server %s mapped from %s", addr, srv, mapped, server.IPv4(), public)
+			}
+			start = time.Now()
+			if err := client.Ping(ctx, native.IPv6()); err != nil {
+				t.Fatalf("client to native host: %v", err)
+			}
+			t.Logf("client reached native host in %v", time.Since(start).Round(time.Millisecond))
+			start = time.Now()
+			if err := native.Ping(ctx, addr); err != nil {
+				t.Fatalf("native host to client: %v", err)
+			}
+			t.Logf("native host reached client in %v", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
