@@ -7,21 +7,25 @@
 // ever added to the root namespace: packets only travel between the lab's own
 // namespaces.
 //
-//	                    native (2001:db8:2::2, IPv6 only)
-//	                      | eth0
-//	                      | native 2001:db8:2::1/64
-//	+---------------------+-------------------------------------------+
-//	| router   IPv4+IPv6 forwarding, 2001::/32 via 2001:db8:1::2      |
-//	|  ix (bridge) 192.0.2.1/24 2001:db8:1::1/64                      |
-//	|  nat1 198.51.100.1/24                nat2 203.0.113.1/24        |
-//	+--+-------+-------+-------+-------+------+------------------+----+
-//	   |ix     |ix     |ix     |ix     |ix    |                  |
-//	 server  relay    pub    inet1   inet2   | wan 198.51.100.2 | wan 203.0.113.2
-//	 .10 .11  .20     .30     .40   .50 .51  |   (.3 rebind)    |   (.3 rebind)
-//	 ::10     ::2     (no NAT)              nat1               nat2
-//	                                          | lan 10.0.0.1     | lan 10.0.1.1
-//	                                          |                  |
-//	                                       client1 10.0.0.2   client2 10.0.1.2
+//	                   native  2001:db8:2::2 (IPv6 only)
+//	                      |
+//	                      | 2001:db8:2::1/64
+//	+---------------------+----------------------------------------+
+//	| router: forwards IPv4 and IPv6; routes 2001::/32 to the relay |
+//	| bridge "ix": 192.0.2.1/24 2001:db8:1::1/64                    |
+//	+--+--------+--------+--------+--------+--------+----------+----+
+//	   |        |        |        |        |        |          |
+//	   |        |        |        |        |  198.51.100.1  203.0.113.1
+//	   |        |        |        |        |        |          |
+//	server    relay     pub     inet1    inet2      | wan      | wan
+//	.10 .11   .20       .30     .40     .50 .51   nat1       nat2
+//	::10      ::2     (no NAT)                 198.51.100.2  203.0.113.2
+//	                                           (.3 rebind)   (.3 rebind)
+//	                                                | lan      | lan
+//	                                            10.0.0.1     10.0.1.1
+//	                                                |          |
+//	                                            client1      client2
+//	                                            10.0.0.2     10.0.1.2
 //
 // IPv4 hosts on the "ix" bridge are in 192.0.2.0/24 and their IPv6 addresses
 // in 2001:db8:1::/64. server carries two consecutive IPv4 addresses, as a
@@ -34,5 +38,9 @@
 // address, the way a NAT reboot or a new DHCP lease changes a mapping.
 //
 // New is for tests (it skips without root or tools, and cleans up with
-// t.Cleanup); Build and Attach are for commands such as the demo.
+// t.Cleanup); Build, Attach and Remove are for commands such as the demo
+// (see labctl). In a host, Command and Run execute programs, Do and ListenUDP
+// open sockets from the test process itself, and Lab.Start runs a daemon with
+// its output in a log file, stopped at Close. ProbeNAT measures what a NAT
+// does; package refmiredo runs Debian's Miredo in any role as the reference.
 package lab

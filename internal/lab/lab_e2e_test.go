@@ -5,7 +5,6 @@ package lab_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -106,87 +105,11 @@ func TestStaleAndConcurrent(t *testing.T) {
 	}
 }
 
-// probe is what a NAT lets through, seen from a UDP socket on a client.
-type probe struct {
-	mapped1, mapped2 netip.AddrPort // as inet1 and inet2 saw the client
-	local            netip.AddrPort // the client socket's own address
-	fromSame         bool           // inet1 answering from the endpoint contacted
-	fromOtherPort    bool           // inet1 from another port
-	fromOtherAddr    bool           // an address the client never sent to
-}
-
-// runProbe sends from one client socket to inet1 and inet2, then has inet1's
-// mapping reached from the contacted endpoint, from another port of the same
-// address and from an address never contacted. The contacted endpoint
-// answers last: once its packet is in, the others had every chance to
-// arrive (they took the same path earlier), and a short grace covers CPU
-// reordering.
-func runProbe(t *testing.T, l *lab.Lab, client string) probe {
+func probe(t *testing.T, l *lab.Lab, host string) lab.NATProbe {
 	t.Helper()
-	var conns []*net.UDPConn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	listen := func(h string, a netip.AddrPort) *net.UDPConn {
-		c, err := l.Host(h).ListenUDP(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		return c
-	}
-	inet1, inet2 := l.Host(lab.Inet1), l.Host(lab.Inet2)
-	a := listen(lab.Inet1, netip.AddrPortFrom(inet1.IPv4(), 4000))
-	a2 := listen(lab.Inet1, netip.AddrPortFrom(inet1.IPv4(), 4001))
-	b := listen(lab.Inet2, netip.AddrPortFrom(inet2.IPv4s()[0], 4000))
-	x := listen(lab.Inet2, netip.AddrPortFrom(inet2.IPv4s()[1], 4000))
-	c := listen(client, netip.AddrPortFrom(l.Host(client).IPv4(), 0))
-
-	var p probe
-	p.local = c.LocalAddr().(*net.UDPAddr).AddrPort()
-	recv := func(conn *net.UDPConn, wait time.Duration) (string, netip.AddrPort, bool) {
-		buf := make([]byte, 64)
-		_ = conn.SetReadDeadline(time.Now().Add(wait))
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return "", netip.AddrPort{}, false
-		}
-		return string(buf[:n]), netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), true
-	}
-	send := func(conn *net.UDPConn, msg string, to netip.AddrPort) {
-		if _, err := conn.WriteToUDPAddrPort([]byte(msg), to); err != nil {
-			t.Fatalf("send %s to %s: %v", msg, to, err)
-		}
-	}
-	var ok bool
-	send(c, "out", a.LocalAddr().(*net.UDPAddr).AddrPort())
-	if _, p.mapped1, ok = recv(a, 2*time.Second); !ok {
-		t.Fatal("inet1 got nothing from the client")
-	}
-	send(c, "out", b.LocalAddr().(*net.UDPAddr).AddrPort())
-	if _, p.mapped2, ok = recv(b, 2*time.Second); !ok {
-		t.Fatal("inet2 got nothing from the client")
-	}
-	send(x, "other-addr", p.mapped1)
-	send(a2, "other-port", p.mapped1)
-	send(a, "same", p.mapped1)
-	wait := 2 * time.Second
-	for range 3 {
-		msg, _, ok := recv(c, wait)
-		if !ok {
-			break
-		}
-		switch msg {
-		case "same":
-			p.fromSame = true
-			wait = 200 * time.Millisecond // the grace for stragglers
-		case "other-port":
-			p.fromOtherPort = true
-		case "other-addr":
-			p.fromOtherAddr = true
-		}
+	p, err := l.ProbeNAT(t.Context(), host)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
@@ -226,18 +149,25 @@ func TestNATModes(t *testing.T) {
 					t.Errorf("NATMode = %v, want %v", got, tc.mode)
 				}
 			}
-			p := runProbe(t, l, tc.client)
+			p := probe(t, l, tc.client)
 			t.Logf("local %s, seen as %s by inet1 and %s by inet2; from same %v, other port %v, other address %v",
-				p.local, p.mapped1, p.mapped2, p.fromSame, p.fromOtherPort, p.fromOtherAddr)
-			if p.mapped1.Addr() != public || p.mapped2.Addr() != public {
-				t.Errorf("mapped addresses %s, %s; want %s", p.mapped1, p.mapped2, public)
+				p.Local, p.Mapped1, p.Mapped2, p.FromSame, p.FromOtherPort, p.FromOtherAddr)
+			if p.Mapped1.Addr() != public || p.Mapped2.Addr() != public {
+				t.Errorf("mapped addresses %s, %s; want %s", p.Mapped1, p.Mapped2, public)
 			}
-			got := want{p.mapped1 == p.mapped2, p.fromSame, p.fromOtherPort, p.fromOtherAddr}
+			got := want{p.EndpointIndependent(), p.FromSame, p.FromOtherPort, p.FromOtherAddr}
 			if got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
-			if tc.want.independent && p.mapped1.Port() != p.local.Port() {
-				t.Errorf("port not preserved: %d became %d", p.local.Port(), p.mapped1.Port())
+			wantMode := "none"
+			if tc.nat != "" {
+				wantMode = tc.mode.String()
+			}
+			if p.Mode() != wantMode {
+				t.Errorf("probe classifies the NAT as %s, want %s", p.Mode(), wantMode)
+			}
+			if tc.want.independent && p.Mapped1.Port() != p.Local.Port() {
+				t.Errorf("port not preserved: %d became %d", p.Local.Port(), p.Mapped1.Port())
 			}
 		})
 	}
@@ -246,18 +176,18 @@ func TestNATModes(t *testing.T) {
 		if err := l.SetNAT(t.Context(), lab.NAT1, lab.PortRestricted); err != nil {
 			t.Fatal(err)
 		}
-		before := runProbe(t, l, lab.Client1).mapped1
+		before := probe(t, l, lab.Client1).Mapped1
 		if err := l.Rebind(t.Context(), lab.NAT1); err != nil {
 			t.Fatal(err)
 		}
-		after := runProbe(t, l, lab.Client1).mapped1
+		after := probe(t, l, lab.Client1).Mapped1
 		if after.Addr() == before.Addr() || after.Addr() != l.WAN(lab.NAT1) {
 			t.Errorf("after rebind mapped to %s (before %s, WAN now %s)", after, before, l.WAN(lab.NAT1))
 		}
 		if err := l.Rebind(t.Context(), lab.NAT1); err != nil {
 			t.Fatal(err)
 		}
-		if again := runProbe(t, l, lab.Client1).mapped1; again.Addr() != before.Addr() {
+		if again := probe(t, l, lab.Client1).Mapped1; again.Addr() != before.Addr() {
 			t.Errorf("second rebind mapped to %s, want back to %s", again, before.Addr())
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,18 +51,33 @@ func (l *Lab) Start(ctx context.Context, h *Host, name string, argv ...string) (
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Netns}, argv...)...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Its own process group, so that stopping it reaches its children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("lab: start %s in %s: %w", name, h.Name, err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group, so that stopping it reaches its children.
+		Setpgid: true,
+		// Killed with us if we die without cleaning up (a test timeout).
+		// The signal follows the forking thread, not the process, so the
+		// goroutine below keeps that thread until the daemon has exited.
+		// A daemon that changes its credentials loses the signal (Miredo
+		// does); the next lab with the same prefix kills what is left.
+		Pdeathsig: syscall.SIGKILL,
 	}
 	p := &Process{Name: name, Host: h, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer logf.Close()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = cmd.Wait()
-		logf.Close()
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("lab: start %s in %s: %w", name, h.Name, err)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
