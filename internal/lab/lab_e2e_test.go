@@ -190,5 +190,12 @@ func TestNATModes(t *testing.T) {
 		if again := probe(t, l, lab.Client1).Mapped1; again.Addr() != before.Addr() {
 			t.Errorf("second rebind mapped to %s, want back to %s", again, before.Addr())
 		}
+		// A flush forgets flows but not the rules: same address again.
+		if err := l.FlushConntrack(lab.NAT1); err != nil {
+			t.Fatal(err)
+		}
+		if again := probe(t, l, lab.Client1).Mapped1; again.Addr() != before.Addr() {
+			t.Errorf("after a conntrack flush mapped to %s, want %s", again, before.Addr())
+		}
 	})
 }
