@@ -62,12 +62,12 @@ func TestParseUint(t *testing.T) {
 		ok   bool
 	}{
 		{"0", 0, true},
-		{"-0", 0, true},      // checked
-		{"+0x10", 16, true},  // checked
-		{"08", 0, false},     // checked
-		{"0x", 0, false},     // checked
-		{"-1", 0, false},     // checked: wraps to ULONG_MAX
-		{"65536", 0, false},  // checked
+		{"-0", 0, true},     // checked
+		{"+0x10", 16, true}, // checked
+		{"08", 0, false},    // checked
+		{"0x", 0, false},    // checked
+		{"-1", 0, false},    // checked: wraps to ULONG_MAX
+		{"65536", 0, false}, // checked
 		{"65535", 65535, true},
 		{"0xFFFF", 65535, true},
 		{"0177777", 65535, true},
