@@ -123,30 +123,23 @@ func (h *Host) Addrs(ifname string) ([]netip.Addr, error) {
 // WaitAddr polls every 20 ms until an address in prefix shows up on ifname
 // (which may not exist yet), or ctx ends.
 func (h *Host) WaitAddr(ctx context.Context, ifname string, prefix netip.Prefix) (netip.Addr, error) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
+	var found netip.Addr
+	err := poll(ctx, func() (bool, error) {
 		addrs, err := h.Addrs(ifname)
-		if err == nil {
-			for _, a := range addrs {
-				if prefix.Contains(a) {
-					return a, nil
-				}
-			}
-		} else if nf := (netlink.LinkNotFoundError{}); !errors.As(err, &nf) {
-			return netip.Addr{}, err
+		if nf := (netlink.LinkNotFoundError{}); errors.As(err, &nf) {
+			return false, nil
+		} else if err != nil {
+			return false, err
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			if last == nil {
-				last = fmt.Errorf("addresses %v", addrs)
+		for _, a := range addrs {
+			if prefix.Contains(a) {
+				found = a
+				return true, nil
 			}
-			return netip.Addr{}, fmt.Errorf("%s: no %s address on %s: %w (last: %v)", h.Name, prefix, ifname, ctx.Err(), last)
-		case <-tick.C:
 		}
-	}
+		return false, nil
+	}, "%s: an address in %s on %s", h.Name, prefix, ifname)
+	return found, err
 }
 
 // Ping sends ICMP echo requests to dst every 200 ms until one is answered or

@@ -125,13 +125,14 @@ func Missing() string {
 	return ""
 }
 
-// testPrefix is stable for a given test binary and test, so that a rerun
+// testPrefix is stable for a given package and test, so that a rerun
 // removes what a killed run left, while tests of other packages running at
-// the same time get other prefixes.
+// the same time get other prefixes. go test runs each test binary in its
+// package's directory.
 func testPrefix(testName string) string {
 	h := fnv.New32a()
-	exe, _ := os.Executable()
-	fmt.Fprintf(h, "%s\x00%s", filepath.Base(exe), testName)
+	dir, _ := os.Getwd()
+	fmt.Fprintf(h, "%s\x00%s", dir, testName)
 	return fmt.Sprintf("t%07x", h.Sum32()>>4)
 }
 
