@@ -34,6 +34,8 @@
 //   - A value starting with '#' is a comment, so "InterfaceName #x" is a line
 //     without a value (a warning); Miredo would name the interface "#x".
 //   - A last line without a newline is read. Miredo skips it as overly long.
+//   - A UTF-8 byte order mark at the start of the file is skipped with a
+//     warning; Miredo would take it as part of the first directive's name.
 //   - A line holding a NUL byte is skipped with a warning; Miredo's C strings
 //     end at the NUL, which makes it skip such a line too.
 //   - A multicast Prefix (ff00::/8) is refused. Miredo 1.2.6 runs with one

@@ -76,8 +76,8 @@ func ParseFile(path string, schema Schema, opts Options) (*File, []Warning, erro
 //
 // On success it returns the File and the warnings. On failure it returns a
 // nil File, the warnings so far, and [Errors] listing every fault (up to
-// [MaxErrors]), each an [*Error] carrying its line. A read error from r is
-// returned as an [*Error] at the line being read.
+// [MaxErrors], then one more saying so), each an [*Error] carrying its line.
+// A read error from r is returned as an [*Error] at the line being read.
 func Parse(r io.Reader, filename string, schema Schema, opts Options) (*File, []Warning, error) {
 	p := &parser{
 		f:      newFile(filename),
@@ -88,29 +88,34 @@ func Parse(r io.Reader, filename string, schema Schema, opts Options) (*File, []
 	if p.opts.IsGlobalUnicast == nil {
 		p.opts.IsGlobalUnicast = isGlobalUnicastIPv4
 	}
-	for len(p.errs) < MaxErrors {
+	for !p.full {
 		line, long, err := p.lines.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			p.errs = append(p.errs, &Error{File: filename, Line: p.lines.n, Err: fmt.Errorf("read: %w", err)})
+			p.fail(&Error{File: filename, Line: p.lines.n, Err: fmt.Errorf("read: %w", err)})
 			break
 		}
 		if long {
 			p.warn(0, "skipped overly long line (over "+strconv.Itoa(MaxLineLength)+" bytes)")
 			continue
 		}
+		if p.lines.n == 1 && len(line) >= len(utf8BOM) && string(line[:len(utf8BOM)]) == utf8BOM {
+			p.warn(0, "ignoring the UTF-8 byte order mark")
+			line = line[len(utf8BOM):]
+		}
 		p.line(line)
-	}
-	if len(p.errs) >= MaxErrors {
-		p.errs = append(p.errs, &Error{File: filename, Line: p.lines.n, Err: ErrTooManyErrors})
 	}
 	if len(p.errs) > 0 {
 		return nil, p.warns, p.errs
 	}
 	return p.f, p.warns, nil
 }
+
+// utf8BOM starts files some Windows editors save. Miredo would read it as
+// part of the first directive's name and ignore that line as unknown.
+const utf8BOM = "\ufeff"
 
 type parser struct {
 	f       *File
@@ -120,6 +125,17 @@ type parser struct {
 	warns   []Warning
 	dropped bool // warnings beyond MaxWarnings were dropped
 	errs    Errors
+	full    bool // MaxErrors reached: stop reading
+}
+
+// fail records e, or, past MaxErrors, that there were too many.
+func (p *parser) fail(e *Error) {
+	if len(p.errs) >= MaxErrors {
+		p.errs = append(p.errs, &Error{File: e.File, Line: e.Line, Err: ErrTooManyErrors})
+		p.full = true
+		return
+	}
+	p.errs = append(p.errs, e)
 }
 
 // line handles one line, as Miredo's sscanf(" %31s %1023s") splits it.
@@ -141,7 +157,7 @@ func (p *parser) line(line []byte) {
 	value := string(valueTok)
 	d, ok := ParseDirective(name)
 	if !ok {
-		p.errs = append(p.errs, &Error{File: p.f.Name, Line: p.lines.n, Err: fmt.Errorf("%w %s", ErrUnknownDirective, quote(name))})
+		p.fail(&Error{File: p.f.Name, Line: p.lines.n, Err: fmt.Errorf("%w %s", ErrUnknownDirective, quote(name))})
 		return
 	}
 	if !p.schema.Has(d) {
@@ -153,11 +169,11 @@ func (p *parser) line(line []byte) {
 		return
 	}
 	if extra, _ := token(rest); len(extra) > 0 && extra[0] != '#' {
-		p.warn(d, d.String()+": ignoring text after the value: "+quote(string(bytes.TrimRight(rest, cSpace))))
+		p.warn(d, d.String()+": ignoring text after the value: "+quote(string(bytes.Trim(rest, cSpace))))
 	}
 	text, warn, err := p.value(d, value)
 	if err != nil {
-		p.errs = append(p.errs, &Error{File: p.f.Name, Line: p.lines.n, Directive: d, Value: value, Err: err})
+		p.fail(&Error{File: p.f.Name, Line: p.lines.n, Directive: d, Value: value, Err: err})
 		return
 	}
 	if warn != "" {

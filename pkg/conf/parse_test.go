@@ -124,7 +124,7 @@ func TestParseSyntax(t *testing.T) {
 			schema: conf.ClientSchema,
 			in:     "InterfaceName teredo junk  more \t\n",
 			want:   "InterfaceName teredo\n",
-			warns:  []string{`t.conf:1: InterfaceName: ignoring text after the value: " junk  more"`},
+			warns:  []string{`t.conf:1: InterfaceName: ignoring text after the value: "junk  more"`},
 		},
 		{
 			name:   "comment after the value",
@@ -172,6 +172,20 @@ func TestParseSyntax(t *testing.T) {
 			schema: conf.ClientSchema,
 			in:     "BindPort 7" + strings.Repeat(" ", conf.MaxLineLength-len("BindPort 7")),
 			want:   "BindPort 7\n",
+		},
+		{
+			name:   "UTF-8 byte order mark",
+			schema: conf.ClientSchema,
+			in:     "\ufeffInterfaceName teredo\n\ufeffBindPort 1\n",
+			warns:  []string{`t.conf:1: ignoring the UTF-8 byte order mark`},
+			err:    `t.conf:2: unknown directive "\ufeffBindPort"`,
+		},
+		{
+			name:   "UTF-8 byte order mark before a comment",
+			schema: conf.ClientSchema,
+			in:     "\ufeff# miredo.conf\r\nInterfaceName teredo\r\n",
+			want:   "InterfaceName teredo\n",
+			warns:  []string{`t.conf:1: ignoring the UTF-8 byte order mark`},
 		},
 		{
 			name:   "NUL byte",
@@ -249,7 +263,7 @@ func TestParseSyntax(t *testing.T) {
 			name:   "errors are collected",
 			schema: conf.ClientSchema,
 			in:     "Foo 1\nBindPort 70000\n# ok\nInterfaceName a/b\nSyslogFacility local9 extra\n",
-			warns:  []string{`t.conf:5: SyslogFacility: ignoring text after the value: " extra"`},
+			warns:  []string{`t.conf:5: SyslogFacility: ignoring text after the value: "extra"`},
 			err: `t.conf:1: unknown directive "Foo"` + "\n" +
 				`t.conf:2: BindPort "70000": out of range 0-65535` + "\n" +
 				`t.conf:4: InterfaceName "a/b": interface names cannot contain '/'` + "\n" +
@@ -274,11 +288,18 @@ func TestParseLimits(t *testing.T) {
 	if len(errs) != conf.MaxErrors+1 {
 		t.Fatalf("%d errors, want %d", len(errs), conf.MaxErrors+1)
 	}
-	if got, want := errs[len(errs)-1].Error(), fmt.Sprintf("t.conf:%d: too many errors", conf.MaxErrors); got != want {
+	if got, want := errs[len(errs)-1].Error(), fmt.Sprintf("t.conf:%d: too many errors", conf.MaxErrors+1); got != want {
 		t.Errorf("last error %q, want %q", got, want)
 	}
 	if !errors.Is(err, conf.ErrTooManyErrors) || !errors.Is(err, conf.ErrUnknownDirective) {
 		t.Errorf("errors.Is fails through Errors: %v", err)
+	}
+
+	// Exactly MaxErrors errors are all reported, with no "too many".
+	in = strings.Repeat("Foo 1\n", conf.MaxErrors) + "# end\n\n"
+	_, _, err = conf.Parse(strings.NewReader(in), "t.conf", conf.ClientSchema, testOpts)
+	if !errors.As(err, &errs) || len(errs) != conf.MaxErrors || errors.Is(err, conf.ErrTooManyErrors) {
+		t.Errorf("%d errors (too many: %v), want %d", len(errs), errors.Is(err, conf.ErrTooManyErrors), conf.MaxErrors)
 	}
 
 	in = strings.Repeat("x\n", conf.MaxWarnings+50)
