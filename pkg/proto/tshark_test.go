@@ -1,16 +1,12 @@
 package proto
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/miredo-go/miredo/internal/pcapfile"
+	"github.com/miredo-go/miredo/internal/wirecheck"
 )
 
 // TestTsharkDecodesOurPackets hands the packets our builders write to
@@ -18,10 +14,6 @@ import (
 // fields it decodes are the ones we meant, with no malformed packet or bad
 // checksum reported. CI installs tshark; without it the test skips.
 func TestTsharkDecodesOurPackets(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed (apt-get install tshark, or run scripts/install-deps.sh)")
-	}
 	client := netip.MustParseAddrPort("198.51.100.2:40000")
 	server := netip.MustParseAddrPort("192.0.2.10:3544")
 	relay := netip.MustParseAddrPort("192.0.2.20:3545")
@@ -70,79 +62,33 @@ func TestTsharkDecodesOurPackets(t *testing.T) {
 		}},
 	}
 
-	fields := map[string]bool{"_ws.malformed": true, "_ws.expert.severity": true, "frame.len": true}
+	var fields []string
+	seen := map[string]bool{}
+	var ds []wirecheck.Datagram
 	for _, f := range frames {
+		ds = append(ds, wirecheck.Datagram{Src: f.src, Dst: f.dst, Payload: f.payload})
 		for k := range f.want {
-			fields[k] = true
+			if !seen[k] {
+				seen[k] = true
+				fields = append(fields, k)
+			}
 		}
 	}
-	var names []string
-	for k := range fields {
-		names = append(names, k)
+	got, err := wirecheck.Decode(t.TempDir(), ds, []uint16{3545, 40000}, fields)
+	if errors.Is(err, wirecheck.ErrNoTshark) {
+		t.Skip(err)
 	}
-
-	var buf bytes.Buffer
-	w, err := pcapfile.NewWriter(&buf)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, f := range frames {
-		if err := w.WritePacket(pcapfile.AppendUDP4(nil, f.src, f.dst, f.payload)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "ours.pcap")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-r", path, "-n", "-d", "udp.port==3545,teredo", "-d", "udp.port==40000,teredo",
-		"-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"}
-	for _, n := range names {
-		args = append(args, "-e", n)
-	}
-	cmd := exec.Command(tshark, args...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no user preferences
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if len(lines) != len(frames) {
-		t.Fatalf("tshark printed %d lines for %d frames:\n%s", len(lines), len(frames), out)
 	}
 	for i, f := range frames {
-		vals := strings.Split(lines[i], "\t")
-		got := map[string]string{}
-		for j, n := range names {
-			if j < len(vals) {
-				got[n] = vals[j]
-			}
-		}
-		if got["_ws.malformed"] != "" || severityAtLeastWarn(got["_ws.expert.severity"]) {
-			t.Errorf("%s: tshark reports malformed=%q expert severity=%q", f.name, got["_ws.malformed"], got["_ws.expert.severity"])
+		if p := wirecheck.Problems(got[i]); p != "" {
+			t.Errorf("%s: tshark reports %s", f.name, p)
 		}
 		for k, want := range f.want {
-			if got[k] != want {
-				t.Errorf("%s: %s = %q, want %q", f.name, k, got[k], want)
+			if got[i][k] != want {
+				t.Errorf("%s: %s = %q, want %q", f.name, k, got[i][k], want)
 			}
 		}
 	}
-	if t.Failed() {
-		t.Logf("tshark output:\n%s", out)
-	}
-}
-
-// severityAtLeastWarn reads tshark's expert severities (comma-separated
-// numbers: 0x00200000 chat, 0x00400000 note, 0x00600000 warn, 0x00800000
-// error) and reports whether any is a warning or an error.
-func severityAtLeastWarn(s string) bool {
-	for _, v := range strings.Split(s, ",") {
-		var n uint64
-		if _, err := fmt.Sscan(v, &n); err == nil && n >= 0x00600000 {
-			return true
-		}
-	}
-	return false
 }
