@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -142,19 +142,33 @@ func (h *Host) WaitAddr(ctx context.Context, ifname string, prefix netip.Prefix)
 	return found, err
 }
 
-// Ping sends ICMP echo requests to dst every 200 ms until one is answered or
-// ctx ends (at most 30 s), with ping(8) in the host's namespace.
+// Ping sends one ICMP echo request to dst at a time, each waiting up to a
+// second for its reply, until one is answered or ctx ends (at most 30 s),
+// with ping(8) in the host's namespace. Errors that end a ping(8) run early
+// (no route yet, an ICMP error while a tunnel peer is being set up) are
+// retried like timeouts.
 func (h *Host) Ping(ctx context.Context, dst netip.Addr) error {
-	wait := 30 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl))
-	}
-	secs := max(1, int(wait/time.Second))
-	_, err := h.Run(ctx, "ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", strconv.Itoa(secs), dst.String())
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last []byte
+	err := poll(ctx, func() (bool, error) {
+		out, err := h.Run(ctx, "ping", "-n", "-q", "-c", "1", "-W", "1", dst.String())
+		last = out
+		return err == nil, nil
+	}, "%s: ping %s", h.Name, dst)
 	if err != nil {
-		return fmt.Errorf("%s: ping %s: %w", h.Name, dst, err)
+		return fmt.Errorf("%w (last attempt: %s)", err, strings.TrimSpace(string(last)))
 	}
 	return nil
+}
+
+// WaitDefaultRoute polls every 20 ms until an IPv6 default route through
+// ifname exists, or ctx ends.
+func (h *Host) WaitDefaultRoute(ctx context.Context, ifname string) error {
+	return poll(ctx, func() (bool, error) {
+		out, err := h.Run(ctx, "ip", "-6", "route", "show", "default", "dev", ifname)
+		return err == nil && len(bytes.TrimSpace(out)) > 0, nil
+	}, "%s: IPv6 default route via %s", h.Name, ifname)
 }
 
 // WaitLink polls every 20 ms until interface ifname exists and is up, or ctx

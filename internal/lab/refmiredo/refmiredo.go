@@ -118,10 +118,16 @@ func StartClient(ctx context.Context, l *lab.Lab, h *lab.Host, name string, serv
 	return Start(ctx, l, h, name, MiredoBinary, ClientConfig(server, DefaultIfname))
 }
 
-// Qualified waits until the client on h has a Teredo address on its tunnel
-// interface, that is until it has qualified with its server.
+// Qualified waits until the client on h has qualified with its server: its
+// tunnel interface has a Teredo address and the hook has added the default
+// route through it (the hook adds the address first, so waiting for the
+// address alone races with the route).
 func Qualified(ctx context.Context, h *lab.Host) (netip.Addr, error) {
-	return h.WaitAddr(ctx, DefaultIfname, teredoPrefix)
+	addr, err := h.WaitAddr(ctx, DefaultIfname, teredoPrefix)
+	if err != nil {
+		return addr, err
+	}
+	return addr, h.WaitDefaultRoute(ctx, DefaultIfname)
 }
 
 // Decode splits a Teredo address into its server, flags and the client's
