@@ -1,0 +1,421 @@
+//go:build linux
+
+package udpio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxGroup caps ListenGroup: past 16 sockets the receive-queue locks are no
+// longer the bottleneck on any machine we target (tailscale's udprelay uses
+// the same cap).
+const MaxGroup = 16
+
+// Conn is an IPv4 UDP socket read and written in batches. Create it with
+// Listen or ListenGroup.
+//
+// The socket is the net package's, so a blocked read parks its goroutine in
+// Go's netpoller rather than an OS thread, and Close wakes it. The batch
+// calls run inside syscall.RawConn Read/Write callbacks with MSG_DONTWAIT:
+// EAGAIN hands the wait back to the poller.
+type Conn struct {
+	uc      *net.UDPConn
+	rc      syscall.RawConn
+	local   netip.AddrPort
+	noBatch bool
+
+	// rd and wr are the kernel headers of each direction, preallocated so
+	// that a batch allocates nothing; each is guarded by its own mutex, so a
+	// reader and a writer never wait for each other.
+	rdMu sync.Mutex
+	rd   mmsgs
+	wrMu sync.Mutex
+	wr   mmsgs
+	// recvFn and sendFn are the RawConn callbacks, bound once: a method
+	// value or closure made per call would allocate.
+	recvFn, sendFn func(fd uintptr) bool
+
+	stats          counters
+	rcvBuf, sndBuf int
+	drops          atomic.Uint64 // last sk_drops read, kept for Stats after Close
+	closed         atomic.Bool
+}
+
+// mmsgs is one direction's recvmmsg/sendmmsg argument array, with the
+// iovecs and socket addresses its headers point at, and the in/out values of
+// one RawConn callback.
+type mmsgs struct {
+	hdrs  [MaxBatch]unix.Mmsghdr
+	iovs  [MaxBatch]unix.Iovec
+	names [MaxBatch]unix.RawSockaddrInet4
+	// dst maps hdrs[j] back to the caller's message index (WriteBatch
+	// leaves out messages it refuses itself).
+	dst [MaxBatch]int
+
+	off, cnt int           // in: hdrs[off:off+cnt] go to the kernel
+	got      int           // out: datagrams moved
+	errno    syscall.Errno // out: the call's error, 0 if none
+}
+
+func (m *mmsgs) init() {
+	for i := range m.hdrs {
+		h := &m.hdrs[i].Hdr
+		h.Iov = &m.iovs[i]
+		h.SetIovlen(1)
+		h.Name = (*byte)(unsafe.Pointer(&m.names[i]))
+	}
+}
+
+// setBuf points header i's iovec at b.
+func (m *mmsgs) setBuf(i int, b []byte) {
+	m.iovs[i].Base = nil
+	if len(b) > 0 {
+		m.iovs[i].Base = &b[0]
+	}
+	m.iovs[i].SetLen(len(b))
+}
+
+// release drops the references to caller buffers left in the first n
+// iovecs, so a Conn does not keep them alive between calls.
+func (m *mmsgs) release(n int) {
+	for i := range n {
+		m.iovs[i].Base = nil
+	}
+}
+
+// Listen opens an IPv4 UDP socket bound to addr (port 0 picks an ephemeral
+// port; 0.0.0.0 binds every local address).
+func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
+	addr, err := checkListenAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setOptions(int(fd), opt) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("udpio: listen on %v: %w", addr, err)
+	}
+	uc := pc.(*net.UDPConn)
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("udpio: listen on %v: %w", addr, err)
+	}
+	c := &Conn{uc: uc, rc: rc, noBatch: opt.NoBatch}
+	la := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	c.local = netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
+	c.rd.init()
+	c.wr.init()
+	c.recvFn = c.recvmmsg
+	c.sendFn = c.sendmmsg
+	_ = rc.Control(func(fd uintptr) {
+		c.rcvBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+		c.sndBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+	})
+	return c, nil
+}
+
+// LocalAddr is the address the socket is bound to, with the port the kernel
+// picked if Listen was given 0.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// Close closes the socket and unblocks a pending ReadBatch or WriteBatch,
+// which then return net.ErrClosed. It is idempotent: calls after the first
+// return nil.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.readDrops() // last chance: the counter dies with the socket
+	if err := c.uc.Close(); err != nil {
+		return fmt.Errorf("udpio: close %v: %w", c.local, err)
+	}
+	return nil
+}
+
+// Stats returns the socket's counters. Drops costs one getsockopt; after
+// Close it is the last value seen.
+func (c *Conn) Stats() Stats {
+	s := c.stats.snapshot()
+	c.readDrops()
+	s.Drops = c.drops.Load()
+	s.RecvBuffer, s.SendBuffer = c.rcvBuf, c.sndBuf
+	return s
+}
+
+// readDrops refreshes c.drops from SO_MEMINFO. We read the kernel's drop
+// counter on demand rather than asking for SO_RXQ_OVFL: that would add a
+// control message to every datagram and only reports drops once a later
+// datagram arrives, while SO_MEMINFO (Linux ≥ 4.6) reads the same sk_drops
+// counter at no cost to the data path.
+func (c *Conn) readDrops() {
+	var info [unix.SK_MEMINFO_VARS]uint32
+	var errno syscall.Errno
+	err := c.rc.Control(func(fd uintptr) {
+		size := uint32(unsafe.Sizeof(info))
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	})
+	if err == nil && errno == 0 {
+		c.drops.Store(uint64(info[unix.SK_MEMINFO_DROPS]))
+	}
+}
+
+// ReadBatch blocks until at least one datagram has arrived, then reads up to
+// min(len(msgs), MaxBatch) of them without waiting for more, setting N, Addr
+// and Truncated of each. It returns how many it read. With len(msgs) == 0 it
+// returns 0 at once.
+func (c *Conn) ReadBatch(msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	if c.noBatch {
+		return c.readOne(&msgs[0])
+	}
+	c.rdMu.Lock()
+	defer c.rdMu.Unlock()
+	m := &c.rd
+	k := min(len(msgs), MaxBatch)
+	for i := range k {
+		m.setBuf(i, msgs[i].Buf)
+		// The kernel writes back the name length, flags and length.
+		m.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+		m.hdrs[i].Hdr.Flags = 0
+		m.hdrs[i].Len = 0
+	}
+	m.off, m.cnt = 0, k
+	err := c.rc.Read(c.recvFn)
+	m.release(k)
+	if err != nil {
+		return 0, fmt.Errorf("udpio: read on %v: %w", c.local, err)
+	}
+	if m.errno != 0 {
+		return 0, fmt.Errorf("udpio: read on %v: %w", c.local, os.NewSyscallError("recvmmsg", m.errno))
+	}
+	var trunc uint64
+	for i := range m.got {
+		h := &m.hdrs[i]
+		msgs[i].N = int(h.Len)
+		msgs[i].Addr = addrPortOf(&m.names[i], h.Hdr.Namelen)
+		msgs[i].Truncated = h.Hdr.Flags&unix.MSG_TRUNC != 0
+		if msgs[i].Truncated {
+			trunc++
+		}
+	}
+	c.stats.readCalls.Add(1)
+	c.stats.readDatagrams.Add(uint64(m.got))
+	if trunc > 0 {
+		c.stats.truncated.Add(trunc)
+	}
+	return m.got, nil
+}
+
+// recvmmsg is the RawConn read callback: false means "nothing yet, wait
+// for the poller".
+func (c *Conn) recvmmsg(fd uintptr) bool {
+	m := &c.rd
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])),
+			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			m.got, m.errno = int(r), 0
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			m.got, m.errno = 0, e
+			return true
+		}
+	}
+}
+
+// readOne is ReadBatch without batching: one recvmsg through the net
+// package, which does not allocate for an AddrPort.
+func (c *Conn) readOne(msg *Message) (int, error) {
+	n, _, flags, from, err := c.uc.ReadMsgUDPAddrPort(msg.Buf, nil)
+	if err != nil {
+		return 0, fmt.Errorf("udpio: read on %v: %w", c.local, err)
+	}
+	msg.N = n
+	msg.Addr = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	msg.Truncated = flags&unix.MSG_TRUNC != 0
+	c.stats.readCalls.Add(1)
+	c.stats.readDatagrams.Add(1)
+	if msg.Truncated {
+		c.stats.truncated.Add(1)
+	}
+	return 1, nil
+}
+
+// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr, in order, up to
+// MaxBatch per system call, blocking while the send buffer is full. A
+// datagram that cannot be sent (not IPv4, N out of range, or refused by the
+// kernel: unreachable network, firewall, ...) is skipped and counted, and the
+// rest still go: UDP is lossy anyway, and one bad peer must not silence a
+// batch of replies to others. It returns how many were sent and the first
+// error. After Close it stops at once with net.ErrClosed.
+func (c *Conn) WriteBatch(msgs []Message) (int, error) {
+	if c.noBatch {
+		return c.writeEach(msgs)
+	}
+	c.wrMu.Lock()
+	defer c.wrMu.Unlock()
+	sent := 0
+	var first error
+	for len(msgs) > 0 {
+		k := min(len(msgs), MaxBatch)
+		n, fatal, err := c.writeChunk(msgs[:k])
+		sent += n
+		if first == nil {
+			first = err
+		}
+		if fatal {
+			break
+		}
+		msgs = msgs[k:]
+	}
+	return sent, first
+}
+
+// writeChunk sends at most MaxBatch messages. fatal reports an error that
+// ends the whole WriteBatch (the socket is closed or broken).
+func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
+	m := &c.wr
+	cnt := 0
+	for i := range msgs {
+		b, dst, err := sendable(&msgs[i])
+		if err != nil {
+			c.stats.writeErrors.Add(1)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		m.setBuf(cnt, b)
+		setSockaddr(&m.names[cnt], dst)
+		h := &m.hdrs[cnt]
+		h.Hdr.Namelen = unix.SizeofSockaddrInet4
+		h.Hdr.Flags = 0
+		h.Len = 0
+		m.dst[cnt] = i
+		cnt++
+	}
+	defer m.release(cnt)
+	for off := 0; off < cnt; {
+		m.off, m.cnt = off, cnt-off
+		if err := c.rc.Write(c.sendFn); err != nil {
+			return sent, true, fmt.Errorf("udpio: write on %v: %w", c.local, err)
+		}
+		if m.errno != 0 || m.got <= 0 {
+			// sendmmsg reports an error only when the first header
+			// fails (the datagrams before it went out and were counted
+			// by the previous round): skip that one datagram.
+			err := error(io.ErrShortWrite)
+			if m.errno != 0 {
+				err = os.NewSyscallError("sendmmsg", m.errno)
+			}
+			c.stats.writeErrors.Add(1)
+			if first == nil {
+				first = fmt.Errorf("udpio: send to %v: %w", msgs[m.dst[off]].Addr, err)
+			}
+			off++
+			continue
+		}
+		c.stats.writeCalls.Add(1)
+		c.stats.writeDatagrams.Add(uint64(m.got))
+		sent += m.got
+		off += m.got
+	}
+	return sent, false, first
+}
+
+// sendmmsg is the RawConn write callback: false means "send buffer full,
+// wait for the poller".
+func (c *Conn) sendmmsg(fd uintptr) bool {
+	m := &c.wr
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])),
+			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			m.got, m.errno = int(r), 0
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			m.got, m.errno = 0, e
+			return true
+		}
+	}
+}
+
+// writeEach is WriteBatch without batching: one sendto per datagram through
+// the net package, which does not allocate for an AddrPort.
+func (c *Conn) writeEach(msgs []Message) (int, error) {
+	sent := 0
+	var first error
+	for i := range msgs {
+		b, dst, err := sendable(&msgs[i])
+		if err == nil {
+			_, err = c.uc.WriteToUDPAddrPort(b, dst)
+			if errors.Is(err, net.ErrClosed) {
+				return sent, fmt.Errorf("udpio: write on %v: %w", c.local, err)
+			}
+			if err != nil {
+				err = fmt.Errorf("udpio: send to %v: %w", dst, err)
+			}
+		}
+		if err != nil {
+			c.stats.writeErrors.Add(1)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		c.stats.writeCalls.Add(1)
+		c.stats.writeDatagrams.Add(1)
+		sent++
+	}
+	return sent, first
+}
+
+// setSockaddr writes ap into sa; the port goes in network byte order.
+func setSockaddr(sa *unix.RawSockaddrInet4, ap netip.AddrPort) {
+	sa.Family = unix.AF_INET
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
+	sa.Addr = ap.Addr().As4()
+}
+
+// addrPortOf reads a socket address the kernel filled in; anything but a
+// complete IPv4 address yields the zero AddrPort.
+func addrPortOf(sa *unix.RawSockaddrInet4, namelen uint32) netip.AddrPort {
+	if sa.Family != unix.AF_INET || namelen < unix.SizeofSockaddrInet4 {
+		return netip.AddrPort{}
+	}
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
+}

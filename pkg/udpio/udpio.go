@@ -1,0 +1,201 @@
+// Package udpio moves IPv4 UDP datagrams in batches. It is the one place in
+// the tree that knows recvmmsg/sendmmsg, socket options and SO_REUSEPORT; the
+// Teredo server, relay and client all send and receive through a [Conn].
+//
+// # Contracts
+//
+// Buffers: the caller owns every Message and every Buf. A Conn never keeps a
+// reference to them after ReadBatch or WriteBatch returns, so the caller may
+// reuse them at once. ReadBatch reads into Buf[:len(Buf)] (not its capacity);
+// a caller that needs headroom in front of a datagram (the server prepends an
+// 8-byte origin indication when it forwards) slices Buf out of a larger array.
+//
+// Batch size: one ReadBatch fills at most [MaxBatch] messages, however long
+// msgs is. WriteBatch takes any number and sends them MaxBatch at a time.
+//
+// Concurrency: ReadBatch, WriteBatch, LocalAddr, Stats and Close may all be
+// called from different goroutines at once. Concurrent calls of ReadBatch are
+// serialised (they share one set of kernel headers), and so are concurrent
+// calls of WriteBatch; to read in parallel, use several sockets
+// ([ListenGroup]), one goroutine each.
+//
+// Shutdown: Close unblocks a pending ReadBatch or WriteBatch. After Close,
+// both return an error for which errors.Is(err, net.ErrClosed) is true, which
+// is how read loops tell a shutdown from a failure. Any other error from
+// ReadBatch is about that one call: the socket is still usable.
+//
+// Allocation: on success, ReadBatch and WriteBatch allocate nothing, on the
+// batch path and on the NoBatch path alike (the tests check it). Errors do
+// allocate.
+//
+// Platforms: the batch path and the socket options are Linux-only. Elsewhere
+// a Conn moves one datagram per system call, cannot share a port, and leaves
+// the DF bit to the system's default.
+package udpio
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+)
+
+// MaxBatch is the largest number of datagrams one ReadBatch returns and one
+// recvmmsg/sendmmsg moves. 64 messages of 2 KiB (a Teredo datagram without
+// GRO fits in that) are 128 KiB per read loop; past 64 the measured gain per
+// system call flattens (shared/reference/style.md §2.1), and UDP GSO, should
+// it come, caps segments at 64 too.
+const MaxBatch = 64
+
+// Options tune a socket. The zero value is a plain socket with the kernel's
+// default buffers, batching on.
+type Options struct {
+	// ReusePort sets SO_REUSEPORT, so that several sockets (one per core)
+	// can bind the same address and port; the kernel then spreads incoming
+	// datagrams over them by a hash of the 4-tuple, so one peer always lands
+	// on the same socket. ListenGroup sets it itself.
+	ReusePort bool
+
+	// RecvBuffer and SendBuffer are the socket buffer sizes in bytes, or 0
+	// for the kernel's default. SO_RCVBUFFORCE/SO_SNDBUFFORCE are tried
+	// first (they need CAP_NET_ADMIN and ignore net.core.rmem_max), then the
+	// plain options, which the kernel silently caps at rmem_max/wmem_max.
+	// Stats reports what the kernel granted, so callers can warn.
+	RecvBuffer, SendBuffer int
+
+	// NoBatch turns recvmmsg/sendmmsg off: one recvmsg/sendto per datagram.
+	// It is a kill switch for kernels or sandboxes that refuse the batch
+	// calls, and the baseline for benchmarks.
+	NoBatch bool
+}
+
+// Message is one datagram.
+type Message struct {
+	// Buf holds the datagram. ReadBatch reads into Buf[:len(Buf)];
+	// WriteBatch sends Buf[:N].
+	Buf []byte
+	// N is the datagram's length: set by ReadBatch, read by WriteBatch.
+	N int
+	// Addr is the peer: the source after ReadBatch, the destination for
+	// WriteBatch. Always IPv4 (an IPv4-mapped IPv6 destination is accepted
+	// and unmapped).
+	Addr netip.AddrPort
+	// Truncated is set by ReadBatch when the datagram was longer than Buf:
+	// Buf[:N] then holds only its first N bytes, and callers normally drop
+	// it. Stats counts these too.
+	Truncated bool
+}
+
+// Stats are counters of one socket since it was opened. They only grow.
+type Stats struct {
+	// ReadCalls counts receive system calls that returned datagrams, and
+	// ReadDatagrams the datagrams they returned; their ratio is the mean
+	// batch size.
+	ReadCalls, ReadDatagrams uint64
+	// Truncated counts datagrams longer than the buffer given for them.
+	Truncated uint64
+	// WriteCalls counts send system calls that sent datagrams, and
+	// WriteDatagrams the datagrams they sent.
+	WriteCalls, WriteDatagrams uint64
+	// WriteErrors counts datagrams the kernel or WriteBatch refused
+	// (unreachable network, firewall, non-IPv4 destination, ...).
+	WriteErrors uint64
+	// Drops counts datagrams the kernel dropped for this socket before we
+	// read them, mostly because its receive queue was full (the socket's
+	// sk_drops, the "drops" column of /proc/net/udp). 0 where unknown.
+	Drops uint64
+	// RecvBuffer and SendBuffer are the buffer sizes the kernel granted, as
+	// getsockopt reports them (Linux doubles the requested value to leave
+	// room for its bookkeeping). 0 where unknown.
+	RecvBuffer, SendBuffer int
+}
+
+// ErrNotIPv4 is wrapped by errors for addresses that are not IPv4: Teredo
+// runs over IPv4 only (RFC 4380 §2.2).
+var ErrNotIPv4 = errors.New("not an IPv4 address")
+
+// GroupSize is a good socket count for ListenGroup: one per usable core (it
+// follows GOMAXPROCS, which honours cgroup CPU limits, rather than NumCPU),
+// at most MaxGroup.
+func GroupSize() int {
+	return min(runtime.GOMAXPROCS(0), MaxGroup)
+}
+
+// ListenGroup opens n sockets bound to the same address and port with
+// SO_REUSEPORT (set whatever opt says), so that n goroutines can each read
+// their own socket. If addr's port is 0 the first socket picks an ephemeral
+// port and the others join it. n is capped at MaxGroup, which is 1 off
+// Linux. It returns all n sockets or none: on error every socket opened so
+// far is closed.
+func ListenGroup(addr netip.AddrPort, n int, opt Options) ([]*Conn, error) {
+	return listenGroup(addr, n, opt, Listen)
+}
+
+// listenGroup is ListenGroup with the socket opener as a parameter, so a
+// test can make a later socket fail.
+func listenGroup(addr netip.AddrPort, n int, opt Options, listen func(netip.AddrPort, Options) (*Conn, error)) ([]*Conn, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("udpio: listen group on %v: need at least 1 socket, got %d", addr, n)
+	}
+	n = min(n, MaxGroup)
+	opt.ReusePort = n > 1 || opt.ReusePort
+	first, err := listen(addr, opt)
+	if err != nil {
+		return nil, err
+	}
+	conns := make([]*Conn, 1, n)
+	conns[0] = first
+	bound := first.LocalAddr() // the port the first one got, if addr's was 0
+	for len(conns) < n {
+		c, err := listen(bound, opt)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, fmt.Errorf("udpio: listen group socket %d of %d: %w", len(conns)+1, n, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// checkListenAddr returns addr with its address unmapped, or an error if it
+// is not an IPv4 address.
+func checkListenAddr(addr netip.AddrPort) (netip.AddrPort, error) {
+	ip := addr.Addr().Unmap()
+	if !ip.Is4() {
+		return netip.AddrPort{}, fmt.Errorf("udpio: listen on %v: %w", addr, ErrNotIPv4)
+	}
+	return netip.AddrPortFrom(ip, addr.Port()), nil
+}
+
+// sendable checks one outgoing message and returns its payload and its
+// destination, unmapped.
+func sendable(m *Message) ([]byte, netip.AddrPort, error) {
+	if m.N < 0 || m.N > len(m.Buf) {
+		return nil, netip.AddrPort{}, fmt.Errorf("udpio: send to %v: length %d outside buffer of %d bytes", m.Addr, m.N, len(m.Buf))
+	}
+	ip := m.Addr.Addr().Unmap()
+	if !ip.Is4() {
+		return nil, netip.AddrPort{}, fmt.Errorf("udpio: send to %v: %w", m.Addr, ErrNotIPv4)
+	}
+	return m.Buf[:m.N], netip.AddrPortFrom(ip, m.Addr.Port()), nil
+}
+
+// counters are the live form of Stats, updated without locks.
+type counters struct {
+	readCalls, readDatagrams, truncated     atomic.Uint64
+	writeCalls, writeDatagrams, writeErrors atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		ReadCalls:      c.readCalls.Load(),
+		ReadDatagrams:  c.readDatagrams.Load(),
+		Truncated:      c.truncated.Load(),
+		WriteCalls:     c.writeCalls.Load(),
+		WriteDatagrams: c.writeDatagrams.Load(),
+		WriteErrors:    c.writeErrors.Load(),
+	}
+}

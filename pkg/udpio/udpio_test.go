@@ -1,0 +1,321 @@
+package udpio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+var loopback = netip.MustParseAddrPort("127.0.0.1:0")
+
+// modes are the two I/O paths every behaviour must hold on.
+var modes = []struct {
+	name string
+	opt  Options
+}{
+	{"batch", Options{RecvBuffer: 1 << 20}},
+	{"nobatch", Options{RecvBuffer: 1 << 20, NoBatch: true}},
+}
+
+// listen opens a loopback socket closed at the end of the test.
+func listen(t testing.TB, opt Options) *Conn {
+	t.Helper()
+	c, err := Listen(loopback, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// watchdog closes c after d, so that a read waiting for a datagram that
+// never comes fails the test with net.ErrClosed instead of hanging it.
+func watchdog(t testing.TB, c *Conn, d time.Duration) {
+	tm := time.AfterFunc(d, func() { c.Close() })
+	t.Cleanup(func() { tm.Stop() })
+}
+
+// newMsgs returns k messages with buffers of size bytes.
+func newMsgs(k, size int) []Message {
+	msgs := make([]Message, k)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, size)
+	}
+	return msgs
+}
+
+// fill makes msgs[i] a datagram of n bytes to dst whose first four bytes
+// are seq+i, the rest a pattern derived from it.
+func fill(msgs []Message, n int, dst netip.AddrPort, seq int) {
+	for i := range msgs {
+		m := &msgs[i]
+		m.N, m.Addr = n, dst
+		pattern(m.Buf[:n], seq+i)
+	}
+}
+
+func pattern(b []byte, id int) {
+	for j := range b {
+		b[j] = byte(id*7 + j)
+	}
+	if len(b) >= 4 {
+		binary.BigEndian.PutUint32(b, uint32(id))
+	}
+}
+
+// readN reads until want datagrams have arrived and returns copies of them
+// in arrival order.
+func readN(t testing.TB, c *Conn, want, size int) []Message {
+	t.Helper()
+	watchdog(t, c, 10*time.Second)
+	var got []Message
+	in := newMsgs(MaxBatch+3, size) // more than one batch: ReadBatch must cap it
+	for len(got) < want {
+		n, err := c.ReadBatch(in)
+		if err != nil {
+			t.Fatalf("after %d of %d datagrams: %v", len(got), want, err)
+		}
+		if n < 1 || n > MaxBatch {
+			t.Fatalf("ReadBatch returned %d, want 1..%d", n, MaxBatch)
+		}
+		for _, m := range in[:n] {
+			m.Buf = bytes.Clone(m.Buf[:m.N])
+			got = append(got, m)
+		}
+	}
+	if len(got) != want {
+		t.Fatalf("got %d datagrams, want %d", len(got), want)
+	}
+	return got
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, tx := range modes {
+		for _, rx := range modes {
+			for _, count := range []int{1, 7, MaxBatch, 2*MaxBatch + 3} {
+				name := fmt.Sprintf("%s-to-%s/%d", tx.name, rx.name, count)
+				t.Run(name, func(t *testing.T) {
+					a, b := listen(t, tx.opt), listen(t, rx.opt)
+					const size = 100
+					out := newMsgs(count, size+20) // N < len(Buf): only Buf[:N] goes
+					fill(out, size, b.LocalAddr(), 1000)
+					n, err := a.WriteBatch(out)
+					if n != count || err != nil {
+						t.Fatalf("WriteBatch = %d, %v; want %d, nil", n, err, count)
+					}
+					got := readN(t, b, count, 2048)
+					want := make([]byte, size)
+					for i, m := range got {
+						pattern(want, 1000+i)
+						if !bytes.Equal(m.Buf, want) || m.N != size {
+							t.Fatalf("datagram %d: got %d bytes % x..., want %d bytes % x...", i, m.N, head(m.Buf), size, head(want))
+						}
+						if m.Addr != a.LocalAddr() || m.Truncated {
+							t.Fatalf("datagram %d: from %v truncated=%v, want from %v", i, m.Addr, m.Truncated, a.LocalAddr())
+						}
+					}
+					sa, sb := a.Stats(), b.Stats()
+					if sa.WriteDatagrams != uint64(count) || sa.WriteErrors != 0 {
+						t.Errorf("sender stats %+v", sa)
+					}
+					if sb.ReadDatagrams != uint64(count) || sb.Drops != 0 {
+						t.Errorf("receiver stats %+v", sb)
+					}
+					if !tx.opt.NoBatch && sa.WriteCalls > uint64((count+MaxBatch-1)/MaxBatch) {
+						t.Errorf("batch sender used %d calls for %d datagrams", sa.WriteCalls, count)
+					}
+				})
+			}
+		}
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 8)] }
+
+func TestTruncated(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			a, b := listen(t, mode.opt), listen(t, mode.opt)
+			out := newMsgs(2, 200)
+			fill(out, 200, b.LocalAddr(), 0)
+			out[1].N = 50
+			if _, err := a.WriteBatch(out); err != nil {
+				t.Fatal(err)
+			}
+			got := readN(t, b, 2, 100)
+			if !got[0].Truncated || got[0].N != 100 {
+				t.Errorf("long datagram: N=%d truncated=%v, want 100 true", got[0].N, got[0].Truncated)
+			}
+			if got[1].Truncated || got[1].N != 50 {
+				t.Errorf("short datagram: N=%d truncated=%v, want 50 false", got[1].N, got[1].Truncated)
+			}
+			if s := b.Stats(); s.Truncated != 1 {
+				t.Errorf("Stats.Truncated = %d, want 1", s.Truncated)
+			}
+		})
+	}
+}
+
+// TestWriteSkipsBadMessages: one refused datagram must not stop the others.
+func TestWriteSkipsBadMessages(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			a, b := listen(t, mode.opt), listen(t, mode.opt)
+			dst := b.LocalAddr()
+			out := newMsgs(6, 64)
+			fill(out, 64, dst, 0)
+			out[1].Addr = netip.MustParseAddrPort("[2001:db8::1]:3544")                       // not IPv4: refused by us
+			out[2].N = 65                                                                     // longer than Buf: refused by us
+			out[3].Addr = netip.AddrPortFrom(dst.Addr(), 0)                                   // port 0: refused by the kernel (EINVAL)
+			out[4].Addr = netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port()) // IPv4-mapped: fine
+			n, err := a.WriteBatch(out)
+			if n != 3 || !errors.Is(err, ErrNotIPv4) {
+				t.Fatalf("WriteBatch = %d, %v; want 3 and the first error, ErrNotIPv4", n, err)
+			}
+			got := readN(t, b, 3, 128)
+			for i, id := range []int{0, 4, 5} {
+				if binary.BigEndian.Uint32(got[i].Buf) != uint32(id) {
+					t.Errorf("datagram %d is message %d, want %d", i, binary.BigEndian.Uint32(got[i].Buf), id)
+				}
+			}
+			if s := a.Stats(); s.WriteErrors != 3 || s.WriteDatagrams != 3 {
+				t.Errorf("Stats = %+v, want 3 errors and 3 datagrams", s)
+			}
+		})
+	}
+}
+
+func TestListenAddress(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string // "" means an error
+		anyPort bool
+	}{
+		{"127.0.0.1:0", "127.0.0.1", true},
+		{"[::ffff:127.0.0.1]:0", "127.0.0.1", true},
+		{"[::1]:0", "", false},
+		{"[2001:db8::1]:3544", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			c, err := Listen(netip.MustParseAddrPort(tt.in), Options{})
+			if tt.want == "" {
+				if !errors.Is(err, ErrNotIPv4) {
+					t.Fatalf("Listen(%s) error = %v, want ErrNotIPv4", tt.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if la := c.LocalAddr(); la.Addr().String() != tt.want || la.Port() == 0 {
+				t.Errorf("LocalAddr = %v, want %s with a port", la, tt.want)
+			}
+		})
+	}
+	if _, err := Listen(netip.AddrPort{}, Options{}); !errors.Is(err, ErrNotIPv4) {
+		t.Errorf("Listen(zero AddrPort) error = %v, want ErrNotIPv4", err)
+	}
+}
+
+// TestCloseUnblocksRead checks that a ReadBatch parked in the netpoller
+// returns net.ErrClosed when the socket is closed, and that every call after
+// Close does too.
+func TestCloseUnblocksRead(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			c, err := Listen(loopback, mode.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.ReadBatch(newMsgs(4, 64))
+				done <- err
+			}()
+			waitParked(t, "udpio.(*Conn).ReadBatch")
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("blocked ReadBatch returned %v, want net.ErrClosed", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ReadBatch still blocked 10 s after Close")
+			}
+			if _, err := c.ReadBatch(newMsgs(1, 64)); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("ReadBatch after Close = %v, want net.ErrClosed", err)
+			}
+			out := newMsgs(2, 8)
+			fill(out, 8, netip.MustParseAddrPort("127.0.0.1:9"), 0)
+			if n, err := c.WriteBatch(out); n != 0 || !errors.Is(err, net.ErrClosed) {
+				t.Errorf("WriteBatch after Close = %d, %v, want 0, net.ErrClosed", n, err)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("second Close = %v, want nil", err)
+			}
+		})
+	}
+}
+
+// waitParked polls the goroutine dump until some goroutine is inside fn and
+// waiting in the netpoller.
+func waitParked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, "runtime_pollWait") {
+				return
+			}
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("no goroutine parked in %s within 10 s", fn)
+}
+
+func TestAllocs(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			a, b := listen(t, mode.opt), listen(t, mode.opt)
+			watchdog(t, b, 30*time.Second)
+			const k = 8
+			out, in := newMsgs(k, 1200), newMsgs(MaxBatch, 2048)
+			fill(out, 1200, b.LocalAddr(), 0)
+			var werr, rerr error
+			allocs := testing.AllocsPerRun(200, func() {
+				if _, err := a.WriteBatch(out); err != nil {
+					werr = err
+					return
+				}
+				for got := 0; got < k; {
+					n, err := b.ReadBatch(in)
+					if err != nil {
+						rerr = err
+						return
+					}
+					got += n
+				}
+			})
+			if werr != nil || rerr != nil {
+				t.Fatalf("write: %v, read: %v", werr, rerr)
+			}
+			if allocs != 0 {
+				t.Errorf("WriteBatch+ReadBatch of %d datagrams: %v allocations, want 0", k, allocs)
+			}
+		})
+	}
+}
