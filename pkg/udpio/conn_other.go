@@ -19,8 +19,9 @@ var errNoReusePort = errors.New("SO_REUSEPORT load balancing needs Linux")
 
 // Conn is an IPv4 UDP socket. Off Linux it is a thin wrapper that moves one
 // datagram per system call, does not report truncation or kernel drops, and
-// leaves the DF bit to the system's default; it exists so that the tree
-// builds and its unit tests run on a developer's laptop.
+// leaves the DF bit and SO_BROADCAST (which Go's net package turns on) as
+// they are; it exists so that the tree builds and its portable tests run on
+// a developer's laptop.
 type Conn struct {
 	uc     *net.UDPConn
 	local  netip.AddrPort

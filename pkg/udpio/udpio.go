@@ -30,7 +30,7 @@
 //
 // Platforms: the batch path and the socket options are Linux-only. Elsewhere
 // a Conn moves one datagram per system call, cannot share a port, and leaves
-// the DF bit to the system's default.
+// the DF bit and SO_BROADCAST as the system and Go's net package set them.
 package udpio
 
 import (
