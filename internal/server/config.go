@@ -1,6 +1,12 @@
 package server
 
-import "net/netip"
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/miredo-go/miredo/pkg/proto"
+)
 
 // Config is what the server needs to run, after flags and miredo-server.conf
 // have been merged.
@@ -12,4 +18,52 @@ type Config struct {
 	User      string
 	Chroot    string
 	PIDFile   string
+	// Sockets per server address (SO_REUSEPORT); 0 picks one per core.
+	Sockets int
+	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
+	NoBatch bool
+}
+
+// Errors from Config.Check, so callers can point at the flag or directive.
+var (
+	ErrNoPrimary    = errors.New("no primary server address: give --primary or ServerBindAddress")
+	ErrNotGlobal    = errors.New("server IPv4 addresses must be global unicast")
+	ErrSecondary    = errors.New("secondary address must differ from the primary")
+	ErrPrefix       = errors.New("Teredo prefix must be an IPv6 unicast address")
+	ErrAdvertiseMTU = errors.New("advertised MTU must be within 1280-65535")
+)
+
+// Check validates c and fills in defaults: the secondary address is the
+// primary plus one, as Windows clients assume.
+func (c Config) Check() (Config, error) {
+	if !c.Primary.IsValid() {
+		return c, ErrNoPrimary
+	}
+	c.Primary = c.Primary.Unmap()
+	if !proto.IsGlobalUnicastIPv4(c.Primary) {
+		return c, fmt.Errorf("primary %v: %w", c.Primary, ErrNotGlobal)
+	}
+	if !c.Secondary.IsValid() {
+		c.Secondary = c.Primary.Next()
+	}
+	c.Secondary = c.Secondary.Unmap()
+	if !proto.IsGlobalUnicastIPv4(c.Secondary) {
+		return c, fmt.Errorf("secondary %v: %w", c.Secondary, ErrNotGlobal)
+	}
+	if c.Secondary == c.Primary {
+		return c, ErrSecondary
+	}
+	if !c.Prefix.IsValid() {
+		c.Prefix = proto.PrefixAddr(proto.DefaultPrefix)
+	}
+	if !c.Prefix.Is6() || c.Prefix.Is4In6() || c.Prefix.IsMulticast() {
+		return c, fmt.Errorf("prefix %v: %w", c.Prefix, ErrPrefix)
+	}
+	if c.MTU == 0 {
+		c.MTU = proto.MinMTU
+	}
+	if c.MTU < proto.MinMTU || c.MTU > 65535 {
+		return c, fmt.Errorf("MTU %d: %w", c.MTU, ErrAdvertiseMTU)
+	}
+	return c, nil
 }

@@ -1,0 +1,376 @@
+//go:build e2e
+
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miredo-go/miredo/internal/lab"
+	"github.com/miredo-go/miredo/internal/lab/refmiredo"
+	"github.com/miredo-go/miredo/internal/wirecheck"
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// serverBinary builds cmd/miredo-server once per test run, statically, as
+// `make build` does.
+func serverBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "miredo-server-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "miredo-server")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/miredo-go/miredo/cmd/miredo-server")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// startServer runs our server in the lab's server host from a
+// miredo-server.conf as Miredo would read it, and waits until it listens.
+func startServer(ctx context.Context, t *testing.T, l *lab.Lab) *lab.Process {
+	t.Helper()
+	h := l.Host(lab.Server)
+	conf := filepath.Join(l.LogDir, "our-server.conf")
+	if err := os.WriteFile(conf, []byte(refmiredo.ServerConfig(h.IPv4())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Start(ctx, h, "our-server", serverBinary(t), "-f", "-c", conf,
+		"-p", filepath.Join(l.LogDir, "our-server.pid"), "--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitUDP(ctx, proto.Port); err != nil {
+		t.Fatalf("our server does not listen: %v\n%s", err, p.Tail(20))
+	}
+	return p
+}
+
+// stats asks the server for its counters (SIGUSR1) and reads them from its
+// log: the value of counter name in the newest statistics record.
+func stats(ctx context.Context, t *testing.T, p *lab.Process, name string) uint64 {
+	t.Helper()
+	before := strings.Count(p.Tail(1000), "msg=statistics")
+	if err := syscall.Kill(p.Pid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`stats\.` + regexp.QuoteMeta(name) + `=(\d+)`)
+	for {
+		log := p.Tail(1000)
+		if strings.Count(log, "msg=statistics") > before {
+			lines := strings.Split(log, "\n")
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], "msg=statistics") {
+					m := re.FindStringSubmatch(lines[i])
+					if m == nil {
+						return 0 // counters at zero are not printed
+					}
+					n, _ := strconv.ParseUint(m[1], 10, 64)
+					return n
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no statistics in the server log:\n%s", p.Tail(20))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestOurServer runs Debian's Miredo 1.2.6 client and relay against our
+// server in a namespace lab: qualification behind every NAT behaviour,
+// native IPv6 both ways, our RA on the wire as tshark reads it, and a
+// hostile-input run that gets nothing forwarded while a real client keeps
+// being served.
+func TestOurServer(t *testing.T) {
+	if reason := refmiredo.Missing(); reason != "" {
+		t.Skip("refmiredo: " + reason)
+	}
+	l := lab.New(t, lab.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	srv := startServer(ctx, t, l)
+	server := l.Host(lab.Server)
+	if _, err := refmiredo.StartRelay(ctx, l, l.Host(lab.Relay)); err != nil {
+		t.Fatal(err)
+	}
+	native := l.Host(lab.Native)
+
+	t.Run("miredo clients", func(t *testing.T) {
+		cases := []struct {
+			name   string
+			client string
+			nat    string
+			mode   lab.NATMode
+		}{
+			{"none", lab.Pub, "", 0},
+			{"full-cone", lab.Client1, lab.NAT1, lab.FullCone},
+			{"address-restricted", lab.Client1, lab.NAT1, lab.AddressRestricted},
+			{"port-restricted", lab.Client1, lab.NAT1, lab.PortRestricted},
+			{"symmetric", lab.Client1, lab.NAT1, lab.Symmetric},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				client := l.Host(tc.client)
+				public := client.IPv4()
+				if tc.nat != "" {
+					if err := l.SetNAT(ctx, tc.nat, tc.mode); err != nil {
+						t.Fatal(err)
+					}
+					public = l.WAN(tc.nat)
+				}
+				start := time.Now()
+				p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+tc.name, server.IPv4())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Stop()
+				addr, err := refmiredo.Qualified(ctx, client)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("qualified in %v: %s", time.Since(start).Round(time.Millisecond), refmiredo.Summary(addr))
+				a, _ := proto.ParseAddress(addr)
+				if a.Server != server.IPv4() || a.MappedAddr != public {
+					t.Errorf("address %v: server %v mapped %v; want server %v mapped %v", addr, a.Server, a.MappedAddr, server.IPv4(), public)
+				}
+				if err := client.Ping(ctx, native.IPv6()); err != nil {
+					t.Errorf("client -> native: %v", err)
+				}
+				if err := native.Ping(ctx, addr); err != nil {
+					t.Errorf("native -> client: %v", err)
+				}
+			})
+		}
+		// Every client ran its connectivity test through us.
+		if n := stats(ctx, t, srv, "to_ipv6"); n == 0 {
+			t.Error("no connectivity test went through our server")
+		}
+	})
+
+	pub := l.Host(lab.Pub)
+	conn, err := pub.ListenUDP(netip.AddrPortFrom(pub.IPv4(), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := netip.MustParseAddrPort(conn.LocalAddr().String())
+	primary := netip.AddrPortFrom(server.IPv4(), proto.Port)
+	secondary := netip.AddrPortFrom(server.IPv4s()[1], proto.Port)
+
+	exchange := func(t *testing.T, payload []byte) (netip.AddrPort, []byte) {
+		t.Helper()
+		if _, err := conn.WriteToUDPAddrPort(payload, primary); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("no answer from the server: %v", err)
+		}
+		return from, buf[:n]
+	}
+
+	t.Run("RA on the wire", func(t *testing.T) {
+		var nonce [proto.NonceLen]byte
+		rand.Read(nonce[:])
+		from, ra := exchange(t, proto.AppendRouterSolicitation(nil, nonce, false))
+		if from != primary {
+			t.Errorf("RA from %v, want %v", from, primary)
+		}
+		res, err := wirecheck.Decode(t.TempDir(), []wirecheck.Datagram{{Src: from, Dst: local, Payload: ra}}, nil,
+			[]string{"teredo.auth.nonce", "teredo.orig.port", "teredo.orig.addr", "ipv6.src", "ipv6.dst", "ipv6.hlim",
+				"icmpv6.type", "icmpv6.checksum.status", "icmpv6.opt.prefix", "icmpv6.opt.mtu", "icmpv6.nd.ra.retrans_timer"})
+		if err == wirecheck.ErrNoTshark {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"teredo.auth.nonce": fmt.Sprintf("%x", nonce), "teredo.orig.port": strconv.Itoa(int(local.Port())),
+			"teredo.orig.addr": local.Addr().String(), "ipv6.src": "fe80::8000:f227:3fff:fdf5", "ipv6.dst": "fe80::ffff:ffff:ffff",
+			"ipv6.hlim": "255", "icmpv6.type": "134", "icmpv6.checksum.status": "1", "icmpv6.opt.prefix": "2001:0:c000:20a::",
+			"icmpv6.opt.mtu": "1280", "icmpv6.nd.ra.retrans_timer": "2000",
+		}
+		if p := wirecheck.Problems(res[0]); p != "" {
+			t.Errorf("tshark: %s", p)
+		}
+		for k, v := range want {
+			if res[0][k] != v {
+				t.Errorf("%s = %q, want %q", k, res[0][k], v)
+			}
+		}
+		// A cone solicitation is answered from the other address (§5.3.2).
+		from, _ = exchange(t, proto.AppendRouterSolicitation(nil, nonce, true))
+		if from != secondary {
+			t.Errorf("cone RA from %v, want %v", from, secondary)
+		}
+	})
+
+	t.Run("hostile input", func(t *testing.T) {
+		// A victim on inet1 that a forwarded packet would reach, and the
+		// native host's echo counter, which a forwarded test would bump.
+		inet1 := l.Host(lab.Inet1)
+		victim, err := inet1.ListenUDP(netip.AddrPortFrom(inet1.IPv4(), 9999))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer victim.Close()
+		victimTeredo := proto.Address{Prefix: proto.DefaultPrefix, Server: server.IPv4(), MappedPort: 9999, MappedAddr: inet1.IPv4()}.Addr()
+		foreign := proto.Address{Prefix: proto.DefaultPrefix, Server: netip.MustParseAddr("203.0.113.77"), MappedPort: 9999, MappedAddr: inet1.IPv4()}.Addr()
+		ours := proto.Address{Prefix: proto.DefaultPrefix, Server: server.IPv4(), MappedPort: local.Port(), MappedAddr: local.Addr()}.Addr()
+		spoofed := proto.Address{Prefix: proto.DefaultPrefix, Server: server.IPv4(), MappedPort: 1234, MappedAddr: netip.MustParseAddr("198.51.100.9")}.Addr()
+		ll := netip.MustParseAddr("fe80::1")
+		echoTo := func(src, dst netip.Addr, n int) []byte {
+			return proto.AppendEchoRequest(nil, proto.EchoFields{Src: src, Dst: dst, HopLimit: 64, ID: 7, Seq: 7, Data: make([]byte, n)})
+		}
+		rs := proto.AppendRouterSolicitation(nil, [proto.NonceLen]byte{1}, false)
+		badLen := append([]byte(nil), rs...)
+		badLen[proto.AuthHeaderMinLen+5] = 200 // payload length past the datagram
+		shortRS := append([]byte(nil), rs[:len(rs)-4]...)
+		shortRS[proto.AuthHeaderMinLen+5] = 4
+		hostile := [][]byte{
+			nil, {0}, {0, 1}, {0, 0, 1}, []byte("\x00\x01\xff\xff garbage"), []byte("GET / HTTP/1.1\r\n\r\n"),
+			append(proto.AppendOrigin(nil, local), proto.AppendOrigin(nil, local)...),
+			badLen, shortRS,
+			proto.AppendBubble(nil, spoofed, victimTeredo, 0),                                         // spoofed Teredo source
+			proto.AppendBubble(nil, ll, foreign, 0),                                                   // to another server's client
+			proto.AppendBubble(nil, ours, foreign, 0),                                                 // the same from a valid source
+			echoTo(spoofed, native.IPv6(), 8),                                                         // connectivity test, spoofed
+			echoTo(ours, native.IPv6(), 200),                                                          // oversized ICMPv6
+			echoTo(ours, netip.MustParseAddr("ff0e::1"), 8),                                           // multicast
+			echoTo(ll, native.IPv6(), 8),                                                              // native to native
+			proto.AppendEchoReply(nil, proto.EchoFields{Src: ours, Dst: native.IPv6(), HopLimit: 64}), // reply to native
+		}
+		for i := range 2000 { // and a burst of random junk
+			b := make([]byte, 1+i%300)
+			rand.Read(b)
+			hostile = append(hostile, b)
+		}
+		echoesBefore := icmp6InEchos(ctx, t, native)
+		for _, b := range hostile {
+			if _, err := conn.WriteToUDPAddrPort(b, primary); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Bubbles to "clients" mapped at the server's own addresses: the
+		// server forwards them to itself, and the loop guard must stop them
+		// there (MTFL-SA-0603). (Spoofing our addresses from outside cannot
+		// test it: Linux drops packets arriving with a local source.)
+		for _, self := range []netip.AddrPort{primary, secondary} {
+			loop := proto.Address{Prefix: proto.DefaultPrefix, Server: server.IPv4(), MappedPort: self.Port(), MappedAddr: self.Addr()}.Addr()
+			if _, err := conn.WriteToUDPAddrPort(proto.AppendBubble(nil, ll, loop, 0), primary); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// Controls, sent last: a real indirect bubble and a real
+		// connectivity test. They must arrive, and nothing else may.
+		if _, err := conn.WriteToUDPAddrPort(proto.AppendBubble(nil, ll, victimTeredo, 0), primary); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.WriteToUDPAddrPort(echoTo(ours, native.IPv6(), 8), primary); err != nil {
+			t.Fatal(err)
+		}
+		victim.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 2048)
+		n, from, err := victim.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("the control bubble did not arrive: %v", err)
+		}
+		var e proto.Envelope
+		if err := proto.ParseEnvelope(buf[:n], &e); err != nil || !e.IPv6.IsBubble() || e.IPv6.Src() != ll || from != primary {
+			t.Fatalf("first datagram at the victim is not the control bubble: %x from %v (%v)", buf[:n], from, err)
+		}
+		for {
+			if got := icmp6InEchos(ctx, t, native); got == echoesBefore+1 {
+				break
+			} else if got > echoesBefore+1 {
+				t.Fatalf("native host received %d echo requests, want 1", got-echoesBefore)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("the control connectivity test did not arrive")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		victim.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, _, err := victim.ReadFromUDPAddrPort(buf); err == nil {
+			t.Errorf("victim received a second datagram: %x", buf[:n])
+		}
+		if n := stats(ctx, t, srv, "drop_loop"); n != 2 {
+			t.Errorf("loop guard dropped %d, want 2", n)
+		}
+
+		// The server still serves: a fresh solicitation is answered, and a
+		// real Miredo client qualifies and reaches native IPv6.
+		if _, ra := exchange(t, rs); len(ra) == 0 {
+			t.Error("empty RA")
+		}
+		client := l.Host(lab.Client1)
+		if err := l.SetNAT(ctx, lab.NAT1, lab.PortRestricted); err != nil {
+			t.Fatal(err)
+		}
+		p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-after", server.IPv4())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+		if _, err := refmiredo.Qualified(ctx, client); err != nil {
+			t.Fatal(err)
+		}
+		if err := client.Ping(ctx, native.IPv6()); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// icmp6InEchos reads how many echo requests host h has received.
+func icmp6InEchos(ctx context.Context, t *testing.T, h *lab.Host) uint64 {
+	t.Helper()
+	out, err := h.Run(ctx, "cat", "/proc/net/snmp6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "Icmp6InEchos" {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no Icmp6InEchos in /proc/net/snmp6")
+	return 0
+}
