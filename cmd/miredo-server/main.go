@@ -107,4 +107,3 @@ func run(c *cli.Context) error {
 	defer stop()
 	return server.Run(ctx, cfg, log)
 }
-
