@@ -29,7 +29,7 @@ var (
 	ErrNoPrimary    = errors.New("no primary server address: give --primary or ServerBindAddress")
 	ErrNotGlobal    = errors.New("server IPv4 addresses must be global unicast")
 	ErrSecondary    = errors.New("secondary address must differ from the primary")
-	ErrPrefix       = errors.New("Teredo prefix must be an IPv6 unicast address")
+	ErrPrefix       = errors.New("the Teredo prefix must be an IPv6 unicast address")
 	ErrAdvertiseMTU = errors.New("advertised MTU must be within 1280-65535")
 )
 
