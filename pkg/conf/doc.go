@@ -17,8 +17,9 @@
 //   - A line whose first token starts with '#' is a comment, so an executable
 //     file's "#!" first line is one too. Blank lines are fine.
 //   - A line with one token is ignored with a warning.
-//   - A value cannot contain whitespace. Text after it draws a warning, unless
-//     it is a comment (a token starting with '#').
+//   - A value cannot contain whitespace. Text after it draws a warning
+//     (Miredo ignores it silently), unless it is a comment (a token starting
+//     with '#').
 //   - Lines longer than [MaxLineLength] bytes are skipped with a warning:
 //     Miredo reads lines into a 1056-byte buffer, and we keep its limit so a
 //     file means the same to both.
@@ -41,6 +42,8 @@
 //   - A multicast Prefix (ff00::/8) is refused. Miredo 1.2.6 runs with one
 //     (checked: "RelayType cone" and "Prefix ff02::" start a relay), which
 //     routes a multicast range into the tunnel and cannot be meant.
+//   - "ServerBindAddress2 0.0.0.0", which Miredo reads as "primary + 1", is
+//     refused as not global unicast; leaving the directive out says that.
 //   - InterfaceMTU below 1280 is refused here; Miredo parses it and then
 //     fails to set up the tunnel.
 //   - Prefix takes IPv6 literals only; Miredo would also look up a host name's
