@@ -125,32 +125,16 @@ func TestOurServer(t *testing.T) {
 	native := l.Host(lab.Native)
 
 	t.Run("miredo clients", func(t *testing.T) {
-		cases := []struct {
-			name   string
-			client string
-			nat    string
-			mode   lab.NATMode
-		}{
-			{"none", lab.Pub, "", 0},
-			{"full-cone", lab.Client1, lab.NAT1, lab.FullCone},
-			{"address-restricted", lab.Client1, lab.NAT1, lab.AddressRestricted},
-			{"port-restricted", lab.Client1, lab.NAT1, lab.PortRestricted},
-			{"symmetric", lab.Client1, lab.NAT1, lab.Symmetric},
-		}
-		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
+		for _, pl := range lab.Placements() {
+			t.Run(pl.Name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				defer cancel()
-				client := l.Host(tc.client)
-				public := client.IPv4()
-				if tc.nat != "" {
-					if err := l.SetNAT(ctx, tc.nat, tc.mode); err != nil {
-						t.Fatal(err)
-					}
-					public = l.WAN(tc.nat)
+				client, public, err := l.Place(ctx, pl)
+				if err != nil {
+					t.Fatal(err)
 				}
 				start := time.Now()
-				p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+tc.name, server.IPv4())
+				p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+pl.Name, server.IPv4())
 				if err != nil {
 					t.Fatal(err)
 				}

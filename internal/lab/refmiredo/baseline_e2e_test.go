@@ -44,32 +44,16 @@ func TestBaseline(t *testing.T) {
 	}
 	t.Logf("client2 behind %s nat2: %s", l.NATMode(lab.NAT2), refmiredo.Summary(peerAddr))
 
-	cases := []struct {
-		name   string
-		client string
-		nat    string // "" for no NAT
-		mode   lab.NATMode
-	}{
-		{"none", lab.Pub, "", 0},
-		{"full-cone", lab.Client1, lab.NAT1, lab.FullCone},
-		{"address-restricted", lab.Client1, lab.NAT1, lab.AddressRestricted},
-		{"port-restricted", lab.Client1, lab.NAT1, lab.PortRestricted},
-		{"symmetric", lab.Client1, lab.NAT1, lab.Symmetric},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, pl := range lab.Placements() {
+		t.Run(pl.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
-			client := l.Host(tc.client)
-			public := client.IPv4()
-			if tc.nat != "" {
-				if err := l.SetNAT(ctx, tc.nat, tc.mode); err != nil {
-					t.Fatal(err)
-				}
-				public = l.WAN(tc.nat)
+			client, public, err := l.Place(ctx, pl)
+			if err != nil {
+				t.Fatal(err)
 			}
 			start := time.Now()
-			p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+tc.name, server.IPv4())
+			p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+pl.Name, server.IPv4())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +83,7 @@ func TestBaseline(t *testing.T) {
 			t.Logf("native host reached client in %v", time.Since(start).Round(time.Millisecond))
 
 			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-			if tc.mode == lab.Symmetric && tc.nat != "" {
+			if pl.Mode == lab.Symmetric && pl.NAT != "" {
 				pctx, pcancel = context.WithTimeout(ctx, 2*time.Second)
 			}
 			defer pcancel()
@@ -107,7 +91,7 @@ func TestBaseline(t *testing.T) {
 			there := client.Ping(pctx, peerAddr)
 			back := peer.Ping(pctx, addr)
 			t.Logf("client to client2: %v, client2 to client: %v (%v)", errText(there), errText(back), time.Since(start).Round(time.Millisecond))
-			if tc.mode != lab.Symmetric || tc.nat == "" {
+			if pl.Mode != lab.Symmetric || pl.NAT == "" {
 				if there != nil || back != nil {
 					t.Errorf("client-to-client failed: there %v, back %v", there, back)
 				}
