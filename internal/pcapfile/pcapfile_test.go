@@ -75,3 +75,26 @@ func TestReadRejectsGarbage(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRead: any input either fails cleanly or yields frames whose UDP
+// extraction never panics.
+func FuzzRead(f *testing.F) {
+	for _, name := range []string{"server.pcap", "windows-client.pcap"} {
+		b, err := os.ReadFile("../../pkg/proto/testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 600)])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lt, recs, err := Read(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		for _, r := range recs {
+			if d, err := UDP4(lt, r); err == nil && len(d.Payload) > len(r.Data) {
+				t.Fatalf("payload longer than the frame")
+			}
+		}
+	})
+}
