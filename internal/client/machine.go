@@ -1,0 +1,603 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+// This file is qualification and maintenance (RFC 4380 §5.2.1, §5.2.5,
+// RFC 5991) as a state machine with no I/O: the caller feeds it the time,
+// the server's addresses and the router advertisements it receives, and
+// sends the solicitations and applies the status it returns. Tests drive
+// it with a fake clock and a fake server.
+//
+//	Resolving --Resolved--> Qualifying --RA--> Qualified --(3 RS unanswered)--> Offline
+//	    ^                       |                  ^   \--RA, new mapping: new address
+//	    |                       +--(3 RS)--> Offline   \--refresh: RS after a silent 75-100 % of 30 s
+//	    +--------------------------------------(back-off)--+
+//
+// Where it differs from Miredo 1.2.6 (../shared/reference/teredo.md §1.7):
+// after qualifying it also probes the NAT (a cone solicitation answered from
+// the secondary address, then a solicitation to the secondary address whose
+// mapping is compared with the primary's) and reports cone, restricted or
+// symmetric; refreshes are randomised and skipped while the server talks to
+// us; the RA's source address is checked; and after a loss it retries with a
+// back-off that starts at a few seconds instead of a fixed 100 s.
+
+// NATType is what the qualification probes learned about the NAT in front of
+// the client.
+type NATType uint8
+
+// NAT types, in RFC 4380 §5.2.1 terms.
+const (
+	// NATUnknown: not probed yet, or the secondary address did not answer.
+	NATUnknown NATType = iota
+	// NATCone: a solicitation with the cone bit, answered from the
+	// secondary address we never sent to, came in: anyone can reach our
+	// mapping (no NAT at all looks the same).
+	NATCone
+	// NATRestricted: the same mapping towards both server addresses, but
+	// the cone probe was filtered (address- or port-restricted cone NAT).
+	NATRestricted
+	// NATSymmetric: a different mapping per destination. Teredo still
+	// works through relays, but peers behind other NATs cannot reach us
+	// directly (RFC 4380 §5.2.10).
+	NATSymmetric
+)
+
+var natNames = [...]string{"unknown", "cone", "restricted", "symmetric"}
+
+func (n NATType) String() string {
+	if int(n) < len(natNames) {
+		return natNames[n]
+	}
+	return fmt.Sprintf("NATType(%d)", n)
+}
+
+// Phase is where the client stands with its server.
+type Phase uint8
+
+// Phases.
+const (
+	// PhaseResolving: waiting for the caller to resolve the server names.
+	PhaseResolving Phase = iota
+	// PhaseQualifying: soliciting the primary address, no address yet.
+	PhaseQualifying
+	// PhaseQualified: the Teredo address is usable; maintenance runs.
+	PhaseQualified
+	// PhaseOffline: the server did not answer (or could not be resolved);
+	// waiting for the back-off to end.
+	PhaseOffline
+)
+
+var phaseNames = [...]string{"resolving", "qualifying", "qualified", "offline"}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return fmt.Sprintf("Phase(%d)", p)
+}
+
+// Status is the client's view of its Teredo service, as the machine exposes
+// it: what the interface must look like, and what was learned on the way.
+type Status struct {
+	Phase Phase
+	// Addr is the Teredo address; valid only when Phase is PhaseQualified.
+	Addr netip.Addr
+	// MTU is the link MTU the server advertised (1280 when it did not).
+	MTU int
+	// Mapping is our external IPv4 endpoint as the primary server saw it.
+	Mapping netip.AddrPort
+	// Server and Server2 are the primary and secondary server addresses.
+	Server, Server2 netip.Addr
+	// NAT is the NAT behaviour the probes found.
+	NAT NATType
+	// Since is when Addr was configured.
+	Since time.Time
+	// RTT is the round trip of the last answered solicitation.
+	RTT time.Duration
+}
+
+// LogValue prints a Status with stable keys.
+func (s Status) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("phase", s.Phase.String())}
+	if s.Addr.IsValid() {
+		attrs = append(attrs, slog.String("address", s.Addr.String()), slog.Int("mtu", s.MTU),
+			slog.String("mapping", s.Mapping.String()))
+	}
+	if s.Server.IsValid() {
+		attrs = append(attrs, slog.String("server", s.Server.String()), slog.String("server2", s.Server2.String()))
+	}
+	attrs = append(attrs, slog.String("nat", s.NAT.String()))
+	return slog.GroupValue(attrs...)
+}
+
+// Timing holds the machine's timers.
+type Timing struct {
+	// Timeout is how long to wait for an RA before resending the RS
+	// (RFC 4380 T, 4 s).
+	Timeout time.Duration
+	// Retries is how many solicitations go unanswered before the server is
+	// given up (RFC 4380 N, 3).
+	Retries int
+	// Refresh is the Teredo refresh interval (30 s). Each wait is a random
+	// 75-100 % of it, counted from the last packet heard from the server
+	// (RFC 4380 §5.2.5).
+	Refresh time.Duration
+	// BackoffMin and BackoffMax bound the wait before trying again after
+	// the server went silent: it starts at BackoffMin and doubles.
+	BackoffMin, BackoffMax time.Duration
+	// SuspectGap is the least time between two early solicitations asked
+	// for by the data path (Suspect).
+	SuspectGap time.Duration
+}
+
+// DefaultTiming returns RFC 4380's timers and our back-off.
+func DefaultTiming() Timing {
+	return Timing{
+		Timeout:    4 * time.Second,
+		Retries:    3,
+		Refresh:    30 * time.Second,
+		BackoffMin: 2 * time.Second,
+		BackoffMax: 64 * time.Second,
+		SuspectGap: 10 * time.Second,
+	}
+}
+
+// MachineConfig is fixed for a Machine's life.
+type MachineConfig struct {
+	Timing Timing
+	// Prefix is the Teredo prefix the server must advertise; 0 means
+	// proto.DefaultPrefix.
+	Prefix uint32
+	// Rand fills nonces, flag bits and timer jitter; tests pass a seeded
+	// source, daemons crypto/rand.
+	Rand func([]byte)
+	// Log receives the machine's decisions; nil discards them.
+	Log *slog.Logger
+}
+
+// Datagram is a solicitation to send.
+type Datagram struct {
+	To      netip.AddrPort
+	Payload []byte
+}
+
+// Actions is what a call asks the caller to do. The caller resets it
+// (Reset) before reusing it.
+type Actions struct {
+	// Send holds the solicitations to send, in order.
+	Send []Datagram
+	// Resolve asks for the server names to be resolved, and the result
+	// passed to Resolved.
+	Resolve bool
+	// Changed says Status changed: the caller compares it with what it
+	// applied last and reconfigures the interface and the data path.
+	Changed bool
+}
+
+// Reset empties a for reuse.
+func (a *Actions) Reset() { *a = Actions{Send: a.Send[:0]} }
+
+// Errors Receive returns for datagrams it does not accept, so the caller can
+// count them and tests can tell the checks apart.
+var (
+	ErrNotServer    = errors.New("not from our server's Teredo port")
+	ErrNotSolicited = errors.New("no solicitation with this nonce is waiting")
+	ErrWrongSource  = errors.New("advertisement from the wrong server address")
+	ErrAuthFailed   = errors.New("server refused our authentication (confirmation byte set)")
+	ErrNoOrigin     = errors.New("advertisement without origin indication")
+	ErrWrongDst     = errors.New("advertisement not addressed to our solicitation's link-local source")
+	ErrWrongPrefix  = errors.New("advertised prefix is not the Teredo prefix")
+	ErrWrongServer  = errors.New("advertised prefix does not carry our server's IPv4 address")
+	ErrBadAdvert    = errors.New("malformed advertisement")
+)
+
+// rsKind names the three solicitations that can be outstanding at once.
+type rsKind uint8
+
+const (
+	rsPrimary   rsKind = iota // to the primary address: qualification and refresh
+	rsCone                    // cone bit set, to the primary; answered from the secondary
+	rsSecondary               // to the secondary address: the mapping comparison
+	numKinds
+)
+
+var kindNames = [numKinds]string{"primary", "cone", "secondary"}
+
+// solicitation is one outstanding RS.
+type solicitation struct {
+	active bool
+	nonce  [proto.NonceLen]byte
+	sent   time.Time // last transmission
+	tries  int
+	// until ends the wait for a cone probe, which is sent once: its answer
+	// being filtered is the expected outcome behind most NATs.
+	until time.Time
+}
+
+// Machine is the qualification and maintenance state machine. It is not
+// safe for concurrent use: one goroutine owns it.
+type Machine struct {
+	cfg MachineConfig
+	log *slog.Logger
+	st  Status
+
+	rs [numKinds]solicitation
+
+	// flags are the RFC 5991 random bits of the current address; they
+	// change only with the mapping or the server (flagsFor).
+	flags    uint16
+	flagsFor netip.AddrPort
+	flagsSrv netip.Addr
+	hasFlags bool
+
+	lastContact  time.Time // last RA or packet from the primary server
+	refreshShare float64   // this cycle's share of Refresh, 0.75-1
+	retryAt      time.Time // Offline: when to resolve again
+	failures     int       // consecutive losses, for the back-off
+	lastSuspect  time.Time
+	natProbed    bool // a NAT probe ran for the current mapping
+}
+
+// NewMachine returns a machine in PhaseResolving; call Start.
+func NewMachine(cfg MachineConfig) *Machine {
+	if cfg.Prefix == 0 {
+		cfg.Prefix = proto.DefaultPrefix
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = DefaultTiming()
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = func(b []byte) { rand.Read(b) }
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Machine{cfg: cfg, log: log, st: Status{MTU: proto.MinMTU}}
+}
+
+// Status returns the current status.
+func (m *Machine) Status() Status { return m.st }
+
+// Start begins: it asks for the server names to be resolved.
+func (m *Machine) Start(now time.Time, a *Actions) {
+	m.resolve(a)
+}
+
+func (m *Machine) resolve(a *Actions) {
+	m.st.Phase = PhaseResolving
+	a.Resolve = true
+	a.Changed = true
+}
+
+// Resolved takes the result of resolving the server names: the primary
+// and secondary IPv4 addresses, or why they could not be had.
+func (m *Machine) Resolved(now time.Time, primary, secondary netip.Addr, err error, a *Actions) {
+	if m.st.Phase != PhaseResolving {
+		return
+	}
+	if err == nil {
+		primary, secondary = primary.Unmap(), secondary.Unmap()
+		switch {
+		case !primary.Is4() || !proto.IsGlobalUnicastIPv4(primary):
+			err = fmt.Errorf("server %v: not a global unicast IPv4 address", primary)
+		case !secondary.Is4() || !proto.IsGlobalUnicastIPv4(secondary):
+			err = fmt.Errorf("secondary server %v: not a global unicast IPv4 address", secondary)
+		case primary == secondary:
+			err = fmt.Errorf("secondary server %v: same as the primary", secondary)
+		}
+	}
+	if err != nil {
+		m.log.Error("cannot use the Teredo server", "err", err)
+		m.goOffline(now, a)
+		return
+	}
+	if primary != m.st.Server && m.st.Server.IsValid() {
+		m.log.Info("Teredo server address changed", "old", m.st.Server, "new", primary)
+	}
+	m.st.Server, m.st.Server2 = primary, secondary
+	m.st.Phase = PhaseQualifying
+	a.Changed = true
+	m.solicit(now, rsPrimary, true, a)
+}
+
+// solicit sends a fresh RS of the given kind; first starts a new round of
+// tries.
+func (m *Machine) solicit(now time.Time, k rsKind, first bool, a *Actions) {
+	s := &m.rs[k]
+	if first {
+		s.tries = 0
+	}
+	var b [2 + proto.NonceLen]byte
+	m.cfg.Rand(b[:proto.NonceLen])
+	s.active, s.nonce, s.sent = true, [proto.NonceLen]byte(b[:proto.NonceLen]), now
+	s.tries++
+	to := netip.AddrPortFrom(m.st.Server, proto.Port)
+	if k == rsSecondary {
+		to = netip.AddrPortFrom(m.st.Server2, proto.Port)
+	}
+	a.Send = append(a.Send, Datagram{To: to, Payload: proto.AppendRouterSolicitation(nil, s.nonce, k == rsCone)})
+	m.log.Debug("router solicitation sent", "kind", kindNames[k], "to", to, "try", s.tries)
+}
+
+// Heard records a packet from the primary server other than an RA (a
+// forwarded bubble, a connectivity-test reply): proof that the mapping
+// still works, which postpones the next refresh (RFC 4380 §5.2.5).
+func (m *Machine) Heard(t time.Time) {
+	if t.After(m.lastContact) {
+		m.lastContact = t
+	}
+}
+
+// Suspect asks for an early refresh: the data path has sent packets that
+// nothing answered, which is how a NAT that changed our mapping looks.
+// Early refreshes are at least SuspectGap apart.
+func (m *Machine) Suspect(now time.Time, a *Actions) {
+	if m.st.Phase != PhaseQualified || m.rs[rsPrimary].active {
+		return
+	}
+	if !m.lastSuspect.IsZero() && now.Sub(m.lastSuspect) < m.cfg.Timing.SuspectGap {
+		return
+	}
+	m.lastSuspect = now
+	m.log.Debug("traffic unanswered: refreshing early")
+	m.solicit(now, rsPrimary, true, a)
+}
+
+// Deadline is when Tick must be called next; the zero time means only
+// Resolved can move the machine on.
+func (m *Machine) Deadline() time.Time {
+	var d time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	switch m.st.Phase {
+	case PhaseResolving:
+		return time.Time{}
+	case PhaseOffline:
+		return m.retryAt
+	}
+	for k := range m.rs {
+		s := &m.rs[k]
+		if !s.active {
+			continue
+		}
+		if rsKind(k) == rsCone {
+			earliest(s.until)
+		} else {
+			earliest(s.sent.Add(m.cfg.Timing.Timeout))
+		}
+	}
+	if m.st.Phase == PhaseQualified && !m.rs[rsPrimary].active {
+		earliest(m.refreshAt())
+	}
+	return d
+}
+
+func (m *Machine) refreshAt() time.Time {
+	return m.lastContact.Add(time.Duration(m.refreshShare * float64(m.cfg.Timing.Refresh)))
+}
+
+// Tick runs the timers that are due at now.
+func (m *Machine) Tick(now time.Time, a *Actions) {
+	switch m.st.Phase {
+	case PhaseResolving:
+		return
+	case PhaseOffline:
+		if !now.Before(m.retryAt) {
+			m.log.Info("retrying the Teredo server")
+			m.resolve(a)
+		}
+		return
+	}
+	t := m.cfg.Timing
+	if s := &m.rs[rsPrimary]; s.active && !now.Before(s.sent.Add(t.Timeout)) {
+		if s.tries < t.Retries {
+			m.solicit(now, rsPrimary, false, a)
+		} else {
+			s.active = false
+			if m.st.Phase == PhaseQualified {
+				m.log.Warn("Lost Teredo connectivity: no reply from Teredo server",
+					"server", m.st.Server, "tries", s.tries)
+			} else {
+				m.log.Warn("No reply from Teredo server", "server", m.st.Server, "tries", s.tries)
+			}
+			m.goOffline(now, a)
+			return
+		}
+	}
+	if s := &m.rs[rsCone]; s.active && !now.Before(s.until) {
+		// The cone probe was filtered: not a cone NAT. Compare mappings
+		// through the secondary address.
+		s.active = false
+		m.solicit(now, rsSecondary, true, a)
+	}
+	if s := &m.rs[rsSecondary]; s.active && !now.Before(s.sent.Add(t.Timeout)) {
+		if s.tries < t.Retries {
+			m.solicit(now, rsSecondary, false, a)
+		} else {
+			s.active = false
+			m.log.Warn("secondary Teredo server address does not answer: NAT behaviour unknown",
+				"server2", m.st.Server2)
+		}
+	}
+	if m.st.Phase == PhaseQualified && !m.rs[rsPrimary].active && !now.Before(m.refreshAt()) {
+		m.solicit(now, rsPrimary, true, a)
+	}
+}
+
+// goOffline takes the address down (if any) and schedules the next try.
+func (m *Machine) goOffline(now time.Time, a *Actions) {
+	for k := range m.rs {
+		m.rs[k].active = false
+	}
+	m.st.Phase = PhaseOffline
+	m.st.Addr = netip.Addr{}
+	m.st.Since = time.Time{}
+	a.Changed = true
+	d := m.cfg.Timing.BackoffMin << min(m.failures, 16)
+	if d > m.cfg.Timing.BackoffMax || d <= 0 {
+		d = m.cfg.Timing.BackoffMax
+	}
+	d = time.Duration(float64(d) * m.share()) // 75-100 %: spread clients that lost the same server
+	m.failures++
+	m.retryAt = now.Add(d)
+	m.log.Info("Teredo server retry scheduled", "in", d.Round(time.Millisecond))
+}
+
+// share returns a random number in [0.75, 1].
+func (m *Machine) share() float64 {
+	var b [2]byte
+	m.cfg.Rand(b[:])
+	return 0.75 + 0.25*float64(binary.BigEndian.Uint16(b[:]))/65535
+}
+
+// Receive takes a maintenance datagram (from a server address and port 3544,
+// starting with an authentication header) and returns why it was not
+// accepted, or nil. Invalid advertisements are ignored, as RFC 4380 §5.2.1
+// asks.
+func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actions) error {
+	if from.Port() != proto.Port || (from.Addr().Unmap() != m.st.Server && from.Addr().Unmap() != m.st.Server2) {
+		return ErrNotServer
+	}
+	var e proto.Envelope
+	if err := proto.ParseEnvelope(b, &e); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadAdvert, err)
+	}
+	if !e.HasAuth {
+		return ErrNotSolicited
+	}
+	k := numKinds
+	for i := range m.rs {
+		if m.rs[i].active && m.rs[i].nonce == e.Auth.Nonce {
+			k = rsKind(i)
+		}
+	}
+	if k == numKinds {
+		return ErrNotSolicited
+	}
+	want := m.st.Server
+	if k != rsPrimary {
+		want = m.st.Server2
+	}
+	if from.Addr().Unmap() != want {
+		return fmt.Errorf("%w: %v, want %v", ErrWrongSource, from.Addr(), want)
+	}
+	if e.Auth.Confirmation != 0 {
+		m.log.Warn("Authentication with server failed", "server", from)
+		return ErrAuthFailed
+	}
+	if !e.HasOrigin {
+		return ErrNoOrigin
+	}
+	ll := proto.LinkLocalClient()
+	if k == rsCone {
+		ll = proto.LinkLocalClientCone()
+	}
+	if e.IPv6.Dst() != ll {
+		return ErrWrongDst
+	}
+	ra, err := proto.ParseRouterAdvertisement(e.IPv6)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadAdvert, err)
+	}
+	if ra.Prefix != m.cfg.Prefix {
+		return fmt.Errorf("%w: %v", ErrWrongPrefix, proto.PrefixAddr(ra.Prefix))
+	}
+	if ra.Server != m.st.Server {
+		return fmt.Errorf("%w: %v, want %v", ErrWrongServer, ra.Server, m.st.Server)
+	}
+	mtu := int(ra.MTU)
+	if mtu == 0 {
+		mtu = proto.MinMTU
+	}
+	s := &m.rs[k]
+	s.active = false
+	switch k {
+	case rsPrimary:
+		m.st.RTT = now.Sub(s.sent)
+		m.advertised(now, e.Origin, mtu, a)
+	case rsCone:
+		m.natFound(NATCone, a)
+	case rsSecondary:
+		if e.Origin == m.st.Mapping {
+			m.natFound(NATRestricted, a)
+		} else {
+			m.log.Info("mapping differs towards the secondary server address", "primary", m.st.Mapping, "secondary", e.Origin)
+			m.natFound(NATSymmetric, a)
+		}
+	}
+	return nil
+}
+
+// advertised applies a valid RA from the primary address.
+func (m *Machine) advertised(now time.Time, mapping netip.AddrPort, mtu int, a *Actions) {
+	m.lastContact = now
+	m.refreshShare = m.share()
+	m.failures = 0
+	old := m.st
+	newMapping := mapping != m.flagsFor || m.st.Server != m.flagsSrv || !m.hasFlags
+	if newMapping {
+		var r [2]byte
+		m.cfg.Rand(r[:])
+		// RFC 5991 §4: random bits make the address hard to guess; the
+		// cone bit stays 0 as RFC 5991 deprecates it (and Miredo never
+		// sets it). They change only with the mapping, so a refresh
+		// keeps the address.
+		m.flags = proto.RandomFlags(r, false)
+		m.flagsFor, m.flagsSrv, m.hasFlags = mapping, m.st.Server, true
+	}
+	addr := proto.Address{Prefix: m.cfg.Prefix, Server: m.st.Server, Flags: m.flags,
+		MappedPort: mapping.Port(), MappedAddr: mapping.Addr()}.Addr()
+	m.st.Phase, m.st.Addr, m.st.MTU, m.st.Mapping = PhaseQualified, addr, mtu, mapping
+	if old.Phase == PhaseQualified && old.Addr == addr && old.MTU == mtu {
+		m.log.Debug("Teredo mapping refreshed", "rtt", m.st.RTT)
+		return
+	}
+	a.Changed = true
+	m.st.Since = now
+	switch {
+	case old.Phase != PhaseQualified:
+		m.log.Info("New Teredo address/MTU", "address", addr, "mtu", mtu, "mapping", mapping, "rtt", m.st.RTT)
+	case old.Addr != addr:
+		m.log.Info("Teredo mapping changed: new address", "address", addr, "old", old.Addr, "mapping", mapping, "old_mapping", old.Mapping)
+	default:
+		m.log.Info("Teredo MTU changed", "mtu", mtu, "old", old.MTU)
+	}
+	if newMapping || !m.natProbed {
+		m.probeNAT(now, a)
+	}
+}
+
+// probeNAT starts the NAT probe for a new mapping: a cone solicitation now,
+// and the secondary address when the cone answer has had its chance.
+func (m *Machine) probeNAT(now time.Time, a *Actions) {
+	m.natProbed = true
+	m.rs[rsSecondary].active = false
+	// The cone RA leaves the server with the primary's answer; give it
+	// twice the primary's round trip and a little more.
+	wait := min(max(2*m.st.RTT+250*time.Millisecond, 250*time.Millisecond), m.cfg.Timing.Timeout)
+	m.solicit(now, rsCone, true, a)
+	m.rs[rsCone].until = now.Add(wait)
+}
+
+func (m *Machine) natFound(n NATType, a *Actions) {
+	m.rs[rsCone].active, m.rs[rsSecondary].active = false, false
+	if m.st.NAT != n {
+		a.Changed = true
+	}
+	m.st.NAT = n
+	m.log.Info("NAT behaviour", "nat", n.String(), "mapping", m.st.Mapping)
+}
