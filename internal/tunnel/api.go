@@ -50,8 +50,15 @@ type Config struct {
 	MaxPeers int
 	// Now is the clock; tests pass a fake one. Nil means time.Now.
 	Now func() time.Time
-	// Rand fills nonces (connectivity tests); nil means crypto/rand.
+	// Rand fills nonces (connectivity tests) and the secret keys; nil means
+	// crypto/rand.
 	Rand func([]byte)
+	// PeerQueueBytes bounds the packets waiting for one peer to answer a
+	// bubble or connectivity test (Miredo: 1280); 0 means 4096.
+	PeerQueueBytes int
+	// MaxQueueBytes bounds the packets waiting for all peers together; 0
+	// means 4 MiB.
+	MaxQueueBytes int
 }
 
 // Self is what a client knows about itself once qualified. A relay leaves
@@ -78,6 +85,8 @@ type Out struct {
 	UDP []udpio.Message
 	// Local holds IPv6 packets to write to the tunnel interface.
 	Local [][]byte
+
+	outBuffers
 }
 
 // The Engine's methods (implemented in engine.go):

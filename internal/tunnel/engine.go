@@ -1,0 +1,358 @@
+package tunnel
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+// Protocol timers and limits (RFC 4380 §5.2.4, §5.2.6, §5.2.9; Miredo's
+// values where the RFC leaves a choice).
+const (
+	ticksPerSecond = 10
+	// validTicks: a trusted peer is used directly while its last packet is
+	// at most 30 s old (§5.2.4); older, it is bubbled or tested again.
+	validTicks tick = 30 * ticksPerSecond
+	// probeSpacing: bubbles (and connectivity tests) at least 2 s apart
+	// (§5.2.6).
+	probeSpacing tick = 2 * ticksPerSecond
+	// maxProbes: at most 4 unanswered bubbles in probeWindow (§5.2.6); at
+	// most 4 connectivity tests (§5.2.4 case 2: one and 3 repeats).
+	maxProbes   = 4
+	probeWindow = 300 * ticksPerSecond
+	// pingLifetime: how long an echo reply to a connectivity test is
+	// accepted (Miredo: 30 s).
+	pingLifetime tick = 30 * ticksPerSecond
+	// idleTicks: an entry nobody looked up for this long is reclaimed
+	// (Miredo: 30 to 60 s).
+	idleTicks tick = 60 * ticksPerSecond
+	// expireBudget bounds the entries one Tick reclaims per shard, so a
+	// mass expiry does not hold a shard lock for long; the rest go next
+	// second.
+	expireBudget = 4096
+	// icmpPerSecond: ICMPv6 errors written to the host (Miredo: 10/s).
+	icmpPerSecond = 10
+	// pingHopLimit is the hop limit of connectivity-test echo requests, as
+	// Miredo sends them.
+	pingHopLimit = 128
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxPeers       = 1 << 20
+	DefaultPeerQueueBytes = 4096
+	DefaultMaxQueueBytes  = 4 << 20
+)
+
+// tick is a point on the engine's clock in tenths of a second since New.
+// Comparisons use wrapping differences, so only spans matter (a uint32
+// wraps after 13 years).
+type tick uint32
+
+// selfState is Self with what the data path derives from it.
+type selfState struct {
+	Self
+	qualified bool
+	addr      [16]byte
+	prefix    uint32
+}
+
+// Engine is the Teredo data path of one client or relay. Its methods are
+// safe for concurrent use: FromTunnel and FromUDP run on one goroutine each,
+// Tick on either, Stats and SetSelf anywhere.
+type Engine struct {
+	cfg    Config
+	start  time.Time
+	self   atomic.Pointer[selfState]
+	table  table
+	pool   *sync.Pool
+	queued atomic.Int64 // bytes in all queues
+
+	// bubbleKey keys the link-local source of our bubbles (see
+	// bubbleSource); pingID is the ICMPv6 identifier of our echo requests.
+	bubbleKey [32]byte
+	pingID    uint16
+
+	icmpSecond atomic.Uint32
+	icmpCount  atomic.Int32
+
+	st engineCounters
+}
+
+// New returns an Engine for cfg, filling in defaults.
+func New(cfg Config) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = func(b []byte) { rand.Read(b) }
+	}
+	if cfg.Prefix == 0 {
+		cfg.Prefix = proto.DefaultPrefix
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = DefaultMaxPeers
+	}
+	if cfg.PeerQueueBytes <= 0 {
+		cfg.PeerQueueBytes = DefaultPeerQueueBytes
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	e := &Engine{cfg: cfg, start: cfg.Now(), pool: newBufPool()}
+	var seed [16 + 2]byte
+	cfg.Rand(seed[:])
+	cfg.Rand(e.bubbleKey[:])
+	e.pingID = binary.BigEndian.Uint16(seed[16:])
+	e.table = newTable(cfg.MaxPeers, [2]uint64{binary.LittleEndian.Uint64(seed[0:8]), binary.LittleEndian.Uint64(seed[8:16])})
+	e.self.Store(&selfState{})
+	return e
+}
+
+func (e *Engine) now() tick {
+	return tick(e.cfg.Now().Sub(e.start) / (time.Second / ticksPerSecond))
+}
+
+// SetSelf tells a client engine its Teredo address, server and NAT type
+// after (re)qualification; the zero Self means not qualified. A new address
+// empties the peer table (Miredo does the same): every mapping was learned
+// for the old one.
+func (e *Engine) SetSelf(s Self) {
+	st := &selfState{Self: s}
+	if s.Addr.Is6() && !s.Addr.Is4In6() {
+		st.qualified = true
+		st.addr = s.Addr.As16()
+		st.prefix = binary.BigEndian.Uint32(st.addr[0:4])
+	}
+	st.Server = netip.AddrPortFrom(s.Server.Addr().Unmap(), s.Server.Port())
+	old := e.self.Swap(st)
+	if old.addr != st.addr || old.qualified != st.qualified {
+		e.reset()
+	}
+}
+
+// reset empties the peer table.
+func (e *Engine) reset() {
+	for i := range e.table.shards {
+		s := &e.table.shards[i]
+		s.mu.Lock()
+		s.reset(e.dropQueue)
+		s.mu.Unlock()
+	}
+}
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats {
+	var s Stats
+	s.FromTunnel = e.st.tun.in.Load()
+	s.FromUDP = e.st.udp.in.Load()
+	e.st.tun.addTo(&s)
+	e.st.udp.addTo(&s)
+	e.st.tick.addTo(&s)
+	for i := range e.table.shards {
+		sh := &e.table.shards[i]
+		sh.mu.Lock()
+		s.Peers += uint64(sh.n)
+		sh.mu.Unlock()
+	}
+	s.QueuedBytes = uint64(max(e.queued.Load(), 0))
+	return s
+}
+
+// Tick runs the timers; call it about once a second. It repeats bubbles
+// and connectivity tests for peers with packets waiting (2 s apart, 4 in
+// all, RFC 4380 §5.2.4), gives up on those that never answered (their
+// queue is dropped and the host gets an ICMPv6 address unreachable), and
+// reclaims entries idle for a minute.
+func (e *Engine) Tick(out *Out) {
+	now := e.now()
+	self := e.self.Load()
+	c := &e.st.tick
+	for i := range e.table.shards {
+		s := &e.table.shards[i]
+		s.mu.Lock()
+		for idx := range s.queues {
+			p := &s.peers[idx]
+			if now-p.lastTx < probeSpacing {
+				continue
+			}
+			if p.probes < maxProbes {
+				e.probe(s, idx, self, now, out, c)
+				continue
+			}
+			// The last probe went unanswered too: give up.
+			q := s.takeQueue(idx)
+			var first []byte
+			for _, it := range q.items {
+				if !it.in {
+					first = it.data
+					break
+				}
+			}
+			if first != nil {
+				e.unreachable(proto.IPv6(first), proto.UnreachAddress, now, out, c)
+			}
+			e.dropQueue(q)
+		}
+		n := s.expire(now, idleTicks, expireBudget, e.dropQueue)
+		s.mu.Unlock()
+		c.expired.Add(uint64(n))
+	}
+}
+
+// probe sends peer idx a bubble (Teredo peer) or a connectivity test
+// (native peer, client only) and counts it. s.mu is held.
+func (e *Engine) probe(s *shard, idx uint32, self *selfState, now tick, out *Out, c *counters) {
+	p := &s.peers[idx]
+	p.lastTx = now
+	p.probes++
+	if p.has(fNative) {
+		if !self.qualified {
+			return
+		}
+		if !p.has(fPinging) {
+			e.cfg.Rand(p.nonce[:])
+			p.flags |= fPinging
+		}
+		pkt := out.space(proto.IPv6HeaderLen + 8 + len(p.nonce))
+		pkt = out.commit(proto.AppendEchoRequest(pkt, proto.EchoFields{
+			Src: self.Addr, Dst: netip.AddrFrom16(p.addr), HopLimit: pingHopLimit,
+			ID: e.pingID, Seq: uint16(p.probes), Data: p.nonce[:],
+		}))
+		if out.sendUDP(pkt, self.Server) {
+			c.pings.Add(1)
+		}
+		return
+	}
+	dst := netip.AddrFrom16(p.addr)
+	pkt := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), e.bubbleSource(&p.addr), dst, 0))
+	// Indirect bubble, through the peer's own server (§5.2.6).
+	if out.sendUDP(pkt, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p.addr[4:8])), proto.Port)) {
+		c.indirect.Add(1)
+	}
+	// Direct bubble, to open our own NAT towards the peer, when we are
+	// behind one that filters (§5.2.4 case 5, §5.4.1).
+	if e.cfg.Mode == RestrictedRelay || (e.cfg.Mode == Client && !self.Cone) {
+		if out.sendUDP(pkt, p.mapping()) {
+			c.direct.Add(1)
+		}
+	}
+}
+
+func (p *peer) mapping() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4(p.mapIP), p.mapPort)
+}
+
+func (p *peer) setMapping(from netip.AddrPort) {
+	p.mapIP = from.Addr().As4()
+	p.mapPort = from.Port()
+}
+
+func (p *peer) mapped(from netip.AddrPort) bool {
+	return from.Port() == p.mapPort && from.Addr().As4() == p.mapIP
+}
+
+// bubbleSource is the link-local source of the bubbles we send to peer:
+// fe80:: and the first 64 bits of HMAC-SHA256(key, peer address), with the
+// universal/local and group bits cleared as in a modified EUI-64. A peer
+// behind a symmetric NAT answers from a mapping we cannot predict, but its
+// answer is addressed to this source; recomputing it authenticates the
+// answer (Miredo does the same with HMAC-MD5 over the mapping). HMAC is
+// written out over sha256.Sum256 so it needs no allocation.
+func (e *Engine) bubbleSource(peer *[16]byte) netip.Addr {
+	var inner [64 + 16]byte
+	var outer [64 + sha256.Size]byte
+	for i := range 64 {
+		k := byte(0)
+		if i < len(e.bubbleKey) {
+			k = e.bubbleKey[i]
+		}
+		inner[i] = k ^ 0x36
+		outer[i] = k ^ 0x5c
+	}
+	copy(inner[64:], peer[:])
+	h := sha256.Sum256(inner[:])
+	copy(outer[64:], h[:])
+	mac := sha256.Sum256(outer[:])
+	var a [16]byte
+	a[0], a[1] = 0xfe, 0x80
+	copy(a[8:], mac[:8])
+	a[8] &^= 0x03
+	return netip.AddrFrom16(a)
+}
+
+// unreachable writes an ICMPv6 destination unreachable about invoking to
+// the host, within the rate limit. Its source is the destination that could
+// not be reached: the host accepts it as coming from there, and, for a
+// relay, it is an address the host routes (a link-local source would not
+// be forwarded to the native sender). No error answers an ICMPv6 error or
+// a packet from an unspecified or multicast source (RFC 4443 §2.4).
+func (e *Engine) unreachable(invoking proto.IPv6, code uint8, now tick, out *Out, c *counters) {
+	src := invoking.Src()
+	if src.IsUnspecified() || src.IsMulticast() {
+		return
+	}
+	if invoking.NextHeader() == proto.ProtoICMPv6 && len(invoking) > proto.IPv6HeaderLen &&
+		invoking[proto.IPv6HeaderLen] < 128 {
+		return
+	}
+	sec := uint32(now / ticksPerSecond)
+	if old := e.icmpSecond.Load(); old != sec && e.icmpSecond.CompareAndSwap(old, sec) {
+		e.icmpCount.Store(0)
+	}
+	if e.icmpCount.Add(1) > icmpPerSecond {
+		c.unreachLimited.Add(1)
+		return
+	}
+	pkt := out.space(proto.MinMTU)
+	pkt = out.commit(proto.AppendDestUnreachable(pkt, invoking.Dst(), code, invoking))
+	out.Local = append(out.Local, pkt)
+	c.unreach.Add(1)
+}
+
+// flush hands a detached queue to out now that peer p is trusted: outgoing
+// packets go to its mapping, incoming ones (client case 6) to the host if
+// they came from that same mapping. s.mu may be held: nothing here locks.
+func (e *Engine) flush(q *queue, to netip.AddrPort, out *Out, c *counters) {
+	for i := range q.items {
+		it := &q.items[i]
+		ok := false
+		switch {
+		case !it.in:
+			ok = out.sendUDP(it.data, to)
+		case it.from == to:
+			out.Local = append(out.Local, it.data)
+			ok = true
+		}
+		if ok {
+			out.hold(it.buf)
+			c.dequeued.Add(1)
+		} else {
+			if it.buf != nil {
+				it.buf.pool.Put(it.buf)
+			}
+			c.dropped[DropQueueMismatch].Add(1)
+		}
+		*it = queued{}
+	}
+	e.release(q)
+	q.items = q.items[:0]
+}
+
+// be32 reads the first 32 bits of an address: its Teredo prefix, if any.
+func be32(a []byte) uint32 { return binary.BigEndian.Uint32(a) }
+
+func globalIPv4(b []byte) bool { return proto.IsGlobalUnicastIPv4(netip.AddrFrom4([4]byte(b))) }
+
+// embeddedMapping decodes the client's mapped address and port from a
+// Teredo address (stored inverted, RFC 4380 §4).
+func embeddedMapping(a []byte) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{^a[12], ^a[13], ^a[14], ^a[15]}),
+		^binary.BigEndian.Uint16(a[10:12]))
+}

@@ -1,0 +1,70 @@
+package tunnel
+
+import (
+	"net/netip"
+
+	"github.com/miredo-go/miredo/pkg/proto"
+	"github.com/miredo-go/miredo/pkg/udpio"
+)
+
+// Out's unexported part: where generated packets (bubbles, echo requests,
+// ICMPv6 errors) are built, and the pooled buffers of dequeued packets,
+// which go back to their pool at Reset.
+type outBuffers struct {
+	arena []byte
+	held  []*qbuf
+}
+
+// arenaChunk is the first arena size: room for a dozen generated packets,
+// which is more than one batch normally makes.
+const arenaChunk = 16 << 10
+
+// Reset empties o for the next batch and recycles the buffers it owned.
+// Packets it held must not be used after Reset.
+func (o *Out) Reset() {
+	clear(o.UDP) // drop references to the batch's buffers
+	o.UDP = o.UDP[:0]
+	clear(o.Local)
+	o.Local = o.Local[:0]
+	for i, b := range o.held {
+		b.pool.Put(b)
+		o.held[i] = nil
+	}
+	o.held = o.held[:0]
+	o.arena = o.arena[:0]
+}
+
+// space returns an empty slice with room for n bytes at the end of the
+// arena, for an Append builder to fill in place; commit then claims what
+// was built. When the arena is full a new chunk replaces it: packets
+// already built keep the old one alive until Reset.
+func (o *Out) space(n int) []byte {
+	if cap(o.arena)-len(o.arena) < n {
+		o.arena = make([]byte, 0, max(2*cap(o.arena), arenaChunk, n))
+	}
+	return o.arena[len(o.arena):len(o.arena)]
+}
+
+// commit claims b, built in place at the end of the arena by space.
+func (o *Out) commit(b []byte) []byte {
+	o.arena = o.arena[:len(o.arena)+len(b)]
+	return b
+}
+
+// sendUDP queues b for to. It refuses any destination that is not a global
+// unicast IPv4 address (RFC 4380 §5.2.4): every path that sends goes
+// through here, so the rule holds whatever the packet said.
+func (o *Out) sendUDP(b []byte, to netip.AddrPort) bool {
+	if !proto.IsGlobalUnicastIPv4(to.Addr()) || to.Port() == 0 {
+		return false
+	}
+	o.UDP = append(o.UDP, udpio.Message{Buf: b, N: len(b), Addr: to})
+	return true
+}
+
+// hold keeps a pooled buffer until Reset.
+func (o *Out) hold(b *qbuf) {
+	if b != nil {
+		o.held = append(o.held, b)
+	}
+}

@@ -1,0 +1,299 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"sync"
+)
+
+// The peer table is the RFC 4380 §5.2 "list of recent peers", bounded and
+// sharded:
+//
+//   - a shard is a mutex, a Go map from the 16-byte IPv6 address to an index,
+//     and a slab of fixed-size, pointer-free entries (so the garbage collector
+//     never scans a million peers);
+//   - the shard of an address is a keyed hash of it, so nobody can aim a
+//     flood at one shard, and the two direction goroutines rarely meet on
+//     the same lock;
+//   - each shard keeps two LRU lists, ordered by last use on a 1 s grain:
+//     "probation" for peers we have not exchanged traffic with (untrusted,
+//     or trusted from a packet they sent us unasked) and "protected" for
+//     trusted peers we have sent data to. A full shard evicts the oldest
+//     probation entry, else the oldest protected entry that has been idle
+//     past the validity time, else refuses the newcomer: a flood of spoofed
+//     sources or destinations can only churn the probation list.
+//   - packet queues live beside the slab, in a map keyed by entry index, for
+//     the few peers that have packets waiting.
+
+const noIndex = ^uint32(0)
+
+// Entry flags.
+const (
+	fTrusted   uint8 = 1 << iota // RFC 4380 "trusted" status: the mapping is verified
+	fProtected                   // on the protected list (trusted and sent to)
+	fQueued                      // has a queue in shard.queues
+	fPinging                     // a connectivity test is outstanding; nonce is valid
+	fNative                      // not a Teredo address (client connectivity-test peer)
+)
+
+// peer is one table entry: 52 bytes, no pointers.
+type peer struct {
+	addr    [16]byte // the peer's IPv6 address (also the map key)
+	mapIP   [4]byte  // mapped IPv4 address packets go to
+	mapPort uint16   // mapped UDP port
+	flags   uint8
+	probes  uint8 // bubbles or pings sent without a direct answer
+	lastRx  tick  // last packet accepted from the peer
+	lastTx  tick  // last packet, bubble or ping sent to it
+	lastUse tick  // last lookup, for LRU order and expiry (1 s grain)
+	nonce   [8]byte
+	prev    uint32 // LRU neighbours, noIndex at the ends
+	next    uint32
+}
+
+func (p *peer) has(f uint8) bool { return p.flags&f != 0 }
+
+type list struct{ head, tail uint32 }
+
+const (
+	probation = 0
+	protected = 1
+)
+
+type shard struct {
+	mu     sync.Mutex
+	index  map[[16]byte]uint32
+	peers  []peer
+	free   uint32 // free slab slots, linked through next
+	lists  [2]list
+	queues map[uint32]*queue
+	n      int // live entries
+	limit  int // most live entries
+	_      [64]byte
+}
+
+type table struct {
+	shards []shard
+	shift  uint // 64 - log2(len(shards))
+	seed   [2]uint64
+}
+
+// newTable sizes the table for maxPeers: one shard per 1024 peers, a power
+// of two between 1 and 64, each holding an equal share (the total may round
+// down by less than one entry per shard).
+func newTable(maxPeers int, seed [2]uint64) table {
+	n := 1
+	for n < 64 && n*2*1024 <= maxPeers {
+		n *= 2
+	}
+	t := table{shards: make([]shard, n), shift: uint(64 - bits.TrailingZeros(uint(n))), seed: seed}
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.limit = max(maxPeers/n, 1)
+		s.index = make(map[[16]byte]uint32)
+		s.queues = make(map[uint32]*queue)
+		s.free = noIndex
+		s.lists = [2]list{{noIndex, noIndex}, {noIndex, noIndex}}
+	}
+	return t
+}
+
+// shardOf picks a shard with a keyed mix of the address (a 64-bit
+// multiply-xorshift; not cryptographic, but the seed is secret).
+func (t *table) shardOf(a *[16]byte) *shard {
+	if len(t.shards) == 1 {
+		return &t.shards[0]
+	}
+	h := mix(binary.LittleEndian.Uint64(a[0:8])^t.seed[0]) ^ mix(binary.LittleEndian.Uint64(a[8:16])^t.seed[1])
+	return &t.shards[h>>t.shift]
+}
+
+func mix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+// All methods below need s.mu held.
+
+func (s *shard) lookup(a *[16]byte) (uint32, bool) {
+	i, ok := s.index[*a]
+	return i, ok
+}
+
+// touch records a lookup: on a 1 s grain, so a busy peer moves to the tail
+// of its list at most once a second.
+func (s *shard) touch(i uint32, now tick) {
+	p := &s.peers[i]
+	if now-p.lastUse < ticksPerSecond {
+		return
+	}
+	p.lastUse = now
+	l := probation
+	if p.has(fProtected) {
+		l = protected
+	}
+	s.unlink(i, l)
+	s.pushTail(i, l)
+}
+
+// protect moves a trusted peer we send data to onto the protected list.
+func (s *shard) protect(i uint32) {
+	p := &s.peers[i]
+	if p.has(fProtected) {
+		return
+	}
+	s.unlink(i, probation)
+	p.flags |= fProtected
+	s.pushTail(i, protected)
+}
+
+func (s *shard) unlink(i uint32, l int) {
+	p := &s.peers[i]
+	if p.prev != noIndex {
+		s.peers[p.prev].next = p.next
+	} else {
+		s.lists[l].head = p.next
+	}
+	if p.next != noIndex {
+		s.peers[p.next].prev = p.prev
+	} else {
+		s.lists[l].tail = p.prev
+	}
+	p.prev, p.next = noIndex, noIndex
+}
+
+func (s *shard) pushTail(i uint32, l int) {
+	p := &s.peers[i]
+	p.prev, p.next = s.lists[l].tail, noIndex
+	if p.prev != noIndex {
+		s.peers[p.prev].next = i
+	} else {
+		s.lists[l].head = i
+	}
+	s.lists[l].tail = i
+}
+
+// insertResult says what making room cost.
+type insertResult uint8
+
+const (
+	inserted insertResult = iota
+	insertedEvicting
+	refused
+)
+
+// insert adds a fresh untrusted entry for a, evicting if the shard is full.
+// A new entry's last reception and transmission are 30 s in the past
+// (RFC 4380 §5.2.6), so it is not valid and may be bubbled at once. The
+// evicted entry's queue, if any, is handed to drop.
+func (s *shard) insert(a *[16]byte, now tick, drop func(*queue)) (uint32, insertResult) {
+	res := inserted
+	if s.n >= s.limit {
+		victim := s.lists[probation].head
+		if victim == noIndex {
+			victim = s.lists[protected].head
+			if victim == noIndex || now-s.peers[victim].lastUse <= validTicks {
+				return noIndex, refused
+			}
+		}
+		s.remove(victim, drop)
+		res = insertedEvicting
+	}
+	var i uint32
+	if s.free != noIndex {
+		i = s.free
+		s.free = s.peers[i].next
+	} else {
+		s.peers = append(s.peers, peer{})
+		i = uint32(len(s.peers) - 1)
+	}
+	s.peers[i] = peer{
+		addr:    *a,
+		lastRx:  now - validTicks,
+		lastTx:  now - validTicks,
+		lastUse: now,
+		prev:    noIndex,
+		next:    noIndex,
+	}
+	s.index[*a] = i
+	s.pushTail(i, probation)
+	s.n++
+	return i, res
+}
+
+// remove frees entry i; its queue goes to drop.
+func (s *shard) remove(i uint32, drop func(*queue)) {
+	p := &s.peers[i]
+	l := probation
+	if p.has(fProtected) {
+		l = protected
+	}
+	s.unlink(i, l)
+	if p.has(fQueued) {
+		q := s.queues[i]
+		delete(s.queues, i)
+		drop(q)
+	}
+	delete(s.index, p.addr)
+	*p = peer{next: s.free}
+	s.free = i
+	s.n--
+}
+
+// takeQueue detaches entry i's queue, or returns nil.
+func (s *shard) takeQueue(i uint32) *queue {
+	p := &s.peers[i]
+	if !p.has(fQueued) {
+		return nil
+	}
+	p.flags &^= fQueued
+	q := s.queues[i]
+	delete(s.queues, i)
+	return q
+}
+
+// queueOf returns entry i's queue, creating it.
+func (s *shard) queueOf(i uint32) *queue {
+	p := &s.peers[i]
+	if p.has(fQueued) {
+		return s.queues[i]
+	}
+	p.flags |= fQueued
+	q := &queue{}
+	s.queues[i] = q
+	return q
+}
+
+// expire removes entries unused for idle, oldest first, at most budget of
+// them, and returns how many it removed.
+func (s *shard) expire(now, idle tick, budget int, drop func(*queue)) int {
+	n := 0
+	for l := range s.lists {
+		for n < budget {
+			i := s.lists[l].head
+			if i == noIndex || now-s.peers[i].lastUse <= idle {
+				break
+			}
+			s.remove(i, drop)
+			n++
+		}
+	}
+	return n
+}
+
+// reset empties the shard; queues go to drop.
+func (s *shard) reset(drop func(*queue)) {
+	for _, q := range s.queues {
+		drop(q)
+	}
+	clear(s.queues)
+	clear(s.index)
+	s.peers = s.peers[:0]
+	s.free = noIndex
+	s.lists = [2]list{{noIndex, noIndex}, {noIndex, noIndex}}
+	s.n = 0
+}

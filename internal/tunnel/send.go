@@ -1,0 +1,182 @@
+package tunnel
+
+// Host -> Teredo: one IPv6 packet the host routed into the tunnel, per
+// RFC 4380 §5.2.4 (client) and §5.4.1 (relay), in this order:
+//
+//  1. the packet must be IPv6; multicast destinations are dropped;
+//  2. client not qualified: ICMPv6 address unreachable;
+//  3. destination outside the Teredo prefix: the relay answers address
+//     unreachable (its routing is wrong); the client tests native
+//     destinations, but only from a Teredo source (else administratively
+//     prohibited: no relay would accept it);
+//  4. Teredo destination whose embedded server or client IPv4 is not global
+//     unicast: dropped silently;
+//  5. trusted peer heard from in the last 30 s: the packet goes as is to
+//     its mapping, with no copy (case 1);
+//  6. otherwise the packet is queued (a copy) and the peer probed: a
+//     bubble through its server, plus one to its mapping when our NAT
+//     filters (case 5; the cone bit is ignored, as §5.2.4 allows and Miredo
+//     does), or for a native destination an echo request through our
+//     server (case 2, §5.2.9); at most 4 probes 2 s apart (Tick repeats
+//     them), after which the host gets ICMPv6 address unreachable.
+
+import (
+	"net/netip"
+
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+// disposition is what became of one packet, for counting and tests.
+type disposition uint8
+
+const (
+	dispDropped  disposition = iota
+	dispSent                 // sent over UDP or written to the host as is
+	dispQueued               // waiting for its peer to be verified
+	dispConsumed             // a bubble or connectivity-test reply: handled, not forwarded
+)
+
+type verdict struct {
+	disp   disposition
+	reason DropReason
+}
+
+func drop(r DropReason) verdict { return verdict{disp: dispDropped, reason: r} }
+
+var (
+	sent     = verdict{disp: dispSent}
+	queuedV  = verdict{disp: dispQueued}
+	consumed = verdict{disp: dispConsumed}
+)
+
+// FromTunnel handles one IPv6 packet the host sent into the tunnel. What
+// it sends goes into out; pkt may be referenced from out.UDP until
+// out.Reset.
+func (e *Engine) FromTunnel(pkt []byte, out *Out) {
+	c := &e.st.tun
+	c.in.Add(1)
+	v := e.fromTunnel(pkt, out, c)
+	switch v.disp {
+	case dispDropped:
+		c.dropped[v.reason].Add(1)
+	case dispSent:
+		c.encapsulated.Add(1)
+	case dispQueued:
+		c.queued.Add(1)
+	}
+}
+
+func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
+	ip, _, err := proto.ParseIPv6(b)
+	if err != nil {
+		return drop(DropMalformed)
+	}
+	dst := (*[16]byte)(ip[24:40])
+	if dst[0] == 0xff {
+		return drop(DropMulticast)
+	}
+	now := e.now()
+	self := e.self.Load()
+	client := e.cfg.Mode == Client
+	prefix := e.cfg.Prefix
+	if client {
+		if !self.qualified {
+			e.unreachable(ip, proto.UnreachAddress, now, out, c)
+			return drop(DropNotQualified)
+		}
+		prefix = self.prefix
+	}
+	teredo := be32(dst[0:4]) == prefix
+	switch {
+	case !teredo && !client:
+		e.unreachable(ip, proto.UnreachAddress, now, out, c)
+		return drop(DropNotTeredoDst)
+	case !teredo && be32(ip[8:12]) != prefix:
+		e.unreachable(ip, proto.UnreachProhibited, now, out, c)
+		return drop(DropProhibited)
+	case teredo && (!globalIPv4(dst[4:8]) || !proto.IsGlobalUnicastIPv4(embeddedMapping(dst[:]).Addr())):
+		return drop(DropNonGlobal)
+	}
+
+	s := e.table.shardOf(dst)
+	s.mu.Lock()
+	idx, found := s.lookup(dst)
+	if found {
+		p := &s.peers[idx]
+		s.touch(idx, now)
+		if p.has(fTrusted) && now-p.lastRx < validTicks {
+			p.lastTx = now
+			if !p.has(fProtected) {
+				s.protect(idx)
+			}
+			to := p.mapping()
+			s.mu.Unlock()
+			if !out.sendUDP(ip, to) {
+				return drop(DropNonGlobal)
+			}
+			return sent
+		}
+	} else {
+		var res insertResult
+		idx, res = s.insert(dst, now, e.dropQueue)
+		if res == refused {
+			s.mu.Unlock()
+			return drop(DropTableFull)
+		}
+		if res == insertedEvicting {
+			c.evicted.Add(1)
+		}
+		c.created.Add(1)
+		p := &s.peers[idx]
+		if teredo {
+			p.setMapping(embeddedMapping(dst[:]))
+		} else {
+			p.flags |= fNative
+		}
+	}
+
+	// Untrusted, or trusted but silent for too long: queue and probe.
+	p := &s.peers[idx]
+	switch e.mayProbe(p, now) {
+	case probeNo:
+		s.mu.Unlock()
+		e.unreachable(ip, proto.UnreachAddress, now, out, c)
+		return drop(DropUnreachable)
+	case probeNow:
+		e.probe(s, idx, self, now, out, c)
+	}
+	ok := e.enqueue(s.queueOf(idx), ip, false, netip.AddrPort{})
+	if q := s.queues[idx]; len(q.items) == 0 {
+		s.takeQueue(idx)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return drop(DropQueueFull)
+	}
+	return queuedV
+}
+
+type probeDecision uint8
+
+const (
+	probeNow   probeDecision = iota // send a bubble or test now
+	probeLater                      // one went out less than 2 s ago
+	probeNo                         // the budget is used up
+)
+
+// mayProbe applies §5.2.6: no probe within 2 s of the last transmission,
+// no more than 4 unanswered ones in 300 s (Miredo counts the 300 s from the
+// last one and then starts afresh).
+func (e *Engine) mayProbe(p *peer, now tick) probeDecision {
+	if p.probes >= maxProbes {
+		if now-p.lastTx <= probeWindow {
+			return probeNo
+		}
+		p.probes = 0
+		p.flags &^= fPinging
+	}
+	if p.probes > 0 && now-p.lastTx < probeSpacing {
+		return probeLater
+	}
+	return probeNow
+}
