@@ -73,5 +73,11 @@ install: build
 	install -d $(DESTDIR)$(SBINDIR)
 	install -m 0755 $(addprefix bin/,$(BINARIES)) $(DESTDIR)$(SBINDIR)/
 
+# Our miredo-server against Debian's 1.2.6 in a namespace lab (needs root);
+# BENCHFLAGS go to serverbench, e.g. BENCHFLAGS='-rounds 3'.
+.PHONY: bench-server
+bench-server:
+	./scripts/bench-server.sh $(BENCHFLAGS)
+
 clean:
 	rm -rf bin

@@ -1,0 +1,443 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/miredo-go/miredo/internal/bench/loadgen"
+	"github.com/miredo-go/miredo/internal/bench/proccpu"
+	"github.com/miredo-go/miredo/internal/lab"
+	"github.com/miredo-go/miredo/internal/lab/refmiredo"
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+// Options shape a benchmark run.
+type Options struct {
+	Duration, Warmup time.Duration
+	Rounds           int
+	// Sockets, Window: the load generator's (see loadgen.Config).
+	Sockets, Window int
+	// Sources is how many IPv4 addresses the generator sends from.
+	Sources int
+	// Ours is our server's binary; empty builds it.
+	Ours string
+	// Only lists the targets to run, by name, comma-separated; empty runs all.
+	Only string
+	// Prefix names the lab's namespaces.
+	Prefix string
+	// ProfileDir, if set, receives a perf(1) recording of each measured
+	// interval.
+	ProfileDir string
+	// ThreadWire moves the lab's veth delivery out of the senders' system
+	// calls into kernel threads (see threadWire).
+	ThreadWire bool
+	Log        *slog.Logger
+}
+
+// target is one server configuration to measure.
+type target struct {
+	name   string
+	miredo bool     // Debian's miredo-server instead of ours
+	args   []string // extra flags for ours
+}
+
+// targets are measured in this order in every round.
+var targets = []target{
+	{name: "ours"},
+	{name: "ours --no-batch", args: []string{"--no-batch"}},
+	{name: "ours --sockets 1", args: []string{"--sockets", "1"}},
+	{name: "miredo-server 1.2.6", miredo: true},
+}
+
+func targetNames() []string {
+	var n []string
+	for _, t := range targets {
+		n = append(n, strings.ReplaceAll(t.name, " ", ""))
+	}
+	return n
+}
+
+// selectTargets picks the targets named in only (names without spaces, as
+// targetNames gives them).
+func selectTargets(only string) ([]target, error) {
+	if only == "" {
+		return targets, nil
+	}
+	names := targetNames()
+	var out []target
+	for _, want := range strings.Split(only, ",") {
+		i := slices.Index(names, strings.TrimSpace(want))
+		if i < 0 {
+			return nil, usagef("-only: no server %q (have %s)", want, strings.Join(names, ","))
+		}
+		out = append(out, targets[i])
+	}
+	return out, nil
+}
+
+// Sample is one measured interval of one server.
+type Sample struct {
+	Target string
+	Wall   time.Duration
+	Load   loadgen.Counters
+	// ServerCPU is the server's process tree's CPU time; GenCPU this
+	// process's (the generator, mostly); Machine the whole machine's.
+	ServerCPU, GenCPU proccpu.Times
+	Machine           proccpu.Machine
+}
+
+// extraSourceBase is where the generator's added addresses start on the pub
+// host (its own is 192.0.2.30); the lab's topology leaves .100-.163 free.
+var extraSourceBase = netip.MustParseAddr("192.0.2.100")
+
+// Run builds a lab, measures every selected server Rounds times, prints the
+// table to out and removes the lab. It returns the samples.
+func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
+	sel, err := selectTargets(opt.Only)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case opt.Duration < 100*time.Millisecond || opt.Duration > 10*time.Minute:
+		return nil, usagef("-duration %v: want 100ms to 10m", opt.Duration)
+	case opt.Warmup < 0 || opt.Warmup > time.Minute:
+		return nil, usagef("-warmup %v: want 0 to 1m", opt.Warmup)
+	case opt.Rounds < 1 || opt.Rounds > 20:
+		return nil, usagef("-rounds %d: want 1 to 20", opt.Rounds)
+	case opt.Sources < 1 || opt.Sources > 64:
+		return nil, usagef("-sources %d: want 1 to 64", opt.Sources)
+	}
+	if reason := lab.Missing(); reason != "" {
+		return nil, fmt.Errorf("lab: %s", reason)
+	}
+	if reason := refmiredo.Missing(); reason != "" && slices.ContainsFunc(sel, func(t target) bool { return t.miredo }) {
+		return nil, fmt.Errorf("refmiredo: %s", reason)
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	// Everything below is bounded: each run by its own deadline, the whole
+	// by this one.
+	perRun := opt.Warmup + opt.Duration + time.Minute
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(opt.Rounds*len(sel))*perRun)
+	defer cancel()
+
+	ours := opt.Ours
+	if ours == "" && slices.ContainsFunc(sel, func(t target) bool { return !t.miredo }) {
+		dir, err := os.MkdirTemp("", "serverbench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if ours, err = buildOurs(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+
+	l, err := lab.Build(ctx, lab.Options{Prefix: opt.Prefix, Logger: opt.Log})
+	if err != nil {
+		return nil, err
+	}
+	failed := true
+	defer func() {
+		if err := l.Close(); err != nil {
+			opt.Log.Warn("lab not removed cleanly", "err", err)
+		}
+		if failed {
+			fmt.Fprintf(out, "serverbench: the servers' logs are kept in %s\n", l.LogDir)
+		} else {
+			_ = os.RemoveAll(l.LogDir)
+		}
+	}()
+	sources, err := addSources(ctx, l.Host(lab.Pub), opt.Sources)
+	if err != nil {
+		return nil, err
+	}
+	wire := "veth delivery in the sender's system call"
+	if opt.ThreadWire {
+		if err := threadWire(ctx, l); err != nil {
+			return nil, err
+		}
+		wire = "veth delivery in NAPI kernel threads"
+	}
+	b := &bench{opt: opt, lab: l, ours: ours, sources: sources}
+	fmt.Fprintf(out, "serverbench: %d rounds × %d servers, %v each after %v warm-up; load: %d sockets on %d addresses, window %d (%d in flight); %s\n",
+		opt.Rounds, len(sel), opt.Duration, opt.Warmup, opt.Sockets, len(sources), opt.Window, opt.Sockets*opt.Window, wire)
+	var samples []Sample
+	for round := range opt.Rounds {
+		for _, t := range sel {
+			s, err := b.measure(ctx, t, round)
+			if err != nil {
+				return samples, fmt.Errorf("%s (round %d): %w", t.name, round+1, err)
+			}
+			opt.Log.Info("measured", "server", t.name, "round", round+1, "answered_per_s", rate(s))
+			samples = append(samples, s)
+		}
+	}
+	writeTable(out, sel, samples)
+	failed = false
+	return samples, nil
+}
+
+// buildOurs builds cmd/miredo-server into dir, statically as `make build`
+// does but with symbols, so perf can name functions.
+func buildOurs(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "miredo-server")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "github.com/miredo-go/miredo/cmd/miredo-server")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build miredo-server: %w\n%s", err, b)
+	}
+	return bin, nil
+}
+
+// addSources gives the pub host n-1 more IPv4 addresses (inside the lab
+// namespace only) and returns all n it sends from.
+func addSources(ctx context.Context, h *lab.Host, n int) ([]netip.Addr, error) {
+	srcs := []netip.Addr{h.IPv4()}
+	a := extraSourceBase
+	for len(srcs) < n {
+		if _, err := h.Run(ctx, "ip", "addr", "add", a.String()+"/24", "dev", h.Ifname); err != nil {
+			return nil, fmt.Errorf("add source address %v: %w", a, err)
+		}
+		srcs = append(srcs, a)
+		a = a.Next()
+	}
+	return srcs, nil
+}
+
+type bench struct {
+	opt     Options
+	lab     *lab.Lab
+	ours    string
+	sources []netip.Addr
+}
+
+// measure runs one server, loads it, and samples the measured interval.
+func (b *bench) measure(ctx context.Context, t target, round int) (Sample, error) {
+	srvHost := b.lab.Host(lab.Server)
+	primary := netip.AddrPortFrom(srvHost.IPv4(), proto.Port)
+	name := fmt.Sprintf("%s-r%d", strings.ReplaceAll(t.name, " ", ""), round+1)
+	ctx, cancel := context.WithTimeout(ctx, b.opt.Warmup+b.opt.Duration+time.Minute)
+	defer cancel()
+	if err := waitPortFree(ctx, srvHost, proto.Port); err != nil {
+		return Sample{}, err
+	}
+	p, err := b.startServer(ctx, t, name)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer func() {
+		if err := p.Stop(); err != nil {
+			b.opt.Log.Warn("server stop", "server", t.name, "err", err)
+		}
+	}()
+	if err := srvHost.WaitUDP(ctx, proto.Port); err != nil {
+		return Sample{}, fmt.Errorf("%w\n%s", err, p.Tail(10))
+	}
+
+	var g *loadgen.Generator
+	err = b.lab.Host(lab.Pub).Do(func() error {
+		var err error
+		g, err = loadgen.Open(loadgen.Config{
+			Server: primary, Sources: b.sources, Sockets: b.opt.Sockets, Window: b.opt.Window,
+			MaxDuration: b.opt.Warmup + b.opt.Duration + 10*time.Second,
+		})
+		return err
+	})
+	if err != nil {
+		return Sample{}, err
+	}
+	genCtx, stopGen := context.WithCancel(ctx)
+	genDone := make(chan error, 1)
+	go func() { genDone <- g.Run(genCtx) }()
+	defer func() {
+		stopGen()
+		<-genDone
+	}()
+
+	if err := sleep(ctx, b.opt.Warmup); err != nil {
+		return Sample{}, err
+	}
+	// The server must be answering before we measure it: poll for a first
+	// advertisement (the warm-up normally has them already).
+	if err := poll(ctx, 10*time.Second, func() bool { return g.Counters().Answered > 0 }); err != nil {
+		return Sample{}, fmt.Errorf("no advertisement from %s: %w\n%s", t.name, err, p.Tail(10))
+	}
+	var perf *perfRecording
+	if b.opt.ProfileDir != "" {
+		if perf, err = startPerf(ctx, b.opt.ProfileDir, name, p.Pid()); err != nil {
+			return Sample{}, err
+		}
+	}
+	before, err := snapshot(p.Pid(), g)
+	if err != nil {
+		return Sample{}, err
+	}
+	if err := sleep(ctx, b.opt.Duration); err != nil {
+		return Sample{}, err
+	}
+	after, err := snapshot(p.Pid(), g)
+	if err != nil {
+		return Sample{}, err
+	}
+	if perf != nil {
+		if err := perf.stop(); err != nil {
+			b.opt.Log.Warn("perf", "server", t.name, "err", err)
+		}
+	}
+	return Sample{
+		Target:    t.name,
+		Wall:      after.at.Sub(before.at),
+		Load:      after.load.Sub(before.load),
+		ServerCPU: after.tree.Since(before.tree),
+		GenCPU:    after.self.Sub(before.self),
+		Machine:   after.machine.Sub(before.machine),
+	}, nil
+}
+
+func (b *bench) startServer(ctx context.Context, t target, name string) (*lab.Process, error) {
+	h := b.lab.Host(lab.Server)
+	if t.miredo {
+		return refmiredo.Start(ctx, b.lab, h, name, refmiredo.ServerBinary, refmiredo.ServerConfig(h.IPv4()))
+	}
+	conf := filepath.Join(b.lab.LogDir, name+".conf")
+	if err := os.WriteFile(conf, []byte(refmiredo.ServerConfig(h.IPv4())), 0o644); err != nil {
+		return nil, err
+	}
+	argv := append([]string{b.ours, "-c", conf, "-p", filepath.Join(b.lab.LogDir, name+".pid")}, t.args...)
+	return b.lab.Start(ctx, h, name, argv...)
+}
+
+// point is everything sampled at one end of the measured interval.
+type point struct {
+	at      time.Time
+	load    loadgen.Counters
+	tree    proccpu.Tree
+	self    proccpu.Times
+	machine proccpu.Machine
+}
+
+func snapshot(pid int, g *loadgen.Generator) (point, error) {
+	var p point
+	var err error
+	p.at = time.Now()
+	p.load = g.Counters()
+	if p.tree, err = proccpu.ReadTree(pid); err != nil {
+		return p, err
+	}
+	if p.self, err = proccpu.Self(); err != nil {
+		return p, err
+	}
+	p.machine, err = proccpu.ReadMachine()
+	return p, err
+}
+
+// waitPortFree waits until no socket in h is bound to port: the previous
+// server (or its forked worker) has really gone.
+func waitPortFree(ctx context.Context, h *lab.Host, port uint16) error {
+	suffix := fmt.Sprintf(":%04X ", port)
+	var table string
+	err := poll(ctx, 10*time.Second, func() bool {
+		_ = h.Do(func() error {
+			b, err := os.ReadFile("/proc/thread-self/net/udp")
+			table = string(b)
+			return err
+		})
+		return table != "" && !strings.Contains(table, suffix)
+	})
+	if err != nil {
+		return fmt.Errorf("UDP port %d still bound in %s: %w", port, h.Name, err)
+	}
+	return nil
+}
+
+// poll checks cond every 20 ms until it holds, for at most limit.
+func poll(ctx context.Context, limit time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// sleep waits d: the measured interval is a span of time, not a condition.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// perfRecording is a perf-record process attached to a server.
+type perfRecording struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startPerf records call graphs of the process tree under pid (every
+// thread) into dir/name.perf.data until stop.
+func startPerf(ctx context.Context, dir, name string, pid int) (*perfRecording, error) {
+	if _, err := exec.LookPath("perf"); err != nil {
+		return nil, fmt.Errorf("-perf: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	tree, err := proccpu.ReadTree(pid)
+	if err != nil {
+		return nil, err
+	}
+	var pids []string
+	for p := range tree {
+		pids = append(pids, fmt.Sprint(p))
+	}
+	out := filepath.Join(dir, name+".perf.data")
+	cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-g", "-F", "999", "-o", out, "-p", strings.Join(pids, ","))
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("perf record: %w", err)
+	}
+	r := &perfRecording{cmd: cmd, done: make(chan error, 1)}
+	go func() { r.done <- cmd.Wait() }()
+	return r, nil
+}
+
+// stop ends the recording the way perf expects (SIGINT) and waits for it to
+// write its file, at most 10 s.
+func (r *perfRecording) stop() error {
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-r.done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return nil // perf exits non-zero on SIGINT
+		}
+		return err
+	case <-time.After(10 * time.Second):
+		_ = r.cmd.Process.Kill()
+		return errors.New("perf record did not stop")
+	}
+}

@@ -1,0 +1,56 @@
+//go:build e2e
+
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miredo-go/miredo/internal/lab"
+	"github.com/miredo-go/miredo/internal/lab/refmiredo"
+)
+
+// TestRunShort runs the whole benchmark briefly, ours against Miredo, and
+// checks that both answered, that the CPU of each was measured, that the
+// table came out and that the lab is gone afterwards. It measures nothing
+// worth reading: `make bench-server` does.
+func TestRunShort(t *testing.T) {
+	if reason := lab.Missing(); reason != "" {
+		t.Skip("lab: " + reason)
+	}
+	if reason := refmiredo.Missing(); reason != "" {
+		t.Skip("refmiredo: " + reason)
+	}
+	opt := defaultOptions()
+	opt.Duration, opt.Warmup = 500*time.Millisecond, 300*time.Millisecond
+	opt.Sockets, opt.Window, opt.Sources = 16, 4, 4
+	opt.Only = "ours,miredo-server1.2.6"
+	opt.Prefix = "sbtest"
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	samples, err := Run(ctx, opt, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) != 2 {
+		t.Fatalf("%d samples, want 2", len(samples))
+	}
+	for _, s := range samples {
+		if s.Load.Answered == 0 || s.Load.Invalid != 0 || s.ServerCPU.Total() <= 0 || s.Wall < opt.Duration {
+			t.Errorf("%s: %+v: want answers, no invalid ones, server CPU time and a full interval", s.Target, s)
+		}
+	}
+	if !strings.Contains(out.String(), "ratio to miredo-server 1.2.6") {
+		t.Error("no ratio in the output")
+	}
+	left, _ := filepath.Glob("/run/netns/" + opt.Prefix + "-*")
+	if len(left) > 0 {
+		t.Errorf("lab namespaces left behind: %v", left)
+		_ = lab.Remove(context.Background(), opt.Prefix)
+	}
+}
