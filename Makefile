@@ -79,5 +79,18 @@ install: build
 bench-server:
 	./scripts/bench-server.sh $(BENCHFLAGS)
 
+# systemd units for the three daemons, with this install's SBINDIR and
+# SYSCONFDIR filled in, into $(DESTDIR)$(UNITDIR) (default
+# $(PREFIX)/lib/systemd/system). Nothing is enabled or started.
+.PHONY: install-units
+install-units:
+	@set -e; dir='$(DESTDIR)$(or $(UNITDIR),$(PREFIX)/lib/systemd/system)'; \
+	install -d "$$dir"; \
+	for b in $(BINARIES); do \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/systemd/$$b.service.in > "$$dir/$$b.service"; \
+	  chmod 0644 "$$dir/$$b.service"; \
+	  echo "installed $$dir/$$b.service"; \
+	done
+
 clean:
 	rm -rf bin
