@@ -1,22 +1,570 @@
-// Package client is the Teredo client role (RFC 4380 §5.2): qualification with a
-// Teredo server, address maintenance, the NAT probe and the privileged helper.
-// Only cmd/miredo-client imports it.
+// Package client is the Teredo client role (RFC 4380 §5.2): qualification
+// with a Teredo server, address maintenance, the NAT probe and the
+// privileged helper, around the shared data path of package tunnel. Only
+// cmd/miredo-client imports it.
+//
+// A running client is two processes. The packet process (Run) opens the
+// tunnel device and the UDP socket, starts the privileged helper (RunHelper)
+// and then drops every privilege; it runs three kinds of goroutine:
+//
+//	tunnel loop:  dev.Read -> Engine.FromTunnel -> udp.WriteBatch / dev.Write (ICMPv6 errors)
+//	socket loop:  udp.ReadBatch -> from our server:3544 with an auth header? -> maintenance
+//	                            -> otherwise Engine.FromUDP -> dev.Write / udp.WriteBatch
+//	maintenance:  the Machine's timers, RAs and name resolution; Engine.Tick
+//	              each second; applies each new status through the helper
+//	              (address, MTU, up/down, hook) and Engine.SetSelf.
 package client
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/daemon"
+	"github.com/miredo-go/miredo/pkg/dropprivs"
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/proto"
+	"github.com/miredo-go/miredo/pkg/udpio"
 )
 
-// ErrNotWritten is returned by Run until the role is implemented; the binary
-// then says so instead of pretending to run.
-var ErrNotWritten = errors.New("the client role is not written yet")
+const (
+	// udpBufSize holds any Teredo datagram of a 1280-byte MTU link with
+	// room to spare; longer ones are counted as truncated and dropped.
+	udpBufSize = 2048
+	// tunBufSize holds the largest IPv6 packet the tunnel can carry.
+	tunBufSize = 65536
+	// tunHeadroom is reserved in front of packets read from the tunnel for
+	// backends that put a header there (netcfg.Device).
+	tunHeadroom = 16
+	// suspectAfter: host traffic sent into the tunnel without anything
+	// coming back for this long makes us ask the server whether our
+	// mapping changed, rather than wait up to 30 s for the next refresh.
+	suspectAfter = 2 * time.Second
+	// resolveTimeout bounds one resolution of the server names.
+	resolveTimeout = 10 * time.Second
+	// maintQueue bounds the advertisements waiting for the maintenance
+	// goroutine; more are dropped (a flood of fake ones, most likely).
+	maintQueue = 16
+)
 
-// Run runs the role until ctx ends.
+// Stats counts what the client's own loops did; the data path's counters
+// are the Engine's.
+type Stats struct {
+	Maintenance    uint64 // datagrams handed to the state machine
+	MaintRefused   uint64 // ... that it did not accept
+	MaintOverflow  uint64 // ... dropped because it was busy
+	Truncated      uint64 // datagrams longer than udpBufSize
+	SendErrors     uint64 // datagrams the kernel refused
+	TunWriteErrors uint64 // packets the tunnel refused
+	HelperFailures uint64 // interface changes the helper could not apply
+	EarlyRefreshes uint64 // refreshes asked for by unanswered traffic
+	StatusChanges  uint64
+}
+
+// LogValue prints the counters with stable keys.
+func (s Stats) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Uint64("maintenance", s.Maintenance),
+		slog.Uint64("maint_refused", s.MaintRefused),
+		slog.Uint64("maint_overflow", s.MaintOverflow),
+		slog.Uint64("truncated", s.Truncated),
+		slog.Uint64("send_errors", s.SendErrors),
+		slog.Uint64("tun_write_errors", s.TunWriteErrors),
+		slog.Uint64("helper_failures", s.HelperFailures),
+		slog.Uint64("early_refreshes", s.EarlyRefreshes),
+		slog.Uint64("status_changes", s.StatusChanges),
+	)
+}
+
+type counters struct {
+	maintenance, maintRefused, maintOverflow, truncated atomic.Uint64
+	sendErrors, tunWriteErrors, helperFailures          atomic.Uint64
+	earlyRefreshes, statusChanges                       atomic.Uint64
+}
+
+// datagram is a maintenance datagram on its way to the state machine.
+type datagram struct {
+	b    []byte
+	from netip.AddrPort
+	at   time.Time
+}
+
+type resolution struct {
+	primary, secondary netip.Addr
+	err                error
+}
+
+// Client is a running Teredo client's packet process.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	dev    netcfg.Device
+	conn   *udpio.Conn
+	helper *helper
+	eng    *tunnel.Engine
+
+	// servers are the primary and secondary server addresses, read by the
+	// socket loop to pick out maintenance traffic.
+	servers atomic.Pointer[[2]netip.Addr]
+	// Monotonic nanoseconds since start (0 = never): the last datagram
+	// received, the last one from the primary server, and the first host
+	// packet sent since the last datagram received.
+	start                              time.Time
+	lastRecv, lastHeard, firstUnanswer atomic.Int64
+
+	status atomic.Pointer[Status]
+	maint  chan datagram
+	st     counters
+	// devWrite serialises writes to the device, which takes one writer at
+	// a time; the socket loop is the one that writes in bulk.
+	devWrite sync.Mutex
+}
+
+// Open does the privileged part of starting: the tunnel device, the UDP
+// socket and the privileged helper. self is our own executable, which the
+// helper runs.
+func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
+	cfg, err := cfg.Check()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, log: log, start: time.Now(), maint: make(chan datagram, maintQueue)}
+	c.servers.Store(&[2]netip.Addr{})
+	c.status.Store(&Status{})
+	if stale, err := netcfg.DeleteStaleLink(netns.None(), cfg.Interface); err != nil {
+		return nil, err
+	} else if stale {
+		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
+	}
+	if c.dev, err = netcfg.CreateTUN(cfg.Interface); err != nil {
+		return nil, err
+	}
+	bind := netip.AddrPortFrom(cfg.BindAddress, cfg.BindPort)
+	if c.conn, err = udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20}); err != nil {
+		c.dev.Close()
+		return nil, fmt.Errorf("UDP socket on %v: %w", bind, err)
+	}
+	c.helper, err = startHelper(self, HelperConfig{Interface: c.dev.Name(), Hook: cfg.Hook, User: cfg.User}, cfg.LogLevel)
+	if err != nil {
+		c.conn.Close()
+		c.dev.Close()
+		return nil, err
+	}
+	c.eng = tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix})
+	return c, nil
+}
+
+// Close ends the helper (it takes the interface down and runs the last
+// hooks while the interface still exists), then closes the socket and the
+// device. Loops still running return.
+func (c *Client) Close() {
+	if err := c.helper.Close(helperTimeout); err != nil {
+		c.log.Warn("privileged helper", "err", err)
+	}
+	c.conn.Close()
+	c.dev.Close()
+}
+
+// LocalAddr is the UDP socket's address.
+func (c *Client) LocalAddr() netip.AddrPort { return c.conn.LocalAddr() }
+
+// Status returns the client's current status, as last applied.
+func (c *Client) Status() Status { return *c.status.Load() }
+
+// Stats returns the client's loop counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Maintenance: c.st.maintenance.Load(), MaintRefused: c.st.maintRefused.Load(),
+		MaintOverflow: c.st.maintOverflow.Load(), Truncated: c.st.truncated.Load(),
+		SendErrors: c.st.sendErrors.Load(), TunWriteErrors: c.st.tunWriteErrors.Load(),
+		HelperFailures: c.st.helperFailures.Load(), EarlyRefreshes: c.st.earlyRefreshes.Load(),
+		StatusChanges: c.st.statusChanges.Load(),
+	}
+}
+
+// EngineStats returns the data path's counters.
+func (c *Client) EngineStats() tunnel.Stats { return c.eng.Stats() }
+
+func (c *Client) mono() int64 { return int64(time.Since(c.start)) + 1 }
+
+// Serve runs the client until ctx ends or something fails for good (the
+// helper died, a socket broke).
+func (c *Client) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, loop := range []func() error{c.tunnelLoop, c.socketLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	err := c.maintain(ctx, errc)
+	// The helper goes first, while the interface exists: it takes it down
+	// and runs the last hooks. Then closing unblocks the loops.
+	if herr := c.helper.Close(helperTimeout); herr != nil {
+		c.log.Warn("privileged helper", "err", herr)
+	}
+	c.conn.Close()
+	c.dev.Close()
+	wg.Wait()
+	return err
+}
+
+// tunnelLoop moves host packets into the Teredo socket.
+func (c *Client) tunnelLoop() error {
+	bs := c.dev.BatchSize()
+	bufs := make([][]byte, bs)
+	sizes := make([]int, bs)
+	for i := range bufs {
+		bufs[i] = make([]byte, tunHeadroom+tunBufSize)
+	}
+	var out tunnel.Out
+	for {
+		n, err := c.dev.Read(bufs, sizes, tunHeadroom)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			c.log.Debug("tunnel read failed", "err", err)
+			continue
+		}
+		for i := range n {
+			c.eng.FromTunnel(bufs[i][tunHeadroom:tunHeadroom+sizes[i]], &out)
+		}
+		if len(out.UDP) > 0 {
+			// Something went out that should be answered: remember when,
+			// unless an earlier packet is already waiting.
+			if c.firstUnanswer.Load() <= c.lastRecv.Load() {
+				c.firstUnanswer.Store(c.mono())
+			}
+		}
+		if err := c.flush(&out); err != nil {
+			return nil
+		}
+	}
+}
+
+// flush sends and writes what the Engine produced, then resets out. It
+// returns net.ErrClosed once the socket or device is closed.
+func (c *Client) flush(out *tunnel.Out) error {
+	defer out.Reset()
+	if len(out.UDP) > 0 {
+		sent, err := c.conn.WriteBatch(out.UDP)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			c.st.sendErrors.Add(uint64(len(out.UDP) - sent))
+		}
+	}
+	if len(out.Local) == 0 {
+		return nil
+	}
+	c.devWrite.Lock()
+	defer c.devWrite.Unlock()
+	for len(out.Local) > 0 {
+		n, err := c.dev.Write(out.Local, 0)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		c.st.tunWriteErrors.Add(1)
+		out.Local = out.Local[n+1:] // skip the packet the kernel refused
+	}
+	return nil
+}
+
+// socketLoop reads Teredo datagrams: maintenance traffic goes to the state
+// machine, everything else to the Engine.
+func (c *Client) socketLoop() error {
+	msgs := make([]udpio.Message, udpio.MaxBatch)
+	buf := make([]byte, udpio.MaxBatch*udpBufSize)
+	for i := range msgs {
+		msgs[i].Buf = buf[i*udpBufSize : (i+1)*udpBufSize]
+	}
+	var out tunnel.Out
+	for {
+		n, err := c.conn.ReadBatch(msgs)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			c.log.Debug("socket read failed", "err", err)
+			continue
+		}
+		now := c.mono()
+		c.lastRecv.Store(now)
+		srv := c.servers.Load()
+		for i := range n {
+			m := &msgs[i]
+			if m.Truncated {
+				c.st.truncated.Add(1)
+				continue
+			}
+			b := m.Buf[:m.N]
+			if m.Addr.Port() == proto.Port {
+				if a := m.Addr.Addr(); a == srv[0] || a == srv[1] {
+					if len(b) >= 2 && b[0] == 0 && b[1] == 1 { // authentication header: an RA
+						c.toMaintenance(b, m.Addr)
+						continue
+					}
+					if a == srv[0] {
+						c.lastHeard.Store(now)
+					}
+				}
+			}
+			c.eng.FromUDP(b, m.Addr, &out)
+		}
+		if err := c.flush(&out); err != nil {
+			return nil
+		}
+	}
+}
+
+// toMaintenance copies an advertisement to the maintenance goroutine. They
+// are rare (one per solicitation), so the copy does not matter.
+func (c *Client) toMaintenance(b []byte, from netip.AddrPort) {
+	c.st.maintenance.Add(1)
+	select {
+	case c.maint <- datagram{b: append([]byte(nil), b...), from: from, at: time.Now()}:
+	default:
+		c.st.maintOverflow.Add(1)
+	}
+}
+
+// maintain owns the state machine: it runs its timers, feeds it
+// advertisements and resolutions, applies what it decides, and ticks the
+// Engine each second.
+func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
+	timing := DefaultTiming()
+	timing.Refresh = c.cfg.Refresh
+	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, Log: c.log})
+	resolved := make(chan resolution, 1)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+
+	var (
+		a        Actions
+		applied  Status
+		lastGood resolution
+		tickOut  tunnel.Out
+		sendMsgs []udpio.Message
+	)
+	m.Start(time.Now(), &a)
+	for {
+		if len(a.Send) > 0 {
+			sendMsgs = sendMsgs[:0]
+			for _, d := range a.Send {
+				sendMsgs = append(sendMsgs, udpio.Message{Buf: d.Payload, N: len(d.Payload), Addr: d.To})
+			}
+			if sent, err := c.conn.WriteBatch(sendMsgs); err != nil {
+				c.st.sendErrors.Add(uint64(len(sendMsgs) - sent))
+				c.log.Debug("solicitation not sent", "err", err)
+			}
+		}
+		if a.Resolve {
+			go c.resolve(ctx, resolved)
+		}
+		if a.Changed {
+			st := m.Status()
+			if err := c.apply(st, &applied); err != nil {
+				return err
+			}
+		}
+		a.Reset()
+		if d := m.Deadline(); !d.IsZero() {
+			timer.Reset(max(time.Until(d), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-loopErr:
+			return err
+		case <-c.helper.Done():
+			return errors.New("the privileged helper exited")
+		case <-timer.C:
+			m.Tick(time.Now(), &a)
+		case d := <-c.maint:
+			if err := m.Receive(d.at, d.b, d.from, &a); err != nil {
+				c.st.maintRefused.Add(1)
+				c.log.Debug("advertisement ignored", "from", d.from, "err", err)
+			}
+		case r := <-resolved:
+			if r.err != nil && lastGood.primary.IsValid() {
+				c.log.Warn("cannot resolve the Teredo server; using its last address", "err", r.err, "server", lastGood.primary)
+				r = lastGood
+			} else if r.err == nil {
+				lastGood = r
+			}
+			m.Resolved(time.Now(), r.primary, r.secondary, r.err, &a)
+		case <-ticker.C:
+			now := time.Now()
+			if h := c.lastHeard.Load(); h != 0 {
+				m.Heard(c.start.Add(time.Duration(h)))
+			}
+			if fu := c.firstUnanswer.Load(); fu > c.lastRecv.Load() && c.mono()-fu >= int64(suspectAfter) {
+				before := len(a.Send)
+				m.Suspect(now, &a)
+				if len(a.Send) > before {
+					c.st.earlyRefreshes.Add(1)
+				}
+			}
+			c.eng.Tick(&tickOut)
+			if err := c.flush(&tickOut); err != nil {
+				return nil
+			}
+		case <-usr1:
+			c.log.Info("status", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
+		}
+	}
+}
+
+// apply makes the interface and the Engine match st; applied is what was
+// applied before, updated on return. Only a dead helper is an error.
+func (c *Client) apply(st Status, applied *Status) error {
+	c.servers.Store(&[2]netip.Addr{st.Server, st.Server2})
+	prev := *applied
+	*applied = st
+	defer func() {
+		c.status.Store(&st)
+		c.st.statusChanges.Add(1)
+	}()
+	self := tunnel.Self{Addr: st.Addr, Server: netip.AddrPortFrom(st.Server, proto.Port), Cone: st.NAT == NATCone}
+	if st.Phase == PhaseQualified {
+		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.MTU != prev.MTU {
+			status, err := c.helper.Up(st.Addr, st.MTU)
+			if err != nil {
+				c.st.helperFailures.Add(1)
+				c.log.Error("cannot configure the tunnel interface", "address", st.Addr, "err", err)
+				if isHelperGone(c.helper) {
+					return err
+				}
+			}
+			c.log.Info("Teredo interface up", "interface", c.dev.Name(), "address", st.Addr, "mtu", st.MTU,
+				"nat", st.NAT.String(), "hook_status", status)
+		}
+		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.NAT != prev.NAT {
+			c.eng.SetSelf(self)
+		}
+		return nil
+	}
+	if prev.Phase == PhaseQualified {
+		c.eng.SetSelf(tunnel.Self{})
+		status, err := c.helper.Down()
+		if err != nil {
+			c.st.helperFailures.Add(1)
+			c.log.Error("cannot take the tunnel interface down", "err", err)
+			if isHelperGone(c.helper) {
+				return err
+			}
+		}
+		c.log.Info("Teredo interface down", "interface", c.dev.Name(), "hook_status", status)
+	}
+	return nil
+}
+
+func isHelperGone(h *helper) bool {
+	select {
+	case <-h.Done():
+		return true
+	case <-time.After(100 * time.Millisecond):
+		return false
+	}
+}
+
+// resolve looks up the server names (the secondary defaults to the
+// primary plus one, as Windows and Miredo's server assume) and sends the
+// result to out.
+func (c *Client) resolve(ctx context.Context, out chan<- resolution) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	var r resolution
+	r.primary, r.err = lookupIPv4(ctx, c.cfg.Server)
+	if r.err == nil {
+		if c.cfg.Server2 != "" {
+			r.secondary, r.err = lookupIPv4(ctx, c.cfg.Server2)
+		} else {
+			r.secondary = r.primary.Next()
+		}
+	}
+	select {
+	case out <- r:
+	case <-ctx.Done():
+	}
+}
+
+// lookupIPv4 returns name's first IPv4 address, or name itself if it is
+// one.
+func lookupIPv4(ctx context.Context, name string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(name); err == nil {
+		return a.Unmap(), nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("resolve %s: %w", name, err)
+	}
+	if len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("resolve %s: no IPv4 address", name)
+	}
+	return addrs[0].Unmap(), nil
+}
+
+// Run runs the client until ctx ends: opens the tunnel, the socket and the
+// helper, writes the pid file, drops privileges and serves.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	_ = ctx
-	_ = cfg
-	_ = log
-	return ErrNotWritten
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding our own executable for the privileged helper: %w", err)
+	}
+	c, err := Open(cfg, self, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cfg = c.cfg
+	if cfg.PIDFile != "" {
+		pid, err := daemon.CreatePIDFile(cfg.PIDFile)
+		if err != nil {
+			return err
+		}
+		defer pid.Close()
+	}
+	// The device and socket are open and the helper holds CAP_NET_ADMIN:
+	// the packet process needs no privilege at all.
+	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot})
+	if err != nil {
+		return fmt.Errorf("dropping privileges: %w", err)
+	}
+	log.Info("privileges dropped", "result", res)
+	log.Info("Teredo client started", "server", cfg.Server, "interface", c.dev.Name(), "local", c.LocalAddr())
+	err = c.Serve(ctx)
+	log.Info("Teredo client stopped", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
+	return err
 }

@@ -1,17 +1,128 @@
 package client
 
-import "net/netip"
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/proto"
+)
 
 // Config is what the client needs to run, after flags and miredo.conf have
 // been merged.
 type Config struct {
 	Server      string     // ServerAddress: host name or IPv4, resolved at start and after loss
 	Server2     string     // ServerAddress2: primary+1 when empty
-	Interface   string     // InterfaceName
+	Interface   string     // InterfaceName; netcfg.DefaultName when empty
 	BindAddress netip.Addr // BindAddress; unspecified means any
 	BindPort    uint16     // BindPort; 0 means ephemeral
 	Hook        string     // script run with Miredo's client-hook environment
 	User        string
 	Chroot      string
 	PIDFile     string
+	// Refresh is the Teredo refresh interval (RFC 4380 §5.2.5; Windows'
+	// "netsh interface teredo set state refreshinterval="); 0 means 30 s.
+	Refresh time.Duration
+	// LogLevel is passed on to the privileged helper.
+	LogLevel string
+}
+
+// Errors from Config.Check, so callers can point at the flag or directive.
+var (
+	ErrNoServer   = errors.New("no Teredo server: give --server, a server name or ServerAddress")
+	ErrNotGlobal  = errors.New("server addresses must be global unicast IPv4")
+	ErrBind       = errors.New("bind address must be IPv4")
+	ErrRefresh    = errors.New("refresh interval must be within 1 s - 1 h")
+	ErrServerName = errors.New("not an IPv4 address or host name")
+)
+
+// Check validates c and fills in defaults. Server names are checked for
+// syntax only; they are resolved when the client starts and after a loss.
+func (c Config) Check() (Config, error) {
+	if c.Server == "" {
+		return c, ErrNoServer
+	}
+	for _, s := range []*string{&c.Server, &c.Server2} {
+		if *s == "" {
+			continue
+		}
+		if err := CheckServerName(*s); err != nil {
+			return c, fmt.Errorf("server %q: %w", *s, err)
+		}
+		if a, err := netip.ParseAddr(*s); err == nil {
+			*s = a.Unmap().String()
+		}
+	}
+	if c.Interface == "" {
+		c.Interface = netcfg.DefaultName
+	}
+	if !c.BindAddress.IsValid() {
+		c.BindAddress = netip.IPv4Unspecified()
+	}
+	c.BindAddress = c.BindAddress.Unmap()
+	if !c.BindAddress.Is4() {
+		return c, fmt.Errorf("%v: %w", c.BindAddress, ErrBind)
+	}
+	if c.Refresh == 0 {
+		c.Refresh = DefaultTiming().Refresh
+	}
+	if c.Refresh < time.Second || c.Refresh > time.Hour {
+		return c, fmt.Errorf("%v: %w", c.Refresh, ErrRefresh)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	return c, nil
+}
+
+// CheckServerName checks a server given as an IPv4 address (it must be
+// global unicast) or a host name (it must look like one).
+func CheckServerName(s string) error {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a = a.Unmap(); !a.Is4() || !proto.IsGlobalUnicastIPv4(a) {
+			return ErrNotGlobal
+		}
+		return nil
+	}
+	if !validHostName(s) {
+		return ErrServerName
+	}
+	return nil
+}
+
+// validHostName accepts what a DNS name may look like (RFC 1123 labels),
+// so that a typo such as "1.2.3" is not sent to the resolver as a name.
+func validHostName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	label, digitsOnly := 0, true
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z':
+			digitsOnly = false
+		case ch >= '0' && ch <= '9':
+		case ch == '-':
+			if label == 0 {
+				return false
+			}
+			digitsOnly = false
+		default:
+			return false
+		}
+		label++
+		if label > 63 {
+			return false
+		}
+	}
+	return !digitsOnly && s[len(s)-1] != '-'
 }

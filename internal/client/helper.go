@@ -1,0 +1,487 @@
+package client
+
+// The privileged helper: a small process that keeps CAP_NET_ADMIN and
+// nothing else, configures the tunnel interface for the packet process and
+// runs the operator's hook, so that the process that parses packets from
+// the Internet holds no privilege at all (Miredo's miredo-privproc,
+// ../shared/reference/teredo.md §1.6). It is our own binary, re-executed
+// with a hidden flag; the two talk over a SOCK_SEQPACKET socket pair, one
+// fixed-size message per request and per reply.
+//
+// Request (19 bytes): state (1 up, 2 down), IPv6 address (16), MTU (2, big
+// endian). Up needs an address in the Teredo prefix and an MTU in
+// 1280-65535; down needs the zero address. Anything else is refused and
+// the helper exits: only a compromised packet process sends it.
+//
+// Reply: result (0 done, 1 failed), hook exit status (4, big endian, -1
+// when no hook ran), then a UTF-8 error message.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/miredo-go/miredo/pkg/dropprivs"
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+// HelperFlag is the hidden command-line flag that makes the binary run as
+// the privileged helper.
+const HelperFlag = "privileged-helper"
+
+// helperFD is the descriptor the helper finds its socket on (the first of
+// exec.Cmd.ExtraFiles).
+const helperFD = 3
+
+// Interface settings the client applies, as Miredo's client hook does.
+const (
+	// DefaultRouteMetric keeps native IPv6 preferred: its default routes
+	// have lower metrics (1024 and below).
+	DefaultRouteMetric = 1029
+	// hookTimeout bounds one hook run; Miredo waits forever.
+	hookTimeout = 30 * time.Second
+)
+
+const (
+	stateUp   = 1
+	stateDown = 2
+
+	requestLen    = 19
+	replyHeadLen  = 5
+	maxReplyLen   = 1024
+	hookNotRun    = -1
+	replyDone     = 0
+	replyFailed   = 1
+	helperTimeout = hookTimeout + 10*time.Second
+)
+
+// ErrBadRequest is a request the helper refuses.
+var ErrBadRequest = errors.New("privileged helper: invalid request")
+
+// request is one message to the helper.
+type request struct {
+	up   bool
+	addr netip.Addr
+	mtu  int
+}
+
+func (r request) marshal() []byte {
+	b := make([]byte, requestLen)
+	b[0] = stateDown
+	if r.up {
+		b[0] = stateUp
+		a := r.addr.As16()
+		copy(b[1:17], a[:])
+		binary.BigEndian.PutUint16(b[17:], uint16(r.mtu))
+	}
+	return b
+}
+
+// parseRequest reads and validates a request: the helper's whole attack
+// surface.
+func parseRequest(b []byte) (request, error) {
+	if len(b) != requestLen {
+		return request{}, fmt.Errorf("%w: %d bytes", ErrBadRequest, len(b))
+	}
+	addr := netip.AddrFrom16([16]byte(b[1:17]))
+	mtu := int(binary.BigEndian.Uint16(b[17:]))
+	switch b[0] {
+	case stateUp:
+		if !proto.HasPrefix(addr, proto.DefaultPrefix) || addr.Is4In6() {
+			return request{}, fmt.Errorf("%w: address %v is not a Teredo address", ErrBadRequest, addr)
+		}
+		if mtu < netcfg.MinMTU || mtu > netcfg.MaxMTU {
+			return request{}, fmt.Errorf("%w: MTU %d outside 1280-65535", ErrBadRequest, mtu)
+		}
+		return request{up: true, addr: addr, mtu: mtu}, nil
+	case stateDown:
+		if addr != netip.IPv6Unspecified() || mtu != 0 {
+			return request{}, fmt.Errorf("%w: down with address %v MTU %d", ErrBadRequest, addr, mtu)
+		}
+		return request{}, nil
+	}
+	return request{}, fmt.Errorf("%w: state %d", ErrBadRequest, b[0])
+}
+
+func marshalReply(err error, hookStatus int) []byte {
+	b := make([]byte, replyHeadLen, maxReplyLen)
+	binary.BigEndian.PutUint32(b[1:], uint32(int32(hookStatus)))
+	if err != nil {
+		b[0] = replyFailed
+		msg := err.Error()
+		if len(msg) > maxReplyLen-replyHeadLen {
+			msg = msg[:maxReplyLen-replyHeadLen]
+		}
+		b = append(b, msg...)
+	}
+	return b
+}
+
+func parseReply(b []byte) (hookStatus int, err error) {
+	if len(b) < replyHeadLen {
+		return hookNotRun, fmt.Errorf("privileged helper: short reply (%d bytes)", len(b))
+	}
+	hookStatus = int(int32(binary.BigEndian.Uint32(b[1:])))
+	if b[0] != replyDone {
+		return hookStatus, fmt.Errorf("privileged helper: %s", b[replyHeadLen:])
+	}
+	return hookStatus, nil
+}
+
+// HelperConfig is what the helper is started with.
+type HelperConfig struct {
+	Interface string
+	Hook      string // "" for none
+	User      string // the account to run as, keeping CAP_NET_ADMIN
+}
+
+// helperArgs is the command line the packet process starts the helper
+// with; RunHelper's caller parses it back.
+func helperArgs(cfg HelperConfig, logLevel string) []string {
+	args := []string{"--" + HelperFlag, "--interface", cfg.Interface, "--user", cfg.User, "--log-level", logLevel}
+	if cfg.Hook != "" {
+		args = append(args, "--hook", cfg.Hook)
+	}
+	return args
+}
+
+// RunHelper is the privileged helper's main: it drops to cfg.User with
+// CAP_NET_ADMIN only, then applies each request from the packet process
+// (fd 3) until the socket closes, when it runs the hook with down and
+// destroy and returns.
+func RunHelper(cfg HelperConfig, log *slog.Logger) error {
+	// The packet process decides when we stop: its socket closing is the
+	// signal. A terminal's ^C or the service manager's TERM reach the
+	// whole process group, and the final hook runs must still happen.
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	sock := os.NewFile(helperFD, "privileged-helper")
+	if sock == nil {
+		return errors.New("privileged helper: no socket on fd 3; this mode is started by miredo-client itself")
+	}
+	defer sock.Close()
+	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Keep: dropprivs.NewCapSet(dropprivs.CapNetAdmin)})
+	if err != nil {
+		return fmt.Errorf("privileged helper: %w", err)
+	}
+	log.Debug("privileged helper ready", "privileges", res)
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("privileged helper: netlink: %w", err)
+	}
+	defer h.Close()
+	link, err := netcfg.NewLink(h, cfg.Interface)
+	if err != nil {
+		return err
+	}
+	hp := &helperProc{link: link, cfg: cfg, log: log}
+	if res.Caps.Has(dropprivs.CapNetAdmin) {
+		hp.ambient = []uintptr{uintptr(dropprivs.CapNetAdmin)}
+	}
+	if idx, err := link.Index(); err == nil {
+		hp.ifindex = idx
+	}
+	return hp.serve(sock)
+}
+
+// linkConfig is what the helper does to the interface: *netcfg.Link, or a
+// recorder in tests.
+type linkConfig interface {
+	CleanStart() (netcfg.Cleaned, error)
+	SetMTU(mtu int) error
+	SetUp() error
+	SetDown() error
+	AddAddr(p netip.Prefix) error
+	DelAddr(p netip.Prefix) error
+	AddRoute(r netcfg.Route) error
+	DelRoute(r netcfg.Route) error
+}
+
+// helperProc is the helper's state: what the interface carries now.
+type helperProc struct {
+	link    linkConfig
+	cfg     HelperConfig
+	log     *slog.Logger
+	ifindex int
+	ambient []uintptr // capabilities the hook inherits
+	clean   bool      // the stale configuration was removed
+	cur     request
+}
+
+func (hp *helperProc) serve(sock io.ReadWriter) error {
+	buf := make([]byte, 64)
+	for {
+		n, err := sock.Read(buf)
+		if err != nil || n == 0 {
+			// The packet process is gone (or closed its end at exit).
+			hp.finish()
+			if err == nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("privileged helper: read: %w", err)
+		}
+		req, err := parseRequest(buf[:n])
+		if err != nil {
+			hp.log.Error("refusing request", "err", err)
+			hp.finish()
+			return err
+		}
+		cfgErr := hp.apply(req)
+		if cfgErr != nil {
+			hp.log.Error("interface configuration failed", "err", cfgErr)
+		}
+		status := hp.hook(req, hp.cur)
+		hp.cur = req
+		if _, err := sock.Write(marshalReply(cfgErr, status)); err != nil {
+			hp.finish()
+			return nil
+		}
+	}
+}
+
+// finish runs the hook a last time, as Miredo does when the tunnel goes.
+func (hp *helperProc) finish() {
+	if hp.cur.up {
+		if err := hp.apply(request{}); err != nil {
+			hp.log.Debug("final interface down", "err", err)
+		}
+	}
+	if hp.cfg.Hook == "" {
+		return
+	}
+	hp.hook(request{}, hp.cur)
+	hp.cur = request{}
+	hp.runHook(hookEnv(hp.cfg.Interface, hp.ifindex, "destroy", request{}, request{}))
+}
+
+// llAddress is the link-local address of the tunnel: the source of our
+// router solicitations, which the hook knows as LLADDRESS.
+func llAddress(addr netip.Addr) netip.Addr {
+	if a, ok := proto.ParseAddress(addr); ok && a.Cone() {
+		return proto.LinkLocalClientCone()
+	}
+	return proto.LinkLocalClient()
+}
+
+// apply configures the interface for req with netlink, as Miredo's Linux
+// client hook would: MTU, up, link-local /64, the Teredo address /32 (so
+// 2001::/32 is on-link through the tunnel), the default route with metric
+// 1029, and the previous address removed. Down removes the address and
+// route and takes the link down.
+func (hp *helperProc) apply(req request) error {
+	l := hp.link
+	if !hp.clean {
+		if _, err := l.CleanStart(); err != nil {
+			return err
+		}
+		hp.clean = true
+	}
+	defRoute := netcfg.Route{Prefix: netip.MustParsePrefix("::/0"), Metric: DefaultRouteMetric}
+	if !req.up {
+		var errs []error
+		if hp.cur.up {
+			errs = append(errs, ignoreMissing(l.DelRoute(defRoute)), ignoreMissing(l.DelAddr(netip.PrefixFrom(hp.cur.addr, 32))))
+		}
+		errs = append(errs, l.SetDown())
+		return errors.Join(errs...)
+	}
+	if err := l.SetMTU(req.mtu); err != nil {
+		return err
+	}
+	if err := l.SetUp(); err != nil {
+		return err
+	}
+	if err := ignoreExist(l.AddAddr(netip.PrefixFrom(llAddress(req.addr), 64))); err != nil {
+		return err
+	}
+	if err := ignoreExist(l.AddAddr(netip.PrefixFrom(req.addr, 32))); err != nil {
+		return err
+	}
+	if hp.cur.up && hp.cur.addr != req.addr {
+		if err := ignoreMissing(l.DelAddr(netip.PrefixFrom(hp.cur.addr, 32))); err != nil {
+			return err
+		}
+	}
+	return ignoreExist(l.AddRoute(defRoute))
+}
+
+func ignoreExist(err error) error {
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	return err
+}
+
+func ignoreMissing(err error) error {
+	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENODEV) {
+		return nil
+	}
+	return err
+}
+
+// hook runs the operator's script for req (old is the previous request)
+// and returns its exit status, or hookNotRun.
+func (hp *helperProc) hook(req, old request) int {
+	if hp.cfg.Hook == "" {
+		return hookNotRun
+	}
+	state := "down"
+	if req.up {
+		state = "up"
+	}
+	return hp.runHook(hookEnv(hp.cfg.Interface, hp.ifindex, state, req, old))
+}
+
+// hookEnv is Miredo's client-hook environment (teredo.md §1.8): ADDRESS,
+// LLADDRESS and MTU only when up, the OLD_ ones only when the previous
+// call was up. Miredo clears its environment; we give a standard PATH.
+func hookEnv(iface string, ifindex int, state string, req, old request) []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"IFACE=" + iface,
+		"IFINDEX=" + strconv.Itoa(ifindex),
+		"STATE=" + state,
+	}
+	if req.up {
+		env = append(env, "ADDRESS="+req.addr.String(), "LLADDRESS="+llAddress(req.addr).String(), "MTU="+strconv.Itoa(req.mtu))
+	}
+	if !old.up {
+		return append(env, "OLD_STATE=down")
+	}
+	return append(env, "OLD_STATE=up", "OLD_ADDRESS="+old.addr.String(),
+		"OLD_LLADDRESS="+llAddress(old.addr).String(), "OLD_MTU="+strconv.Itoa(old.mtu))
+}
+
+// runHook executes the hook with env, its output on our stderr, and CAP_NET_ADMIN
+// passed on as an ambient capability so that it can run ip(8) although it
+// does not run as root.
+func (hp *helperProc) runHook(env []string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hp.cfg.Hook)
+	cmd.Env = env
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{AmbientCaps: hp.ambient}
+	err := cmd.Run()
+	status := cmd.ProcessState.ExitCode() // -1 (hookNotRun) when it did not start
+	lvl := slog.LevelDebug
+	if err != nil {
+		lvl = slog.LevelWarn
+	}
+	hp.log.Log(context.Background(), lvl, "hook run", "hook", hp.cfg.Hook, "state", envValue(env, "STATE"), "status", status, "err", err)
+	return status
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if len(kv) > len(key) && kv[:len(key)] == key && kv[len(key)] == '=' {
+			return kv[len(key)+1:]
+		}
+	}
+	return ""
+}
+
+// helper is the packet process's handle on the privileged helper.
+type helper struct {
+	cmd    *exec.Cmd
+	sock   *os.File
+	mu     sync.Mutex // one request at a time
+	done   chan struct{}
+	closed sync.Once
+	err    error // from Close
+}
+
+// startHelper re-executes our binary (self) as the privileged helper,
+// connected by a socket pair. It must run before privileges are dropped.
+func startHelper(self string, cfg HelperConfig, logLevel string) (*helper, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("privileged helper: socketpair: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, fmt.Errorf("privileged helper: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "privileged-helper")
+	theirs := os.NewFile(uintptr(fds[1]), "privileged-helper")
+	defer theirs.Close()
+	cmd := exec.Command(self, helperArgs(cfg, logLevel)...)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		ours.Close()
+		return nil, fmt.Errorf("privileged helper: start %s: %w", self, err)
+	}
+	h := &helper{cmd: cmd, sock: ours, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(h.done)
+	}()
+	return h, nil
+}
+
+// Up asks for the interface to carry addr with mtu; it returns when the
+// helper (and the hook) are done.
+func (h *helper) Up(addr netip.Addr, mtu int) (int, error) {
+	return h.do(request{up: true, addr: addr, mtu: mtu})
+}
+
+// Down asks for the interface to go down.
+func (h *helper) Down() (int, error) { return h.do(request{}) }
+
+func (h *helper) do(req request) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sock.SetDeadline(time.Now().Add(helperTimeout))
+	if _, err := h.sock.Write(req.marshal()); err != nil {
+		return hookNotRun, fmt.Errorf("privileged helper: %w", err)
+	}
+	buf := make([]byte, maxReplyLen)
+	n, err := h.sock.Read(buf)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			err = errors.New("the process has exited")
+		}
+		return hookNotRun, fmt.Errorf("privileged helper: %w", err)
+	}
+	return parseReply(buf[:n])
+}
+
+// Done is closed when the helper has exited.
+func (h *helper) Done() <-chan struct{} { return h.done }
+
+// Close closes the socket, which makes the helper run its last hooks and
+// exit, and waits for that up to timeout.
+// Calls after the first return the first one's result.
+func (h *helper) Close(timeout time.Duration) error {
+	h.closed.Do(func() {
+		h.sock.Close()
+		select {
+		case <-h.done:
+		case <-time.After(timeout):
+			h.cmd.Process.Kill()
+			<-h.done
+			h.err = errors.New("privileged helper: did not exit in time; killed")
+		}
+	})
+	return h.err
+}
