@@ -385,8 +385,12 @@ func (f *flow) send(msgs []udpio.Message) {
 // send it) with room to spare; anything longer is truncated and invalid.
 const answerBufSize = 512
 
-// readLoop reads answers until the socket is closed and sends a fresh
-// solicitation for each one answered.
+// maxReadFailures ends a read loop whose socket keeps failing: its window
+// then expires as lost, which the counters show.
+const maxReadFailures = 1000
+
+// readLoop reads answers until the socket is closed (or keeps failing) and
+// sends a fresh solicitation for each one answered.
 func (f *flow) readLoop() {
 	g := f.g
 	in := make([]udpio.Message, udpio.MaxBatch)
@@ -396,14 +400,16 @@ func (f *flow) readLoop() {
 	out := newRSBatch(g.cfg.Window)
 	var e proto.Envelope
 	var freed [udpio.MaxBatch]int
-	for {
+	for failures := 0; failures < maxReadFailures; {
 		n, err := f.conn.ReadBatch(in)
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
 		if err != nil {
-			continue // one failed call; Run's deadline closes the socket
+			failures++ // one failed call; the socket may still work
+			continue
 		}
+		failures = 0
 		f.mu.Lock()
 		now := g.now()
 		nf := 0

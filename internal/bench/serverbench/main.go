@@ -11,6 +11,14 @@
 // solicitations. It prints one table with the ratios to Miredo and removes
 // the lab. It needs root, ip(8), nft(8) and Debian's miredo-server.
 //
+// The load is closed-loop (see package loadgen for why), so the answered
+// rate depends on how the two cores are shared between the generator, the
+// server and whatever else runs ("rest of machine"); the CPU time per
+// answer is the steadier figure. By default the kernel's delivery of each
+// datagram across the lab's veths and bridge runs inside the sender's
+// system call and is charged to it; -thread-wire moves it into kernel
+// threads, so each process pays only for its own system calls.
+//
 //	go run ./internal/bench/serverbench -duration 5s -rounds 3
 package main
 
