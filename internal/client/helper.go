@@ -410,6 +410,13 @@ type helper struct {
 // startHelper re-executes our binary (self) as the privileged helper,
 // connected by a socket pair. It must run before privileges are dropped.
 func startHelper(self string, cfg HelperConfig, logLevel string) (*helper, error) {
+	// Nothing of ours may leak into the helper or its hooks: the tunnel
+	// device in particular (songgao/water opens it without O_CLOEXEC),
+	// which would keep the interface alive after the packet process is
+	// gone. ExtraFiles are dup'ed in the child and so still arrive.
+	if err := closeOnExec(); err != nil {
+		return nil, fmt.Errorf("privileged helper: %w", err)
+	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("privileged helper: socketpair: %w", err)
@@ -437,6 +444,28 @@ func startHelper(self string, cfg HelperConfig, logLevel string) (*helper, error
 		close(h.done)
 	}()
 	return h, nil
+}
+
+// closeOnExec marks every descriptor above stderr close-on-exec.
+func closeOnExec() error {
+	err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("close_range: %w", err)
+	}
+	// Before Linux 5.11: walk /proc/self/fd.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // Up asks for the interface to carry addr with mtu; it returns when the
