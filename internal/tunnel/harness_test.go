@@ -81,13 +81,13 @@ func newEnv(t *testing.T, mode Mode, tweak ...func(*Config)) *env {
 func (en *env) tun(p []byte) verdict {
 	en.t.Helper()
 	en.out.Reset()
-	return en.e.fromTunnel(p, &en.out, &en.e.st.tun)
+	return en.e.fromTunnelCounted(p, &en.out)
 }
 
 func (en *env) udp(b []byte, from netip.AddrPort) verdict {
 	en.t.Helper()
 	en.out.Reset()
-	return en.e.fromUDP(b, from, &en.out, &en.e.st.udp)
+	return en.e.fromUDPCounted(b, from, &en.out)
 }
 
 func (en *env) tick() {

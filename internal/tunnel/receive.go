@@ -38,7 +38,9 @@ import (
 
 // FromUDP handles one datagram b received from from. What it produces goes
 // into out; b may be referenced from out.Local until out.Reset.
-func (e *Engine) FromUDP(b []byte, from netip.AddrPort, out *Out) {
+func (e *Engine) FromUDP(b []byte, from netip.AddrPort, out *Out) { e.fromUDPCounted(b, from, out) }
+
+func (e *Engine) fromUDPCounted(b []byte, from netip.AddrPort, out *Out) verdict {
 	c := &e.st.udp
 	c.in.Add(1)
 	v := e.fromUDP(b, from, out, c)
@@ -50,6 +52,7 @@ func (e *Engine) FromUDP(b []byte, from netip.AddrPort, out *Out) {
 	case dispQueued:
 		c.queued.Add(1)
 	}
+	return v
 }
 
 func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) verdict {

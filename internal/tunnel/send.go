@@ -52,7 +52,9 @@ var (
 // FromTunnel handles one IPv6 packet the host sent into the tunnel. What
 // it sends goes into out; pkt may be referenced from out.UDP until
 // out.Reset.
-func (e *Engine) FromTunnel(pkt []byte, out *Out) {
+func (e *Engine) FromTunnel(pkt []byte, out *Out) { e.fromTunnelCounted(pkt, out) }
+
+func (e *Engine) fromTunnelCounted(pkt []byte, out *Out) verdict {
 	c := &e.st.tun
 	c.in.Add(1)
 	v := e.fromTunnel(pkt, out, c)
@@ -64,6 +66,7 @@ func (e *Engine) FromTunnel(pkt []byte, out *Out) {
 	case dispQueued:
 		c.queued.Add(1)
 	}
+	return v
 }
 
 func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {

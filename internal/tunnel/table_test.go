@@ -1,0 +1,259 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+// TestQueueBounds: per-peer and global byte budgets, FIFO order (Miredo
+// sends LIFO), copies that survive the caller's buffer reuse, and buffers
+// returned at Reset.
+func TestQueueBounds(t *testing.T) {
+	en := newEnv(t, ConeRelay, func(c *Config) { c.PeerQueueBytes = 1000; c.MaxQueueBytes = 1500 })
+	var sentPkts [][]byte
+	for i := range 3 {
+		p := pkt(native, peerAddr, 400-proto.IPv6HeaderLen)
+		p[proto.IPv6HeaderLen] = byte(i)
+		v := en.tun(p)
+		if i < 2 && v != queuedV || i == 2 && v != drop(DropQueueFull) {
+			t.Fatalf("packet %d: %+v", i, v)
+		}
+		if i < 2 {
+			sentPkts = append(sentPkts, append([]byte(nil), p...))
+		}
+		clear(p) // the caller reuses its buffer
+	}
+	// A second peer: 800 bytes queued already, so only 700 more fit.
+	other := teredoAddr(serverIP, peerMap2)
+	if v := en.tun(pkt(native, other, 600-proto.IPv6HeaderLen)); v != queuedV {
+		t.Fatalf("second peer: %+v", v)
+	}
+	if v := en.tun(pkt(native, other, 200-proto.IPv6HeaderLen)); v != drop(DropQueueFull) {
+		t.Fatalf("past the global budget: %+v", v)
+	}
+	if st := en.e.Stats(); st.QueuedBytes != 1400 {
+		t.Fatalf("queued %d bytes", st.QueuedBytes)
+	}
+	en.udp(bubble(peerAddr, native), peerMap)
+	if len(en.out.UDP) != 2 {
+		t.Fatalf("flushed %d", len(en.out.UDP))
+	}
+	for i, m := range en.out.UDP {
+		if string(m.Buf[:m.N]) != string(sentPkts[i]) {
+			t.Fatalf("packet %d out of order or damaged", i)
+		}
+	}
+	if len(en.out.held) != 2 {
+		t.Fatalf("out holds %d pooled buffers", len(en.out.held))
+	}
+	en.out.Reset()
+	if len(en.out.held) != 0 || en.e.Stats().QueuedBytes != 600 {
+		t.Fatalf("after Reset: %d held, %d queued", len(en.out.held), en.e.Stats().QueuedBytes)
+	}
+}
+
+// TestLargePacketQueued: a packet larger than a pooled buffer (MTU raised)
+// is queued in a buffer of its own.
+func TestLargePacketQueued(t *testing.T) {
+	en := newEnv(t, ConeRelay, func(c *Config) { c.PeerQueueBytes = 8000 })
+	p := pkt(native, peerAddr, 3000)
+	if v := en.tun(p); v != queuedV {
+		t.Fatal(v)
+	}
+	en.udp(bubble(peerAddr, native), peerMap)
+	if len(en.out.UDP) != 1 || en.out.UDP[0].N != len(p) || len(en.out.held) != 0 {
+		t.Fatalf("%d out, %d held", len(en.out.UDP), len(en.out.held))
+	}
+}
+
+// nth returns a distinct Teredo address behind a global IPv4 address.
+func nth(i int) netip.Addr {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], 0xC6336400+uint32(i>>15)) // 198.51.100.x
+	return teredoAddr(serverIP, netip.AddrPortFrom(netip.AddrFrom4(a), 1024+uint16(i&0x7fff)))
+}
+
+// activate makes peer i trusted and in use (verified, sent to).
+func activate(en *env, i int) {
+	en.trust(nth(i), peerMap)
+	en.tun(pkt(native, nth(i), 8))
+}
+
+// TestFloodKeepsActivePeers: a flood of new destinations (spoofed native
+// senders) churns only the probation list; trusted peers in use stay; when
+// nothing but active peers is left, newcomers are refused; idle ones can be
+// evicted.
+func TestFloodKeepsActivePeers(t *testing.T) {
+	const max = 1024
+	en := newEnv(t, ConeRelay, func(c *Config) { c.MaxPeers = max })
+	for i := range 1000 {
+		activate(en, i)
+	}
+	for i := range 20000 {
+		en.tun(pkt(native, nth(100000+i), 8))
+	}
+	st := en.e.Stats()
+	if st.Peers > max {
+		t.Fatalf("%d peers, bound %d", st.Peers, max)
+	}
+	for i := range 1000 {
+		if p, ok := en.peer(nth(i)); !ok || !p.has(fTrusted) {
+			t.Fatalf("active peer %d evicted", i)
+		}
+	}
+	if st.Evicted < 19000 || st.Dropped[DropTableFull] != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Fill the rest with active peers: newcomers are refused.
+	for i := 1000; i < max; i++ {
+		activate(en, i)
+	}
+	if v := en.tun(pkt(native, nth(500000), 8)); v != drop(DropTableFull) {
+		t.Fatalf("full of active peers: %+v", v)
+	}
+	// Active peers stay active while they talk; after 31 s of silence the
+	// oldest idle one makes room.
+	en.clk.advance(31 * time.Second)
+	if v := en.tun(pkt(native, nth(500000), 8)); v != queuedV {
+		t.Fatalf("idle peers not evicted: %+v", v)
+	}
+}
+
+// TestSpoofedSourcesCreateNothing: the relay never learns a peer from a
+// packet it did not ask for, however well the mapping matches.
+func TestSpoofedSourcesCreateNothing(t *testing.T) {
+	en := newEnv(t, ConeRelay)
+	for i := range 5000 {
+		a := nth(i)
+		m, _ := proto.ParseAddress(a)
+		en.udp(pkt(a, native, 8), m.Mapping())
+	}
+	if st := en.e.Stats(); st.Peers != 0 || st.Dropped[DropUnknownPeer] != 5000 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestClientFloodKeepsActivePeers: a client learns Teredo peers from
+// packets they send, so a spoofing flood creates entries, but on probation:
+// peers we talk to stay.
+func TestClientFloodKeepsActivePeers(t *testing.T) {
+	const max = 1024
+	en := newEnv(t, Client, func(c *Config) { c.MaxPeers = max })
+	en.trust(native, relayMap)
+	en.tun(pkt(selfAddr, native, 8)) // in use
+	for i := range 10000 {
+		a := nth(i)
+		m, _ := proto.ParseAddress(a)
+		en.udp(pkt(a, selfAddr, 8), m.Mapping())
+	}
+	if st := en.e.Stats(); st.Peers > max {
+		t.Fatalf("%d peers", st.Peers)
+	}
+	if p, ok := en.peer(native); !ok || !p.has(fTrusted) {
+		t.Fatal("active peer evicted")
+	}
+}
+
+// TestShardBound: with many shards the bound still holds overall.
+func TestShardBound(t *testing.T) {
+	const max = 1 << 17
+	en := newEnv(t, ConeRelay, func(c *Config) { c.MaxPeers = max })
+	if n := len(en.e.table.shards); n != 64 {
+		t.Fatalf("%d shards", n)
+	}
+	for i := range 2 * max {
+		en.tun(pkt(native, nth(i), 8))
+	}
+	if st := en.e.Stats(); st.Peers > max || st.Peers < max-64 {
+		t.Fatalf("%d peers for a bound of %d", st.Peers, max)
+	}
+}
+
+// TestIdlePeerMemory: an idle peer costs at most 200 bytes.
+func TestIdlePeerMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 200k peers")
+	}
+	const n = 200_000
+	got := idlePeerBytes(n)
+	t.Logf("%.0f bytes per idle peer (%d peers)", got, n)
+	if got > 200 {
+		t.Errorf("%.0f bytes per idle peer, want at most 200", got)
+	}
+}
+
+// idlePeerBytes fills a table with n trusted idle peers and returns the
+// heap growth per peer.
+func idlePeerBytes(n int) float64 {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	e := New(Config{Mode: ConeRelay, Now: clk.now, Rand: detRand(), MaxPeers: n})
+	for i := range n {
+		k := nth(i).As16()
+		s := e.table.shardOf(&k)
+		s.mu.Lock()
+		idx, _ := s.insert(&k, e.now(), e.dropQueue)
+		s.peers[idx].flags |= fTrusted
+		s.mu.Unlock()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	runtime.KeepAlive(e)
+	return float64(ms1.HeapAlloc-ms0.HeapAlloc) / float64(n)
+}
+
+// TestConcurrentDirections runs both directions and the timer at once (run
+// with -race): each goroutine has its own Out, as the daemons do.
+func TestConcurrentDirections(t *testing.T) {
+	en := newEnv(t, Client)
+	e := en.e
+	var clkMu sync.Mutex
+	now := en.clk.t
+	e.cfg.Now = func() time.Time { clkMu.Lock(); defer clkMu.Unlock(); return now }
+	var wg sync.WaitGroup
+	const n = 3000
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		var out Out
+		for i := range n {
+			out.Reset()
+			e.FromTunnel(pkt(selfAddr, nth(i%200), 40), &out)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var out Out
+		for i := range n {
+			out.Reset()
+			a := nth(i % 200)
+			m, _ := proto.ParseAddress(a)
+			e.FromUDP(pkt(a, selfAddr, 40), m.Mapping(), &out)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var out Out
+		for range 100 {
+			out.Reset()
+			clkMu.Lock()
+			now = now.Add(500 * time.Millisecond)
+			clkMu.Unlock()
+			e.Tick(&out)
+			_ = e.Stats()
+		}
+	}()
+	wg.Wait()
+	st := e.Stats()
+	if st.FromTunnel != n || st.FromUDP != n {
+		t.Fatalf("stats %+v", st)
+	}
+}
