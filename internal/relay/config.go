@@ -1,18 +1,79 @@
 package relay
 
-import "net/netip"
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/proto"
+	"github.com/miredo-go/miredo/internal/tunnel"
+)
 
 // Config is what the relay needs to run, after flags and miredo.conf have been
 // merged.
 type Config struct {
 	Restricted  bool       // RelayType restricted: also send direct bubbles
-	Prefix      netip.Addr // Teredo prefix routed to the tunnel
+	Prefix      netip.Addr // Teredo prefix routed to the tunnel (first 32 bits used)
 	Interface   string     // InterfaceName
 	MTU         int        // InterfaceMTU
-	BindAddress netip.Addr
-	BindPort    uint16
-	MaxPeers    int
+	BindAddress netip.Addr // IPv4 of the UDP socket; unset means any
+	BindPort    uint16     // 0 means ephemeral
+	MaxPeers    int        // peer table bound; 0 means Miredo's 1,048,576
 	User        string
 	Chroot      string
 	PIDFile     string
+	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline
+	// for benchmarks).
+	NoBatch bool
+}
+
+// Errors from Config.Check, so callers can point at the flag or directive.
+var (
+	ErrPrefix   = errors.New("the Teredo prefix must be an IPv6 unicast address")
+	ErrMTU      = fmt.Errorf("the tunnel MTU must be within %d-%d", netcfg.MinMTU, netcfg.MaxMTU)
+	ErrBind     = errors.New("the bind address must be IPv4")
+	ErrMaxPeers = errors.New("--max-peers must be positive")
+)
+
+// Check validates c and fills in defaults.
+func (c Config) Check() (Config, error) {
+	if !c.Prefix.IsValid() {
+		c.Prefix = proto.PrefixAddr(proto.DefaultPrefix)
+	}
+	if !c.Prefix.Is6() || c.Prefix.Is4In6() || c.Prefix.IsMulticast() {
+		return c, fmt.Errorf("prefix %v: %w", c.Prefix, ErrPrefix)
+	}
+	c.Prefix = proto.PrefixAddr(proto.PrefixOf(c.Prefix))
+	if c.MTU == 0 {
+		c.MTU = proto.MinMTU
+	}
+	if c.MTU < netcfg.MinMTU || c.MTU > netcfg.MaxMTU {
+		return c, fmt.Errorf("MTU %d: %w", c.MTU, ErrMTU)
+	}
+	if !c.BindAddress.IsValid() {
+		c.BindAddress = netip.IPv4Unspecified()
+	}
+	c.BindAddress = c.BindAddress.Unmap()
+	if !c.BindAddress.Is4() {
+		return c, fmt.Errorf("bind address %v: %w", c.BindAddress, ErrBind)
+	}
+	if c.Interface == "" {
+		c.Interface = netcfg.DefaultName
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = tunnel.DefaultMaxPeers
+	}
+	if c.MaxPeers < 0 {
+		return c, ErrMaxPeers
+	}
+	return c, nil
+}
+
+// mode is the engine mode the relay type asks for.
+func (c Config) mode() tunnel.Mode {
+	if c.Restricted {
+		return tunnel.RestrictedRelay
+	}
+	return tunnel.ConeRelay
 }

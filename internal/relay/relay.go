@@ -1,22 +1,380 @@
 // Package relay is the Teredo relay role (RFC 4380 §5.4): the static tunnel, the
 // route for the Teredo prefix and the relay policy. Only cmd/miredo-relay
 // imports it.
+//
+// A relay is three loops around one tunnel.Engine, which holds every rule:
+//
+//	tunnel loop:  dev.Read (batch)      -> Engine.FromTunnel -> udp.WriteBatch (packets, bubbles)
+//	                                                         -> dev.Write      (ICMPv6 errors)
+//	socket loop:  udp.ReadBatch (64)    -> Engine.FromUDP    -> dev.Write      (packets for native IPv6)
+//	                                                         -> udp.WriteBatch (dequeued packets)
+//	timer:        every second          -> Engine.Tick       -> both (bubble retries, errors)
+//
+// Buffers are allocated once per loop; forwarding a packet allocates
+// nothing. Setting up needs CAP_NET_ADMIN (tunnel, address, route) and a
+// socket; after that the relay drops every privilege, since an open tunnel
+// and socket are all it needs.
 package relay
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/daemon"
+	"github.com/miredo-go/miredo/pkg/dropprivs"
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/proto"
+	"github.com/miredo-go/miredo/pkg/udpio"
 )
 
-// ErrNotWritten is returned by Run until the role is implemented; the binary
-// then says so instead of pretending to run.
-var ErrNotWritten = errors.New("the relay role is not written yet")
+// linkLocal is the relay's address on the tunnel, as Miredo's relay sets
+// it: fe80::ffff:ffff:ffff/64.
+var linkLocal = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfe, 0x80, 10: 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}), 64)
 
-// Run runs the role until ctx ends.
+// routeMetric is the metric of the prefix route, Miredo's.
+const routeMetric = 1024
+
+// udpHeadroom is room past the MTU for Teredo headers in a datagram (an
+// authentication header and an origin indication) and RFC 6081 trailers.
+const udpHeadroom = 256
+
+// Stats are the relay's own counters; the data path's are tunnel.Stats.
+type Stats struct {
+	TunReadErrors  uint64
+	TunWriteErrors uint64
+	UDPReadErrors  uint64
+	UDPSendErrors  uint64 // datagrams the socket refused
+	Truncated      uint64 // datagrams longer than the buffer, dropped
+}
+
+// LogValue prints the counters with stable keys.
+func (s Stats) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Uint64("tun_read_errors", s.TunReadErrors),
+		slog.Uint64("tun_write_errors", s.TunWriteErrors),
+		slog.Uint64("udp_read_errors", s.UDPReadErrors),
+		slog.Uint64("udp_send_errors", s.UDPSendErrors),
+		slog.Uint64("truncated", s.Truncated),
+	)
+}
+
+type counters struct {
+	tunRead, tunWrite, udpRead, udpSend, truncated atomic.Uint64
+}
+
+// Relay is a running relay.
+type Relay struct {
+	cfg  Config
+	log  *slog.Logger
+	dev  netcfg.Device
+	conn *udpio.Conn
+	eng  *tunnel.Engine
+	st   counters
+	// devWrite serialises writes to the device, which takes one writer at
+	// a time; three loops write to it.
+	devWrite sync.Mutex
+}
+
+// Open does the privileged part: the tunnel interface with its MTU,
+// link-local address and route to the Teredo prefix (after clearing what a
+// crashed run left), and the UDP socket.
+func Open(cfg Config, log *slog.Logger) (*Relay, error) {
+	cfg, err := cfg.Check()
+	if err != nil {
+		return nil, err
+	}
+	if stale, err := netcfg.DeleteStaleLink(netns.None(), cfg.Interface); err != nil {
+		return nil, err
+	} else if stale {
+		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
+	}
+	r := &Relay{cfg: cfg, log: log}
+	if r.dev, err = netcfg.CreateTUN(cfg.Interface); err != nil {
+		return nil, err
+	}
+	if err := r.configure(); err != nil {
+		r.dev.Close()
+		return nil, err
+	}
+	bind := netip.AddrPortFrom(cfg.BindAddress, cfg.BindPort)
+	r.conn, err = udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch})
+	if err != nil {
+		r.dev.Close()
+		return nil, fmt.Errorf("UDP socket on %v: %w", bind, err)
+	}
+	r.eng = tunnel.New(tunnel.Config{Mode: cfg.mode(), Prefix: proto.PrefixOf(cfg.Prefix), MaxPeers: cfg.MaxPeers})
+	return r, nil
+}
+
+// configure gives the interface its MTU, address and route, from a clean
+// start.
+func (r *Relay) configure() error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	l, err := netcfg.NewLink(h, r.dev.Name())
+	if err != nil {
+		return err
+	}
+	if cleaned, err := l.CleanStart(); err != nil {
+		return err
+	} else if len(cleaned.Addrs)+len(cleaned.Routes) > 0 {
+		r.log.Info("cleared a previous run's configuration", "addrs", cleaned.Addrs, "routes", cleaned.Routes)
+	}
+	route := netcfg.Route{Prefix: netip.PrefixFrom(r.cfg.Prefix, 32), Metric: routeMetric}
+	for _, step := range []func() error{
+		func() error { return l.SetMTU(r.cfg.MTU) },
+		l.SetUp,
+		func() error { return l.AddAddr(linkLocal) },
+		func() error { return l.AddRoute(route) },
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes the socket and the tunnel (which takes its address and
+// route with it); running loops return.
+func (r *Relay) Close() {
+	r.conn.Close()
+	r.dev.Close()
+}
+
+// LocalAddr is the UDP socket's address.
+func (r *Relay) LocalAddr() netip.AddrPort { return r.conn.LocalAddr() }
+
+// Stats returns the relay's loop counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		TunReadErrors: r.st.tunRead.Load(), TunWriteErrors: r.st.tunWrite.Load(),
+		UDPReadErrors: r.st.udpRead.Load(), UDPSendErrors: r.st.udpSend.Load(),
+		Truncated: r.st.truncated.Load(),
+	}
+}
+
+// EngineStats returns the data path's counters.
+func (r *Relay) EngineStats() tunnel.Stats { return r.eng.Stats() }
+
+// Serve runs the loops until ctx ends or one fails for good, then closes
+// the socket and the tunnel.
+func (r *Relay) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context) error{r.tunnelLoop, r.socketLoop, r.timerLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop(ctx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	r.Close()
+	wg.Wait()
+	return err
+}
+
+// maxErrorRun bounds consecutive read errors before a loop gives up: a
+// broken descriptor must not spin.
+const maxErrorRun = 100
+
+// tunnelLoop moves host packets to Teredo peers.
+func (r *Relay) tunnelLoop(context.Context) error {
+	bs := r.dev.BatchSize()
+	bufs := make([][]byte, bs)
+	sizes := make([]int, bs)
+	for i := range bufs {
+		bufs[i] = make([]byte, r.cfg.MTU)
+	}
+	var out tunnel.Out
+	errRun := 0
+	for {
+		n, err := r.dev.Read(bufs, sizes, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			r.st.tunRead.Add(1)
+			if errRun++; errRun > maxErrorRun {
+				return fmt.Errorf("tunnel read: %w", err)
+			}
+			r.log.Debug("tunnel read failed", "err", err)
+			continue
+		}
+		errRun = 0
+		for i := range n {
+			r.eng.FromTunnel(bufs[i][:sizes[i]], &out)
+		}
+		if err := r.flush(&out); err != nil {
+			return err
+		}
+	}
+}
+
+// socketLoop moves Teredo datagrams to the host.
+func (r *Relay) socketLoop(context.Context) error {
+	size := r.cfg.MTU + udpHeadroom
+	msgs := make([]udpio.Message, udpio.MaxBatch)
+	backing := make([]byte, len(msgs)*size)
+	for i := range msgs {
+		msgs[i].Buf = backing[i*size : (i+1)*size : (i+1)*size]
+	}
+	var out tunnel.Out
+	errRun := 0
+	for {
+		n, err := r.conn.ReadBatch(msgs)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			r.st.udpRead.Add(1)
+			if errRun++; errRun > maxErrorRun {
+				return fmt.Errorf("socket read: %w", err)
+			}
+			r.log.Debug("socket read failed", "err", err)
+			continue
+		}
+		errRun = 0
+		for i := range n {
+			m := &msgs[i]
+			if m.Truncated {
+				r.st.truncated.Add(1)
+				continue
+			}
+			r.eng.FromUDP(m.Buf[:m.N], m.Addr, &out)
+		}
+		if err := r.flush(&out); err != nil {
+			return err
+		}
+	}
+}
+
+// timerLoop runs the engine's timers once a second.
+func (r *Relay) timerLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var out tunnel.Out
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		r.eng.Tick(&out)
+		if err := r.flush(&out); err != nil {
+			return err
+		}
+	}
+}
+
+// flush sends and writes what the engine produced, then resets out. It
+// returns an error only when the socket or the tunnel is closed.
+func (r *Relay) flush(out *tunnel.Out) error {
+	defer out.Reset()
+	if len(out.UDP) > 0 {
+		sent, err := r.conn.WriteBatch(out.UDP)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			r.st.udpSend.Add(uint64(len(out.UDP) - sent))
+			r.log.Debug("send failed", "err", err)
+		}
+	}
+	pkts := out.Local
+	if len(pkts) == 0 {
+		return nil
+	}
+	r.devWrite.Lock()
+	defer r.devWrite.Unlock()
+	for len(pkts) > 0 {
+		n, err := r.dev.Write(pkts, 0)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		// The kernel refused packet n (no route back, say): skip it.
+		r.st.tunWrite.Add(1)
+		r.log.Debug("tunnel write failed", "err", err)
+		pkts = pkts[n+1:]
+	}
+	return nil
+}
+
+// Run runs the relay until ctx ends: opens the tunnel and socket, writes
+// the pid file, drops privileges and serves.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	_ = ctx
-	_ = cfg
-	_ = log
-	return ErrNotWritten
+	r, err := Open(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cfg = r.cfg
+	var pid *daemon.PIDFile
+	if cfg.PIDFile != "" {
+		if pid, err = daemon.CreatePIDFile(cfg.PIDFile); err != nil {
+			return err
+		}
+		defer pid.Close()
+	}
+	// Reading and writing an open tunnel and socket needs no capability.
+	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot})
+	if err != nil {
+		return fmt.Errorf("dropping privileges: %w", err)
+	}
+	log.Info("privileges dropped", "result", res)
+	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
+		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch)
+	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for {
+			select {
+			case <-usr1:
+				log.Info("statistics", "stats", r.EngineStats(), "io", r.Stats())
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	err = r.Serve(ctx)
+	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats())
+	return err
+}
+
+func relayType(cfg Config) string {
+	if cfg.Restricted {
+		return "restricted"
+	}
+	return "cone"
 }
