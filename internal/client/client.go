@@ -52,6 +52,8 @@ const (
 	// coming back for this long makes us ask the server whether our
 	// mapping changed, rather than wait up to 30 s for the next refresh.
 	suspectAfter = 2 * time.Second
+	// suspectCheck is how often the maintenance goroutine looks at that.
+	suspectCheck = 250 * time.Millisecond
 	// resolveTimeout bounds one resolution of the server names.
 	resolveTimeout = 10 * time.Second
 	// maintQueue bounds the advertisements waiting for the maintenance
@@ -364,6 +366,8 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 	defer signal.Stop(usr1)
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
+	watch := time.NewTicker(suspectCheck)
+	defer watch.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
@@ -424,17 +428,16 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 				lastGood = r
 			}
 			m.Resolved(time.Now(), r.primary, r.secondary, r.err, &a)
-		case <-ticker.C:
-			now := time.Now()
-			if h := c.lastHeard.Load(); h != 0 {
-				m.Heard(c.start.Add(time.Duration(h)))
-			}
+		case <-watch.C:
 			if fu := c.firstUnanswer.Load(); fu > c.lastRecv.Load() && c.mono()-fu >= int64(suspectAfter) {
-				before := len(a.Send)
-				m.Suspect(now, &a)
-				if len(a.Send) > before {
+				m.Suspect(time.Now(), &a)
+				if len(a.Send) > 0 {
 					c.st.earlyRefreshes.Add(1)
 				}
+			}
+		case <-ticker.C:
+			if h := c.lastHeard.Load(); h != 0 {
+				m.Heard(c.start.Add(time.Duration(h)))
 			}
 			c.eng.Tick(&tickOut)
 			if err := c.flush(&tickOut); err != nil {

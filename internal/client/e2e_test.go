@@ -319,6 +319,9 @@ func TestClient(t *testing.T) {
 		}
 		c := startClient(ctx, t, l, h, "rebind", w.server.IPv4())
 		old := c.qualified(ctx, t)
+		if nat := c.nat(ctx, t); nat != "restricted" {
+			t.Errorf("NAT %s before the rebind, want restricted", nat)
+		}
 		if err := pingBoth(ctx, h, old, w.native, w.native.IPv6()); err != nil {
 			t.Fatal(err)
 		}
@@ -341,6 +344,9 @@ func TestClient(t *testing.T) {
 			t.Errorf("native -> new address: %v", err)
 		}
 		t.Logf("rebind noticed, connectivity back in %v: %s -> %s", back.Round(time.Millisecond), old, addr)
+		if nat := c.nat(ctx, t); nat != "restricted" {
+			t.Errorf("NAT %s after the rebind, want restricted", nat)
+		}
 		if back > 10*time.Second {
 			t.Errorf("connectivity back after %v, want within 10 s", back)
 		}

@@ -138,6 +138,12 @@ type Timing struct {
 	// SuspectGap is the least time between two early solicitations asked
 	// for by the data path (Suspect).
 	SuspectGap time.Duration
+	// ConeQuiet is how long after our last solicitation to the secondary
+	// address a cone probe still means something: until the NAT forgets
+	// that flow (RFC 4787 asks for at least 2 min, recommends 5), it lets
+	// the secondary's answer in whatever its filtering, so a new mapping
+	// within that time is only compared, not probed for cone again.
+	ConeQuiet time.Duration
 }
 
 // DefaultTiming returns RFC 4380's timers and our back-off.
@@ -149,6 +155,7 @@ func DefaultTiming() Timing {
 		BackoffMin: 2 * time.Second,
 		BackoffMax: 64 * time.Second,
 		SuspectGap: 10 * time.Second,
+		ConeQuiet:  5 * time.Minute,
 	}
 }
 
@@ -245,7 +252,9 @@ type Machine struct {
 	retryAt      time.Time // Offline: when to resolve again
 	failures     int       // consecutive losses, for the back-off
 	lastSuspect  time.Time
-	natProbed    bool // a NAT probe ran for the current mapping
+	natProbed    bool      // a NAT probe ran for the current mapping
+	toSecondary  time.Time // last solicitation to the secondary address
+	coneSkipped  bool      // this probe compares mappings only
 }
 
 // NewMachine returns a machine in PhaseResolving; call Start.
@@ -325,6 +334,7 @@ func (m *Machine) solicit(now time.Time, k rsKind, first bool, a *Actions) {
 	to := netip.AddrPortFrom(m.st.Server, proto.Port)
 	if k == rsSecondary {
 		to = netip.AddrPortFrom(m.st.Server2, proto.Port)
+		m.toSecondary = now
 	}
 	a.Send = append(a.Send, Datagram{To: to, Payload: proto.AppendRouterSolicitation(nil, s.nonce, k == rsCone)})
 	m.log.Debug("router solicitation sent", "kind", kindNames[k], "to", to, "try", s.tries)
@@ -533,7 +543,11 @@ func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actio
 		m.natFound(NATCone, a)
 	case rsSecondary:
 		if e.Origin == m.st.Mapping {
-			m.natFound(NATRestricted, a)
+			n := NATRestricted
+			if m.coneSkipped && m.st.NAT == NATCone {
+				n = NATCone // filtering not probed again: keep what we knew
+			}
+			m.natFound(n, a)
 		} else {
 			m.log.Info("mapping differs towards the secondary server address", "primary", m.st.Mapping, "secondary", e.Origin)
 			m.natFound(NATSymmetric, a)
@@ -586,6 +600,13 @@ func (m *Machine) advertised(now time.Time, mapping netip.AddrPort, mtu int, a *
 func (m *Machine) probeNAT(now time.Time, a *Actions) {
 	m.natProbed = true
 	m.rs[rsSecondary].active = false
+	m.coneSkipped = !m.toSecondary.IsZero() && now.Sub(m.toSecondary) < m.cfg.Timing.ConeQuiet
+	if m.coneSkipped {
+		m.log.Debug("secondary address contacted recently: comparing mappings only")
+		m.rs[rsCone].active = false
+		m.solicit(now, rsSecondary, true, a)
+		return
+	}
 	// The cone RA leaves the server with the primary's answer; give it
 	// twice the primary's round trip and a little more.
 	wait := min(max(2*m.st.RTT+250*time.Millisecond, 250*time.Millisecond), m.cfg.Timing.Timeout)

@@ -397,6 +397,37 @@ func TestMaintenance(t *testing.T) {
 				t.Errorf("NAT %v after rebind, %d secondary probes", w.status().NAT, w.rsSince(t0.Add(2*time.Second), w.secondary))
 			}
 		}},
+		{"cone probe again only once the NAT forgot the secondary", natPortRestricted, nil, func(t *testing.T, w *world) {
+			cones := func(since time.Time) int {
+				n := 0
+				for _, s := range w.sent {
+					if s.cone && !s.at.Before(since) {
+						n++
+					}
+				}
+				return n
+			}
+			w.run(time.Second)
+			// A new mapping soon after: a NAT that still knows our flow to
+			// the secondary would let a cone answer in whatever its
+			// filtering, so only the mappings are compared.
+			w.nat.rebind("198.51.100.3")
+			mark := w.now
+			w.run(33 * time.Second)
+			w.wantQualified(mapping("198.51.100.3", 40000))
+			if cones(mark) != 0 || w.rsSince(mark, w.secondary) != 1 || w.status().NAT != NATRestricted {
+				t.Errorf("%d cone probes, %d to the secondary, NAT %v; want 0, 1, restricted", cones(mark), w.rsSince(mark, w.secondary), w.status().NAT)
+			}
+			// Much later, a new mapping gets the whole probe again.
+			w.run(6 * time.Minute)
+			w.nat.rebind("198.51.100.2")
+			w.nat.mode = natFullCone
+			mark = w.now
+			w.run(33 * time.Second)
+			if cones(mark) != 1 || w.rsSince(mark, w.secondary) != 0 || w.status().NAT != NATCone {
+				t.Errorf("%d cone probes, %d to the secondary, NAT %v after a late rebind; want 1, 0, cone", cones(mark), w.rsSince(mark, w.secondary), w.status().NAT)
+			}
+		}},
 		{"suspect refreshes early, rate-limited", natPortRestricted, nil, func(t *testing.T, w *world) {
 			w.run(time.Second)
 			old := w.wantQualified(restricted)
