@@ -18,6 +18,10 @@ import (
 )
 
 func main() {
+	os.Exit(daemon.Main(newApp(), os.Args, os.Stderr))
+}
+
+func newApp() *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "server", Usage: "Teredo server host name or IPv4 address (ServerAddress)"},
 		&cli.StringFlag{Name: "server2", Usage: "secondary server address (ServerAddress2; default: primary+1)"},
@@ -35,11 +39,10 @@ func main() {
 		daemon.LogLevelFlag,
 		&cli.BoolFlag{Name: client.HelperFlag, Hidden: true},
 	}
-	app := daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
+	return daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
 			"reads Miredo's miredo.conf (client mode). An optional argument names the server, as in Miredo.",
 		true, flags, run)
-	os.Exit(daemon.Main(app, os.Args, os.Stderr))
 }
 
 func run(c *cli.Context) error {

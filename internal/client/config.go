@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/miredo-go/miredo/pkg/netcfg"
@@ -92,37 +93,28 @@ func CheckServerName(s string) error {
 	return nil
 }
 
-// validHostName accepts what a DNS name may look like (RFC 1123 labels),
-// so that a typo such as "1.2.3" is not sent to the resolver as a name.
+// validHostName accepts what a DNS name may look like (RFC 1123 labels, an
+// optional final dot), so that a typo such as "1.2.3" is not sent to the
+// resolver as a name.
 func validHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
 	if len(s) == 0 || len(s) > 253 {
 		return false
 	}
-	label, digitsOnly := 0, true
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch == '.':
-			if label == 0 {
-				return false
-			}
-			label = 0
-			continue
-		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z':
-			digitsOnly = false
-		case ch >= '0' && ch <= '9':
-		case ch == '-':
-			if label == 0 {
-				return false
-			}
-			digitsOnly = false
-		default:
+	digitsOnly := true
+	for _, label := range strings.Split(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
-		label++
-		if label > 63 {
-			return false
+		for i := 0; i < len(label); i++ {
+			switch ch := label[i]; {
+			case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch == '-':
+				digitsOnly = false
+			case ch >= '0' && ch <= '9':
+			default:
+				return false
+			}
 		}
 	}
-	return !digitsOnly && s[len(s)-1] != '-'
+	return !digitsOnly
 }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/miredo-go/miredo/pkg/daemon"
+)
+
+// TestUsageErrors checks that bad command lines and configuration files
+// stop the client before it touches anything, with exit status 2 and a
+// message naming the file and line. Every case must fail: a valid one
+// would start a client here.
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	relay := file("relay.conf", "# a relay\nRelayType cone\nInterfaceName teredo\n")
+	autorelay := file("relay2.conf", "RelayType relay\n")
+	typo := file("typo.conf", "RelayType client\nServerAdress teredo.example.net\n")
+	private := file("private.conf", "InterfaceName teredo\nServerAddress 10.1.2.3\n")
+	private2 := file("private2.conf", "ServerAddress 192.0.2.1\nServerAddress2 192.168.1.1\n")
+	noServer := file("noserver.conf", "RelayType client\nInterfaceName teredo\n")
+	badName := file("badname.conf", "ServerAddress bad_name!\n")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"relay configuration", []string{"-c", relay}, relay + ":2: RelayType \"cone\": this is a relay configuration: run miredo-relay"},
+		{"relay alias", []string{"-c", autorelay}, relay[:len(relay)-len("relay.conf")] + "relay2.conf:1: RelayType \"relay\""},
+		{"unknown directive", []string{"-c", typo}, typo + ":2:"},
+		{"private server in file", []string{"-c", private}, private + ":2: ServerAddress \"10.1.2.3\": server addresses must be global unicast"},
+		{"private secondary in file", []string{"-c", private2}, private2 + ":2: ServerAddress2 \"192.168.1.1\""},
+		{"no server", []string{"-c", noServer}, noServer + ": ServerAddress not set"},
+		{"bad server name", []string{"-c", badName}, badName + ":1: ServerAddress \"bad_name!\""},
+		{"missing named file", []string{"-c", filepath.Join(dir, "absent.conf"), "teredo.example.net"}, "absent.conf"},
+		{"two servers", []string{"-c", noServer, "--server", "192.0.2.1", "teredo.example.net"}, "either as an argument or with --server"},
+		{"two arguments", []string{"-c", noServer, "a.example", "b.example"}, "at most one server name"},
+		{"private server flag", []string{"-c", noServer, "--server", "172.16.0.1"}, "global unicast"},
+		{"bad secondary flag", []string{"-c", noServer, "--server", "192.0.2.1", "--server2", "1.2.3"}, "not an IPv4 address or host name"},
+		{"bad bind address", []string{"-c", noServer, "--bind-address", "x", "192.0.2.1"}, "--bind-address"},
+		{"IPv6 bind address", []string{"-c", noServer, "--bind-address", "::1", "192.0.2.1"}, "bind address must be IPv4"},
+		{"bind port", []string{"-c", noServer, "--bind-port", "70000", "192.0.2.1"}, "--bind-port 70000"},
+		{"refresh", []string{"-c", noServer, "--refresh-interval", "100ms", "192.0.2.1"}, "refresh interval"},
+		{"log level", []string{"-c", noServer, "--log-level", "loud", "192.0.2.1"}, "loud"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := daemon.Main(newApp(), append([]string{"miredo-client"}, tc.args...), &stderr)
+			if code != daemon.ExitUsage {
+				t.Errorf("exit %d, want %d; stderr: %s", code, daemon.ExitUsage, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr %q does not say %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
