@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/miredo-go/miredo/internal/tunnel"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/proto"
-	"github.com/miredo-go/miredo/internal/tunnel"
 )
 
 // Config is what the relay needs to run, after flags and miredo.conf have been

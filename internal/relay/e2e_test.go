@@ -1,0 +1,422 @@
+//go:build e2e
+
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miredo-go/miredo/internal/lab"
+	"github.com/miredo-go/miredo/internal/lab/refmiredo"
+	"github.com/miredo-go/miredo/pkg/proto"
+)
+
+var (
+	buildOnce sync.Once
+	bins      = map[string]string{}
+	buildErr  error
+)
+
+// binary builds one of our daemons once per test run, statically, as `make
+// build` does.
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "miredo-relay-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		for _, b := range []string{"miredo-relay", "miredo-server"} {
+			bins[b] = filepath.Join(dir, b)
+			cmd := exec.Command("go", "build", "-o", bins[b], "github.com/miredo-go/miredo/cmd/"+b)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bins[name]
+}
+
+// relayPort is where our relay listens, so hostile senders can find it.
+const relayPort = 3545
+
+// startRelay runs our relay in the lab's relay host from a miredo.conf as
+// Miredo's relay reads it, and waits for its tunnel.
+func startRelay(ctx context.Context, t *testing.T, l *lab.Lab, flags ...string) *lab.Process {
+	t.Helper()
+	h := l.Host(lab.Relay)
+	conf := filepath.Join(l.LogDir, "our-relay.conf")
+	text := refmiredo.RelayConfig(h.IPv4(), refmiredo.DefaultIfname) + fmt.Sprintf("BindPort %d\n", relayPort)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	argv := append([]string{binary(t, "miredo-relay"), "-c", conf, "-p", filepath.Join(l.LogDir, "our-relay.pid")}, flags...)
+	p, err := l.Start(ctx, h, "our-relay"+strings.Join(flags, ""), argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitLink(ctx, refmiredo.DefaultIfname); err != nil {
+		t.Fatalf("our relay's tunnel: %v\n%s", err, p.Tail(20))
+	}
+	if err := h.WaitUDP(ctx, relayPort); err != nil {
+		t.Fatalf("our relay does not listen: %v\n%s", err, p.Tail(20))
+	}
+	return p
+}
+
+// startOurServer runs our server on the lab's server host.
+func startOurServer(ctx context.Context, t *testing.T, l *lab.Lab) *lab.Process {
+	t.Helper()
+	h := l.Host(lab.Server)
+	conf := filepath.Join(l.LogDir, "our-server.conf")
+	if err := os.WriteFile(conf, []byte(refmiredo.ServerConfig(h.IPv4())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Start(ctx, h, "our-server", binary(t, "miredo-server"), "-c", conf,
+		"-p", filepath.Join(l.LogDir, "our-server.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitUDP(ctx, proto.Port); err != nil {
+		t.Fatalf("our server does not listen: %v\n%s", err, p.Tail(20))
+	}
+	return p
+}
+
+// stats asks our relay for its counters (SIGUSR1) and returns the value of
+// each named counter in the newest statistics record ("stats.from_udp").
+func stats(ctx context.Context, t *testing.T, p *lab.Process) map[string]uint64 {
+	t.Helper()
+	before := strings.Count(p.Tail(2000), "msg=statistics")
+	if err := syscall.Kill(p.Pid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(\w+\.\w+)=(\d+)`)
+	for {
+		log := p.Tail(2000)
+		if strings.Count(log, "msg=statistics") > before {
+			lines := strings.Split(log, "\n")
+			for i := len(lines) - 1; i >= 0; i-- {
+				if strings.Contains(lines[i], "msg=statistics") {
+					m := map[string]uint64{}
+					for _, kv := range re.FindAllStringSubmatch(lines[i], -1) {
+						n, _ := strconv.ParseUint(kv[2], 10, 64)
+						m[kv[1]] = n
+					}
+					return m
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no statistics in the relay log:\n%s", p.Tail(20))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// tcpEcho sends n random bytes from client to an echo server on native over
+// TCP and checks they come back.
+func tcpEcho(ctx context.Context, client, native *lab.Host, n int) error {
+	var ln net.Listener
+	if err := native.Do(func() (err error) {
+		ln, err = net.Listen("tcp6", net.JoinHostPort(native.IPv6().String(), "0"))
+		return err
+	}); err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		io.Copy(c, c)
+	}()
+	var c net.Conn
+	if err := client.Do(func() (err error) {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err = d.DialContext(ctx, "tcp6", ln.Addr().String())
+		return err
+	}); err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	data := make([]byte, n)
+	rand.Read(data)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		c.(*net.TCPConn).CloseWrite()
+		errc <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("read after %d bytes: %w", len(got), err)
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if !bytes.Equal(got, data) {
+		return fmt.Errorf("echo: %d bytes back of %d, or different", len(got), n)
+	}
+	return nil
+}
+
+// TestOurRelay runs Debian's Miredo 1.2.6 client behind every NAT
+// behaviour, qualified with Debian's server and then with ours, and checks
+// it reaches the native IPv6 host through our relay and back (ping both
+// ways, 1 MB over TCP each way), then throws hostile datagrams at the relay
+// and checks that none reaches the native side.
+func TestOurRelay(t *testing.T) {
+	if reason := refmiredo.Missing(); reason != "" {
+		t.Skip("refmiredo: " + reason)
+	}
+	l := lab.New(t, lab.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	relay := startRelay(ctx, t, l)
+	server := l.Host(lab.Server)
+	native := l.Host(lab.Native)
+
+	type natCase struct {
+		name   string
+		client string
+		nat    string
+		mode   lab.NATMode
+	}
+	nats := []natCase{
+		{"none", lab.Pub, "", 0},
+		{"full-cone", lab.Client1, lab.NAT1, lab.FullCone},
+		{"address-restricted", lab.Client1, lab.NAT1, lab.AddressRestricted},
+		{"port-restricted", lab.Client1, lab.NAT1, lab.PortRestricted},
+		{"symmetric", lab.Client1, lab.NAT1, lab.Symmetric},
+	}
+	runClient := func(t *testing.T, tc natCase, tag string, tcp bool) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		client := l.Host(tc.client)
+		if tc.nat != "" {
+			if err := l.SetNAT(ctx, tc.nat, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := refmiredo.StartClient(ctx, l, client, "miredo-client-"+tag+"-"+tc.name, server.IPv4())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+		addr, err := refmiredo.Qualified(ctx, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("qualified: %s", refmiredo.Summary(addr))
+		start := time.Now()
+		if err := client.Ping(ctx, native.IPv6()); err != nil {
+			t.Fatalf("client -> native: %v", err)
+		}
+		if err := native.Ping(ctx, addr); err != nil {
+			t.Fatalf("native -> client: %v", err)
+		}
+		t.Logf("ping both ways in %v", time.Since(start).Round(time.Millisecond))
+		if tcp {
+			start = time.Now()
+			if err := tcpEcho(ctx, client, native, 1<<20); err != nil {
+				t.Fatalf("TCP: %v", err)
+			}
+			t.Logf("1 MB each way over TCP in %v", time.Since(start).Round(time.Millisecond))
+		}
+	}
+
+	t.Run("miredo server", func(t *testing.T) {
+		srv, err := refmiredo.StartServer(ctx, l, server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Stop()
+		for _, tc := range nats {
+			t.Run(tc.name, func(t *testing.T) { runClient(t, tc, "mir", true) })
+		}
+	})
+	t.Run("our server", func(t *testing.T) {
+		srv := startOurServer(ctx, t, l)
+		defer srv.Stop()
+		for _, tc := range nats {
+			t.Run(tc.name, func(t *testing.T) { runClient(t, tc, "our", tc.mode == lab.Symmetric) })
+		}
+	})
+	t.Run("hostile input", func(t *testing.T) {
+		hostile(ctx, t, l, relay)
+	})
+	t.Run("restricted relay", func(t *testing.T) {
+		relay.Stop()
+		relay := startRelay(ctx, t, l, "--restricted")
+		srv := startOurServer(ctx, t, l)
+		defer srv.Stop()
+		runClient(t, nats[4], "restricted", false)
+		if n := stats(ctx, t, relay)["stats.direct_bubbles"]; n == 0 {
+			t.Error("the restricted relay sent no direct bubble")
+		}
+	})
+}
+
+// hostile sends the relay spoofed, multicast, misrouted and malformed
+// datagrams from a host with a public address, all carrying echo requests
+// for the native host, and checks the native host got none of them.
+func hostile(ctx context.Context, t *testing.T, l *lab.Lab, relay *lab.Process) {
+	pub, native := l.Host(lab.Pub), l.Host(lab.Native)
+	conn, err := pub.ListenUDP(netip.AddrPortFrom(pub.IPv4(), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := netip.MustParseAddrPort(conn.LocalAddr().String())
+	to := netip.AddrPortFrom(l.Host(lab.Relay).IPv4(), relayPort)
+	srv := l.Host(lab.Server).IPv4()
+	teredo := func(m netip.AddrPort) netip.Addr {
+		return proto.Address{Prefix: proto.DefaultPrefix, Server: srv, MappedPort: m.Port(), MappedAddr: m.Addr()}.Addr()
+	}
+	ours := teredo(local)                                            // matches the sender: still unknown to the relay
+	spoofed := teredo(netip.MustParseAddrPort("198.51.100.2:40000")) // someone else's mapping
+	echo := func(src, dst netip.Addr) []byte {
+		return proto.AppendEchoRequest(nil, proto.EchoFields{Src: src, Dst: dst, HopLimit: 64, ID: 9, Seq: 9, Data: make([]byte, 16)})
+	}
+	badLen := echo(ours, native.IPv6())
+	badLen[5] = 200
+	var pkts [][]byte
+	pkts = append(pkts,
+		echo(ours, native.IPv6()),                                                // unknown peer
+		echo(spoofed, native.IPv6()),                                             // mapping mismatch
+		echo(native.IPv6(), native.IPv6()),                                       // native source
+		echo(netip.MustParseAddr("fe80::1"), native.IPv6()),                      // link-local source
+		echo(ours, netip.MustParseAddr("ff02::1")),                               // multicast
+		echo(ours, teredo(netip.MustParseAddrPort("192.0.2.40:9"))),              // Teredo to Teredo
+		proto.AppendBubble(nil, spoofed, netip.MustParseAddr("fe80::8000:1"), 0), // forged bubble
+		append(proto.AppendOrigin(nil, local), echo(ours, native.IPv6())...),     // origin indication
+		badLen, []byte{}, []byte{0x60}, []byte("GET / HTTP/1.1\r\n\r\n"),
+	)
+	for i := range 500 {
+		b := make([]byte, 1+i%200)
+		rand.Read(b)
+		pkts = append(pkts, b)
+	}
+	before := stats(ctx, t, relay)
+	echoes := icmp6InEchos(ctx, t, native)
+	for _, b := range pkts {
+		if _, err := conn.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the relay has read them all, then look at the native host.
+	var after map[string]uint64
+	for {
+		after = stats(ctx, t, relay)
+		if after["stats.from_udp"] >= before["stats.from_udp"]+uint64(len(pkts)) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("relay read %d of %d hostile datagrams", after["stats.from_udp"]-before["stats.from_udp"], len(pkts))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if got := icmp6InEchos(ctx, t, native); got != echoes {
+		t.Errorf("native host received %d echo requests from hostile datagrams", got-echoes)
+	}
+	if d := after["stats.delivered"] - before["stats.delivered"]; d != 0 {
+		t.Errorf("relay delivered %d hostile packets", d)
+	}
+	for _, k := range []string{"drop_unknown_peer", "drop_mapping_mismatch", "drop_not_teredo_src", "drop_link_local_src", "drop_multicast_dst", "drop_bad_dst", "drop_malformed"} {
+		if after["stats."+k] <= before["stats."+k] {
+			t.Errorf("no %s drop counted", k)
+		}
+	}
+	t.Logf("relay after the hostile run: %v", after)
+
+	// From the native side: Teredo destinations whose embedded server or
+	// client address is not global make the relay send nothing, not even
+	// a bubble to the (global) server named in them.
+	inet1 := l.Host(lab.Inet1)
+	victim, err := inet1.ListenUDP(netip.AddrPortFrom(inet1.IPv4(), proto.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	var nc *net.UDPConn
+	if err := native.Do(func() (err error) {
+		nc, err = net.ListenUDP("udp6", &net.UDPAddr{IP: native.IPv6().AsSlice()})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	bogus := []netip.Addr{
+		proto.Address{Prefix: proto.DefaultPrefix, Server: inet1.IPv4(), MappedPort: 99, MappedAddr: netip.MustParseAddr("10.0.0.5")}.Addr(),
+		proto.Address{Prefix: proto.DefaultPrefix, Server: netip.MustParseAddr("127.0.0.1"), MappedPort: proto.Port, MappedAddr: inet1.IPv4()}.Addr(),
+		proto.Address{Prefix: proto.DefaultPrefix, Server: inet1.IPv4(), MappedPort: 99, MappedAddr: netip.MustParseAddr("224.0.0.1")}.Addr(),
+	}
+	for _, a := range bogus {
+		if _, err := nc.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(a, 9)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		st := stats(ctx, t, relay)
+		if st["stats.drop_nonglobal_ipv4"] >= after["stats.drop_nonglobal_ipv4"]+uint64(len(bogus)) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("relay did not drop the bogus destinations: %v", st)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	victim.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 2048)
+	if n, from, err := victim.ReadFromUDPAddrPort(buf); err == nil {
+		t.Errorf("inet1 received %x from %v", buf[:n], from)
+	}
+}
+
+// icmp6InEchos reads how many echo requests host h has received.
+func icmp6InEchos(ctx context.Context, t *testing.T, h *lab.Host) uint64 {
+	t.Helper()
+	out, err := h.Run(ctx, "cat", "/proc/net/snmp6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "Icmp6InEchos" {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no Icmp6InEchos in /proc/net/snmp6")
+	return 0
+}
