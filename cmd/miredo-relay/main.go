@@ -19,7 +19,9 @@ import (
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
-func main() {
+func main() { os.Exit(daemon.Main(newApp(), os.Args, os.Stderr)) }
+
+func newApp() *cli.App {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "cone", Usage: "cone relay: indirect bubbles only (default; RelayType cone)"},
 		&cli.BoolFlag{Name: "restricted", Usage: "restricted relay: also send direct bubbles, for a relay behind a NAT (RelayType restricted)"},
@@ -38,11 +40,10 @@ func main() {
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (kill switch, benchmarks)"},
 		daemon.LogLevelFlag,
 	}
-	app := daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
+	return daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
 			"reads Miredo's miredo.conf (RelayType cone or restricted).",
 		false, flags, run)
-	os.Exit(daemon.Main(app, os.Args, os.Stderr))
 }
 
 // errClientConfig is what a client's miredo.conf gets.

@@ -97,6 +97,7 @@ type Out struct {
 //	(*Engine).FromUDP(b []byte, from netip.AddrPort, out *Out) // one datagram from the socket (maintenance traffic already taken out by the client)
 //	(*Engine).Tick(out *Out)                                  // once a second: retries, queue timeouts, expiry
 //	(*Engine).Stats() Stats                                   // counters by disposition and drop reason
+//	(*Out).Reset()                                            // after the batch was sent: recycles Out's buffers
 //
 // FromTunnel and FromUDP may run at the same time on different goroutines
 // (one per direction), each with its own Out; Tick runs on either.
