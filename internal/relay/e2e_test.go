@@ -137,6 +137,19 @@ func stats(ctx context.Context, t *testing.T, p *lab.Process) map[string]uint64 
 	}
 }
 
+// tcpBytes is how much the TCP exchange moves each way: 1 MiB, or
+// $MIREDO_RELAY_TCP_BYTES for a throughput run.
+func tcpBytes(t *testing.T) int {
+	if s := os.Getenv("MIREDO_RELAY_TCP_BYTES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("MIREDO_RELAY_TCP_BYTES=%q", s)
+		}
+		return n
+	}
+	return 1 << 20
+}
+
 // tcpEcho sends n random bytes from client to an echo server on native over
 // TCP and checks they come back.
 func tcpEcho(ctx context.Context, client, native *lab.Host, n int) error {
@@ -245,11 +258,13 @@ func TestOurRelay(t *testing.T) {
 		}
 		t.Logf("ping both ways in %v", time.Since(start).Round(time.Millisecond))
 		if tcp {
+			n := tcpBytes(t)
 			start = time.Now()
-			if err := tcpEcho(ctx, client, native, 1<<20); err != nil {
+			if err := tcpEcho(ctx, client, native, n); err != nil {
 				t.Fatalf("TCP: %v", err)
 			}
-			t.Logf("1 MB each way over TCP in %v", time.Since(start).Round(time.Millisecond))
+			d := time.Since(start)
+			t.Logf("%d KiB each way over TCP in %v (%.0f Mbit/s each way)", n>>10, d.Round(time.Millisecond), float64(n)*8/d.Seconds()/1e6)
 		}
 	}
 
