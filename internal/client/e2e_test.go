@@ -226,7 +226,11 @@ func (w *world) placements(ctx context.Context, t *testing.T, tag string, kill b
 			}
 			name := tag + "-" + pl.Name
 			script, record := w.hooks.hook(t, name)
-			c := startClient(ctx, t, w.l, h, name, w.server.IPv4(), "--hook", script)
+			args := []string{"--hook", script}
+			if pl.Name == "full-cone" { // the packet process needs no file after start
+				args = append(args, "--chroot", w.hooks.dir)
+			}
+			c := startClient(ctx, t, w.l, h, name, w.server.IPv4(), args...)
 			addr := c.qualified(ctx, t)
 			qualified := time.Since(c.start)
 			a, _ := proto.ParseAddress(addr)
@@ -239,6 +243,10 @@ func (w *world) placements(ctx context.Context, t *testing.T, tag string, kill b
 			if nat != wantNAT[pl.Name] {
 				t.Errorf("NAT reported as %s, want %s", nat, wantNAT[pl.Name])
 			}
+			// The same in the state SIGUSR1 prints.
+			syscall.Kill(c.p.Pid(), syscall.SIGUSR1)
+			c.waitLog(ctx, t, "status.address="+addr.String()+" ")
+			c.waitLog(ctx, t, "status.nat="+wantNAT[pl.Name]+" ")
 			line := waitHook(ctx, t, record, "STATE=up ", "ADDRESS="+addr.String()+" ", "MTU=1280 ", "OLD_STATE=down ", "IFACE="+ifname+" ")
 			if !strings.Contains(line, "uid=65534") {
 				t.Errorf("hook ran as %q, want nobody", line)

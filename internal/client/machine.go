@@ -253,7 +253,8 @@ type Machine struct {
 	failures     int       // consecutive losses, for the back-off
 	lastSuspect  time.Time
 	natProbed    bool      // a NAT probe ran for the current mapping
-	toSecondary  time.Time // last solicitation to the secondary address
+	toSecondary  time.Time  // last solicitation to the secondary address
+	secondaryWas netip.Addr // ... which was this one
 	coneSkipped  bool      // this probe compares mappings only
 }
 
@@ -334,7 +335,7 @@ func (m *Machine) solicit(now time.Time, k rsKind, first bool, a *Actions) {
 	to := netip.AddrPortFrom(m.st.Server, proto.Port)
 	if k == rsSecondary {
 		to = netip.AddrPortFrom(m.st.Server2, proto.Port)
-		m.toSecondary = now
+		m.toSecondary, m.secondaryWas = now, m.st.Server2
 	}
 	a.Send = append(a.Send, Datagram{To: to, Payload: proto.AppendRouterSolicitation(nil, s.nonce, k == rsCone)})
 	m.log.Debug("router solicitation sent", "kind", kindNames[k], "to", to, "try", s.tries)
@@ -600,7 +601,8 @@ func (m *Machine) advertised(now time.Time, mapping netip.AddrPort, mtu int, a *
 func (m *Machine) probeNAT(now time.Time, a *Actions) {
 	m.natProbed = true
 	m.rs[rsSecondary].active = false
-	m.coneSkipped = !m.toSecondary.IsZero() && now.Sub(m.toSecondary) < m.cfg.Timing.ConeQuiet
+	m.coneSkipped = m.secondaryWas == m.st.Server2 && !m.toSecondary.IsZero() &&
+		now.Sub(m.toSecondary) < m.cfg.Timing.ConeQuiet
 	if m.coneSkipped {
 		m.log.Debug("secondary address contacted recently: comparing mappings only")
 		m.rs[rsCone].active = false
