@@ -252,10 +252,10 @@ type Machine struct {
 	retryAt      time.Time // Offline: when to resolve again
 	failures     int       // consecutive losses, for the back-off
 	lastSuspect  time.Time
-	natProbed    bool      // a NAT probe ran for the current mapping
+	natProbed    bool       // a NAT probe ran for the current mapping
 	toSecondary  time.Time  // last solicitation to the secondary address
 	secondaryWas netip.Addr // ... which was this one
-	coneSkipped  bool      // this probe compares mappings only
+	coneSkipped  bool       // this probe compares mappings only
 }
 
 // NewMachine returns a machine in PhaseResolving; call Start.
