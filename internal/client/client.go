@@ -414,6 +414,9 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 		case <-c.helper.Done():
 			return errors.New("the privileged helper exited")
 		case <-timer.C:
+			if h := c.lastHeard.Load(); h != 0 { // the refresh may be moot
+				m.Heard(c.start.Add(time.Duration(h)))
+			}
 			m.Tick(time.Now(), &a)
 		case d := <-c.maint:
 			if err := m.Receive(d.at, d.b, d.from, &a); err != nil {

@@ -52,3 +52,13 @@ func TestConfigCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestLookupIPv4 covers literals only: a name would send a DNS query out of
+// the test machine.
+func TestLookupIPv4(t *testing.T) {
+	for in, want := range map[string]string{"192.0.2.1": "192.0.2.1", "::ffff:198.51.100.7": "198.51.100.7"} {
+		if a, err := lookupIPv4(t.Context(), in); err != nil || a != netip.MustParseAddr(want) {
+			t.Errorf("lookupIPv4(%q) = %v, %v; want %s", in, a, err, want)
+		}
+	}
+}
