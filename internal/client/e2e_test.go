@@ -24,9 +24,19 @@ import (
 
 var (
 	buildOnce sync.Once
+	buildDir  string
 	bins      map[string]string
 	buildErr  error
 )
+
+// TestMain removes the binaries built for the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // binary builds our client and server once per test run, statically, as
 // `make build` does, and returns the path of the one named.
@@ -38,6 +48,7 @@ func binary(t *testing.T, name string) string {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		bins = map[string]string{}
 		for _, b := range []string{"miredo-client", "miredo-server"} {
 			bins[b] = filepath.Join(dir, b)
