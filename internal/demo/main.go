@@ -125,7 +125,7 @@ func run(ctx context.Context, w io.Writer, bin, natName string, keep bool) error
 	fmt.Fprintf(w, "    mapped address  %v (the NAT's public side)\n", a.MappedAddr)
 	fmt.Fprintf(w, "    mapped port     %d\n", a.MappedPort)
 	fmt.Fprintf(w, "    flags           %#04x (cone %v, RFC 5991 random bits %#04x)\n", a.Flags, a.Cone(), a.Flags&proto.RandomFlagsMask)
-	fmt.Fprintf(w, "    NAT type        %s\n", natType(cp.Tail(200)))
+	fmt.Fprintf(w, "    NAT type        %s (probed through the secondary server address)\n", waitNATType(ctx, cp))
 
 	step(w, "client -> native host %v, through the relay", native.IPv6())
 	if err := pingShow(ctx, w, client, native.IPv6()); err != nil {
@@ -142,15 +142,23 @@ func run(ctx context.Context, w io.Writer, bin, natName string, keep bool) error
 	return nil
 }
 
-var natRE = regexp.MustCompile(`nat(?:_type|\.type)?=("?)([a-z-]+)`)
+var natRE = regexp.MustCompile(`msg="NAT behaviour".* nat=([a-z-]+)`)
 
-// natType reads the NAT behaviour the client reported in its log.
-func natType(log string) string {
-	m := natRE.FindAllStringSubmatch(log, -1)
-	if m == nil {
-		return "(not reported)"
+// waitNATType waits (up to 10 s) for the NAT behaviour the client reports
+// in its log once its probe through the secondary address is done.
+func waitNATType(ctx context.Context, p *lab.Process) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if m := natRE.FindAllStringSubmatch(p.Tail(200), -1); m != nil {
+			return m[len(m)-1][1]
+		}
+		select {
+		case <-ctx.Done():
+			return "(not reported)"
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return m[len(m)-1][2]
 }
 
 // pingShow waits until dst answers from h, then shows three pings.
