@@ -15,20 +15,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// tunLink is what every backend keeps about its interface besides the
+// descriptor: the name, and a netlink socket opened in the device's
+// namespace at creation, so MTU works from any thread and after privileges
+// are dropped (reading link attributes needs no capability).
+type tunLink struct {
+	name  string
+	index int
+	nl    *netlink.Handle
+
+	mu     sync.Mutex // guards nl against Close
+	closed atomic.Bool
+}
+
 // waterDevice is the Device backed by songgao/water: one packet per Read,
 // one write(2) per packet. water opens the TUN with IFF_TUN|IFF_NO_PI, so
 // packets are bare IPv6 with no packet-information header.
 type waterDevice struct {
-	ifce  *water.Interface
-	name  string
-	index int
-	// nl is a netlink socket opened in the device's namespace at creation,
-	// so MTU works from any thread and after privileges are dropped
-	// (reading link attributes needs no capability).
-	nl *netlink.Handle
-
-	mu     sync.Mutex // guards nl against Close
-	closed atomic.Bool
+	tunLink
+	ifce *water.Interface
 }
 
 var _ Device = (*waterDevice)(nil)
@@ -54,7 +59,7 @@ func CreateTUN(name string) (Device, error) {
 	if err != nil {
 		return nil, classifyCreateError(name, err)
 	}
-	d := &waterDevice{ifce: ifce, name: ifce.Name()}
+	d := &waterDevice{ifce: ifce, tunLink: tunLink{name: ifce.Name()}}
 	if err := d.attachNetlink(); err != nil {
 		ifce.Close()
 		return nil, err
@@ -64,7 +69,7 @@ func CreateTUN(name string) (Device, error) {
 
 // attachNetlink opens the device's own netlink socket. It must run on the
 // thread that created the TUN, which is in the same namespace.
-func (d *waterDevice) attachNetlink() error {
+func (d *tunLink) attachNetlink() error {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netcfg: netlink socket for %s: %w", d.name, err)
@@ -165,7 +170,7 @@ func (d *waterDevice) Write(bufs [][]byte, offset int) (int, error) {
 
 // ioError maps "file already closed" to net.ErrClosed, the error read loops
 // test for, and adds the device name.
-func (d *waterDevice) ioError(op string, err error) error {
+func (d *tunLink) ioError(op string, err error) error {
 	if errors.Is(err, os.ErrClosed) || d.closed.Load() {
 		return fmt.Errorf("netcfg: %s %s: %w", op, d.name, net.ErrClosed)
 	}
@@ -176,12 +181,12 @@ func (d *waterDevice) ioError(op string, err error) error {
 func (d *waterDevice) BatchSize() int { return 1 }
 
 // Name is the kernel's name for the interface.
-func (d *waterDevice) Name() string { return d.name }
+func (d *tunLink) Name() string { return d.name }
 
 // MTU asks the kernel through the device's own netlink socket.
 //
 // Equivalent to: ip link show dev NAME
-func (d *waterDevice) MTU() (int, error) {
+func (d *tunLink) MTU() (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed.Load() {
