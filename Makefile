@@ -79,6 +79,13 @@ install: build
 bench-server:
 	./scripts/bench-server.sh $(BENCHFLAGS)
 
+# Teredo throughput through the relay, our client and relay against Debian's
+# Miredo and a kernel VXLAN ceiling, in a namespace lab (needs root);
+# BENCHFLAGS go to relaybench, e.g. BENCHFLAGS='-rounds 3'.
+.PHONY: bench-relay
+bench-relay:
+	./scripts/bench-relay.sh $(BENCHFLAGS)
+
 # systemd units for the three daemons, with this install's SBINDIR and
 # SYSCONFDIR filled in, into $(DESTDIR)$(UNITDIR) (default
 # $(PREFIX)/lib/systemd/system). Nothing is enabled or started.
