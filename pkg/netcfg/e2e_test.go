@@ -36,7 +36,7 @@ var (
 	teredoNet = Route{netip.MustParsePrefix("2001::/32"), 1024}
 )
 
-func skipUnlessRoot(t *testing.T) {
+func skipUnlessRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces and TUN devices: run 'sudo go test -tags e2e ./pkg/netcfg/' (or make check)")
@@ -48,7 +48,7 @@ func skipUnlessRoot(t *testing.T) {
 
 // newNetNS creates a named network namespace for the test and a netlink
 // handle into it; both go away at cleanup.
-func newNetNS(t *testing.T) (netns.NsHandle, *netlink.Handle, string) {
+func newNetNS(t testing.TB) (netns.NsHandle, *netlink.Handle, string) {
 	t.Helper()
 	skipUnlessRoot(t)
 	name := fmt.Sprintf("netcfg-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
@@ -106,7 +106,7 @@ func createTUN(t *testing.T, ns netns.NsHandle, name string) Device {
 }
 
 // configure gives the link Miredo's client configuration.
-func configure(t *testing.T, l *Link) {
+func configure(t testing.TB, l *Link) {
 	t.Helper()
 	steps := []struct {
 		what string
