@@ -41,6 +41,15 @@ const (
 	// pingHopLimit is the hop limit of connectivity-test echo requests, as
 	// Miredo sends them.
 	pingHopLimit = 128
+	// bubbleAnswerTicks: how long after our last bubble to a peer a bubble
+	// addressed to our link-local source may still verify a new mapping
+	// for it. A peer answers at once; the bound keeps a source seen on the
+	// wire from being replayed later.
+	bubbleAnswerTicks tick = 30 * ticksPerSecond
+	// keyEpochTicks: the link-local sources of our bubbles change this
+	// often (the HMAC covers the epoch); answers are checked against the
+	// current and the previous epoch.
+	keyEpochTicks = 300 * ticksPerSecond
 )
 
 // Defaults for Config fields left zero.
@@ -231,7 +240,7 @@ func (e *Engine) probe(s *shard, idx uint32, self *selfState, now tick, out *Out
 		return
 	}
 	dst := netip.AddrFrom16(p.addr)
-	pkt := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), e.bubbleSource(&p.addr), dst, 0))
+	pkt := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), e.bubbleSource(&p.addr, epochOf(now)), dst, 0))
 	// Indirect bubble, through the peer's own server (§5.2.6).
 	if out.sendUDP(pkt, netip.AddrPortFrom(netip.AddrFrom4([4]byte(p.addr[4:8])), proto.Port)) {
 		c.indirect.Add(1)
@@ -258,15 +267,17 @@ func (p *peer) mapped(from netip.AddrPort) bool {
 	return from.Port() == p.mapPort && from.Addr().As4() == p.mapIP
 }
 
-// bubbleSource is the link-local source of the bubbles we send to peer:
-// fe80:: and the first 64 bits of HMAC-SHA256(key, peer address), with the
-// universal/local and group bits cleared as in a modified EUI-64. A peer
-// behind a symmetric NAT answers from a mapping we cannot predict, but its
-// answer is addressed to this source; recomputing it authenticates the
-// answer (Miredo does the same with HMAC-MD5 over the mapping). HMAC is
-// written out over sha256.Sum256 so it needs no allocation.
-func (e *Engine) bubbleSource(peer *[16]byte) netip.Addr {
-	var inner [64 + 16]byte
+// bubbleSource is the link-local source of the bubbles we send to peer in
+// key epoch ep: fe80:: and the first 64 bits of HMAC-SHA256(key, ep, peer
+// address), with the universal/local and group bits cleared as in a
+// modified EUI-64. A peer behind a symmetric NAT answers from a mapping we
+// cannot predict, but its answer is addressed to this source; recomputing
+// it authenticates the answer (Miredo does the same with HMAC-MD5 over the
+// mapping). The source travels in clear, so it is only a weak proof: the
+// epoch ages it out, and answersBubble decides when it counts at all. HMAC
+// is written out over sha256.Sum256 so it needs no allocation.
+func (e *Engine) bubbleSource(peer *[16]byte, ep uint32) netip.Addr {
+	var inner [64 + 4 + 16]byte
 	var outer [64 + sha256.Size]byte
 	for i := range 64 {
 		k := byte(0)
@@ -276,7 +287,8 @@ func (e *Engine) bubbleSource(peer *[16]byte) netip.Addr {
 		inner[i] = k ^ 0x36
 		outer[i] = k ^ 0x5c
 	}
-	copy(inner[64:], peer[:])
+	binary.BigEndian.PutUint32(inner[64:], ep)
+	copy(inner[68:], peer[:])
 	h := sha256.Sum256(inner[:])
 	copy(outer[64:], h[:])
 	mac := sha256.Sum256(outer[:])
@@ -285,6 +297,35 @@ func (e *Engine) bubbleSource(peer *[16]byte) netip.Addr {
 	copy(a[8:], mac[:8])
 	a[8] &^= 0x03
 	return netip.AddrFrom16(a)
+}
+
+// epochOf is the key epoch at now.
+func epochOf(now tick) uint32 { return uint32(now / keyEpochTicks) }
+
+// isBubbleSource reports whether dst is the link-local source we bubbled
+// peer from in the current or the previous key epoch. The cheap prefix
+// test goes first: most forgeries cost no hashing.
+func (e *Engine) isBubbleSource(peer, dst *[16]byte, now tick) bool {
+	if [8]byte(dst[:8]) != [8]byte{0xfe, 0x80} {
+		return false
+	}
+	ep := epochOf(now)
+	if e.bubbleSource(peer, ep).As16() == *dst {
+		return true
+	}
+	return ep > 0 && e.bubbleSource(peer, ep-1).As16() == *dst
+}
+
+// answersBubble says whether peer p may take a bubble to our link-local
+// source from a mapping other than its own: only while a bubble of ours to
+// it is unanswered and recent, and never when p is trusted and was heard
+// from in the last 30 s (its mapping is known to work; moving it is what a
+// forger would want).
+func answersBubble(p *peer, now tick) bool {
+	if p.probes == 0 || now-p.lastTx > bubbleAnswerTicks {
+		return false
+	}
+	return !p.has(fTrusted) || now-p.lastRx >= validTicks
 }
 
 // unreachable writes an ICMPv6 destination unreachable about invoking to

@@ -51,7 +51,7 @@ func TestZeroAllocs(t *testing.T) {
 func TestZeroAllocsBubbles(t *testing.T) {
 	k := peerAddr.As16()
 	e := New(Config{Mode: ConeRelay})
-	if n := testing.AllocsPerRun(100, func() { _ = e.bubbleSource(&k) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = e.bubbleSource(&k, 1) }); n != 0 {
 		t.Errorf("bubbleSource allocates %.1f", n)
 	}
 }

@@ -19,9 +19,10 @@ package tunnel
 //     native peer's mapping (case 2, §5.2.9); it is not delivered;
 //  7. Teredo source whose embedded mapping is the datagram's source (case
 //     3), or a bubble addressed to the link-local source we bubbled that
-//     peer from (a peer behind a symmetric NAT): the mapping is verified. A
-//     relay only accepts peers it has sent to (§5.4.2 allows dropping the
-//     others);
+//     peer from (a peer behind a symmetric NAT), while that bubble is
+//     recent and unanswered and the peer is not trusted and active: the
+//     mapping is verified. A relay only accepts peers it has sent to
+//     (§5.4.2 allows dropping the others);
 //  8. client, native source not verified: the packet is queued and the
 //     source tested; it is delivered if the test's reply comes from the
 //     same mapping (case 6).
@@ -127,9 +128,15 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 		}
 	}
 	if srcTeredo {
-		if embeddedMapping(src[:]) != from && !(bubble && *dst == e.bubbleSource(src).As16()) {
-			s.mu.Unlock()
-			return drop(DropMismatch)
+		if embeddedMapping(src[:]) != from {
+			// Only the answer to our recent bubble, addressed to the
+			// link-local source we sent it from, may come from elsewhere
+			// (a peer behind a symmetric NAT). The table is checked
+			// before the HMAC, so forged bubbles cost no hashing.
+			if !bubble || !found || !answersBubble(&s.peers[idx], now) || !e.isBubbleSource(src, dst, now) {
+				s.mu.Unlock()
+				return drop(DropMismatch)
+			}
 		}
 		if !found {
 			if !client {

@@ -132,9 +132,10 @@ func TestFromTunnelRules(t *testing.T) {
 }
 
 func TestFromUDPRules(t *testing.T) {
-	// Keys come from detRand, so every env bubbles peerAddr from ourLL.
+	// Keys come from detRand, so every env bubbles peerAddr from ourLL
+	// (at its start, in key epoch 0).
 	k := peerAddr.As16()
-	ourLL := newEnv(t, ConeRelay).e.bubbleSource(&k)
+	ourLL := newEnv(t, ConeRelay).e.bubbleSource(&k, 0)
 	untrusted := func(en *env) { en.tun(pkt(native, peerAddr, 8)) } // the relay sent to the peer
 	withOrigin := func(origin netip.AddrPort, p []byte) []byte { return append(proto.AppendOrigin(nil, origin), p...) }
 	nonglobal := netip.MustParseAddrPort("10.0.0.2:4000")
