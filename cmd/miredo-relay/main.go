@@ -16,6 +16,7 @@ import (
 	"github.com/miredo-go/miredo/internal/relay"
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
+	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
@@ -38,6 +39,7 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "accepted for Miredo compatibility; the relay always runs in the foreground"},
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (kill switch, benchmarks)"},
+		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		daemon.LogLevelFlag,
 	}
 	return daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
@@ -97,6 +99,7 @@ func run(c *cli.Context) error {
 		Chroot:      c.String("chroot"),
 		PIDFile:     c.String("pidfile"),
 		NoBatch:     c.Bool("no-batch"),
+		TunBackend:  netcfg.Backend(c.String("tun-backend")),
 	}
 	// Flags given on the command line win over the file; the file wins
 	// over flag defaults.

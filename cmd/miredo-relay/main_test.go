@@ -41,6 +41,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bind port", []string{"-c", cone, "--bind-port", "70000"}, "out of range"},
 		{"argument", []string{"-c", cone, "extra"}, "unexpected argument"},
 		{"log level", []string{"-c", cone, "--log-level", "loud"}, "--log-level"},
+		{"tun backend", []string{"-c", cone, "--tun-backend", "fast"}, "unknown tunnel backend \"fast\" (have offload, batch, water)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

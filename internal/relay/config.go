@@ -26,6 +26,10 @@ type Config struct {
 	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline
 	// for benchmarks).
 	NoBatch bool
+	// TunBackend is how the tunnel is opened: netcfg.BackendOffload (the
+	// default: TSO super-segments split on read, TCP segments coalesced on
+	// write), BackendBatch, or BackendWater (the kill switch).
+	TunBackend netcfg.Backend
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.
@@ -67,6 +71,11 @@ func (c Config) Check() (Config, error) {
 	if c.MaxPeers < 0 {
 		return c, ErrMaxPeers
 	}
+	b, err := netcfg.ParseBackend(string(c.TunBackend))
+	if err != nil {
+		return c, err
+	}
+	c.TunBackend = b
 	return c, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/netcfg"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -17,8 +18,11 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{"defaults", Config{}, nil, func(c Config) bool {
 			return c.Prefix == netip.MustParseAddr("2001::") && c.MTU == 1280 && c.Interface == "teredo" &&
-				c.BindAddress == netip.IPv4Unspecified() && c.MaxPeers == tunnel.DefaultMaxPeers && c.mode() == tunnel.ConeRelay
+				c.BindAddress == netip.IPv4Unspecified() && c.MaxPeers == tunnel.DefaultMaxPeers && c.mode() == tunnel.ConeRelay &&
+				c.TunBackend == netcfg.BackendOffload
 		}},
+		{"water backend", Config{TunBackend: netcfg.BackendWater}, nil, func(c Config) bool { return c.TunBackend == netcfg.BackendWater }},
+		{"unknown backend", Config{TunBackend: "fast"}, netcfg.ErrUnknownBackend, nil},
 		{"prefix cut to /32", Config{Prefix: netip.MustParseAddr("3ffe:831f::1")}, nil, func(c Config) bool {
 			return c.Prefix == netip.MustParseAddr("3ffe:831f::")
 		}},

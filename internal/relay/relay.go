@@ -103,9 +103,11 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
 	r := &Relay{cfg: cfg, log: log}
-	if r.dev, err = netcfg.CreateTUN(cfg.Interface); err != nil {
+	devs, err := netcfg.Open(cfg.Interface, netcfg.Options{Backend: cfg.TunBackend})
+	if err != nil {
 		return nil, err
 	}
+	r.dev = devs[0]
 	if err := r.configure(); err != nil {
 		r.dev.Close()
 		return nil, err
@@ -172,6 +174,15 @@ func (r *Relay) Stats() Stats {
 
 // EngineStats returns the data path's counters.
 func (r *Relay) EngineStats() tunnel.Stats { return r.eng.Stats() }
+
+// TunStats returns the tunnel device's offload counters (zero for
+// backends without offloads).
+func (r *Relay) TunStats() netcfg.OffloadStats {
+	if s, ok := r.dev.(netcfg.OffloadStatser); ok {
+		return s.OffloadStats()
+	}
+	return netcfg.OffloadStats{}
+}
 
 // Serve runs the loops until ctx ends or one fails for good, then closes
 // the socket and the tunnel.
@@ -352,7 +363,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("privileges dropped", "result", res)
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
-		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch)
+		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend)
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -361,14 +372,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		for {
 			select {
 			case <-usr1:
-				log.Info("statistics", "stats", r.EngineStats(), "io", r.Stats())
+				log.Info("statistics", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	err = r.Serve(ctx)
-	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats())
+	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
 	return err
 }
 

@@ -3,6 +3,7 @@ package netcfg
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -101,4 +102,15 @@ type OffloadStats struct {
 // OffloadStatser is implemented by Devices that have an offload path.
 type OffloadStatser interface {
 	OffloadStats() OffloadStats
+}
+
+// LogValue prints the counters with stable keys.
+func (s OffloadStats) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Uint64("super_read", s.SuperRead),
+		slog.Uint64("split_out", s.SplitOut),
+		slog.Uint64("runs_written", s.RunsWritten),
+		slog.Uint64("coalesced", s.Coalesced),
+		slog.Uint64("dropped", s.Dropped),
+	)
 }
