@@ -36,6 +36,14 @@ type Conn struct {
 	local   netip.AddrPort
 	noBatch bool
 
+	// gso is true while WriteBatch coalesces runs (Options.GSO, supported,
+	// not refused yet); gro is non-nil when UDP_GRO is on.
+	gso atomic.Bool
+	gro *groState
+	// refuseGSO is a test hook: when set, sendmmsg fails a UDP_SEGMENT
+	// send with this errno, as a kernel without GSO support would.
+	refuseGSO syscall.Errno
+
 	// rd and wr are the kernel headers of each direction, preallocated so
 	// that a batch allocates nothing; each is guarded by its own mutex, so a
 	// reader and a writer never wait for each other.
@@ -54,15 +62,19 @@ type Conn struct {
 }
 
 // mmsgs is one direction's recvmmsg/sendmmsg argument array, with the
-// iovecs and socket addresses its headers point at, and the in/out values of
-// one RawConn callback.
+// iovecs, socket addresses and control messages its headers point at, and
+// the in/out values of one RawConn callback.
 type mmsgs struct {
 	hdrs  [MaxBatch]unix.Mmsghdr
 	iovs  [MaxBatch]unix.Iovec
 	names [MaxBatch]unix.RawSockaddrInet4
-	// dst maps hdrs[j] back to the caller's message index (WriteBatch
-	// leaves out messages it refuses itself).
-	dst [MaxBatch]int
+	ctrl  [MaxBatch]cmsg // UDP_SEGMENT out, UDP_GRO in
+	// When writing, iovs[i] holds the caller's message i and ok[i] says
+	// whether it is sendable; header j carries messages dst[j] to
+	// dst[j]+segs[j]-1 (segs[j] > 1 for a GSO send).
+	ok   [MaxBatch]bool
+	dst  [MaxBatch]int
+	segs [MaxBatch]int
 
 	off, cnt int           // in: hdrs[off:off+cnt] go to the kernel
 	got      int           // out: datagrams moved
@@ -126,10 +138,16 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 	c.wr.init()
 	c.recvFn = c.recvmmsg
 	c.sendFn = c.sendmmsg
+	var gso, gro bool
 	_ = rc.Control(func(fd uintptr) {
 		c.rcvBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
 		c.sndBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		gso, gro = offloads(int(fd), opt)
 	})
+	c.gso.Store(gso)
+	if gro {
+		c.gro = newGROState(&c.rd)
+	}
 	return c, nil
 }
 
@@ -158,6 +176,7 @@ func (c *Conn) Stats() Stats {
 	c.readDrops()
 	s.Drops = c.drops.Load()
 	s.RecvBuffer, s.SendBuffer = c.rcvBuf, c.sndBuf
+	s.GSO, s.GRO = c.gso.Load(), c.gro != nil
 	return s
 }
 
@@ -192,6 +211,9 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	}
 	c.rdMu.Lock()
 	defer c.rdMu.Unlock()
+	if c.gro != nil {
+		return c.readGRO(msgs)
+	}
 	m := &c.rd
 	k := min(len(msgs), MaxBatch)
 	for i := range k {
@@ -302,9 +324,9 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 // ends the whole WriteBatch (the socket is closed or broken).
 func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 	m := &c.wr
-	cnt := 0
 	for i := range msgs {
-		b, dst, err := sendable(&msgs[i])
+		b, _, err := sendable(&msgs[i])
+		m.ok[i] = err == nil
 		if err != nil {
 			c.stats.writeErrors.Add(1)
 			if first == nil {
@@ -312,51 +334,128 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 			}
 			continue
 		}
-		m.setBuf(cnt, b)
-		setSockaddr(&m.names[cnt], dst)
-		h := &m.hdrs[cnt]
-		h.Hdr.Namelen = unix.SizeofSockaddrInet4
-		h.Hdr.Flags = 0
-		h.Len = 0
-		m.dst[cnt] = i
-		cnt++
+		m.setBuf(i, b)
 	}
-	defer m.release(cnt)
+	defer m.release(len(msgs))
+	cnt := m.plan(msgs, 0, 0, c.gso.Load())
+	// probe is the header that resends, alone, the first datagram of a
+	// run the kernel refused to segment: if it goes out, the kernel
+	// refused GSO itself, not the destination.
+	probe := -1
 	for off := 0; off < cnt; {
 		m.off, m.cnt = off, cnt-off
 		if err := c.rc.Write(c.sendFn); err != nil {
 			return sent, true, fmt.Errorf("udpio: write on %v: %w", c.local, err)
 		}
-		if m.errno != 0 || m.got <= 0 {
-			// sendmmsg reports an error only when the first header
-			// fails (the datagrams before it went out and were counted
-			// by the previous round): skip that one datagram.
-			err := error(io.ErrShortWrite)
-			if m.errno != 0 {
-				err = os.NewSyscallError("sendmmsg", m.errno)
+		if m.errno == 0 && m.got > 0 {
+			n, gsoSends, gsoSegs := 0, 0, 0
+			for _, k := range m.segs[off : off+m.got] {
+				n += k
+				if k > 1 {
+					gsoSends++
+					gsoSegs += k
+				}
 			}
-			c.stats.writeErrors.Add(1)
-			if first == nil {
-				first = fmt.Errorf("udpio: send to %v: %w", msgs[m.dst[off]].Addr, err)
+			if probe >= off && probe < off+m.got {
+				probe = -1
+				c.gso.Store(false)
+				c.stats.gsoFallbacks.Add(1)
 			}
-			off++
+			c.stats.writeCalls.Add(1)
+			c.stats.writeDatagrams.Add(uint64(n))
+			if gsoSends > 0 {
+				c.stats.gsoSends.Add(uint64(gsoSends))
+				c.stats.gsoSegments.Add(uint64(gsoSegs))
+			}
+			sent += n
+			off += m.got
 			continue
 		}
-		c.stats.writeCalls.Add(1)
-		c.stats.writeDatagrams.Add(uint64(m.got))
-		sent += m.got
-		off += m.got
+		// sendmmsg reports an error only when the first header fails (the
+		// ones before it went out and were counted by the previous round).
+		if m.segs[off] > 1 && gsoRefused(m.errno) {
+			// Send the run and the rest of the chunk again, one header
+			// per datagram.
+			cnt = m.plan(msgs, m.dst[off], off, false)
+			probe = off
+			continue
+		}
+		if probe == off {
+			probe = -1 // refused without GSO too: keep GSO on
+		}
+		// Skip this header: its datagrams are lost.
+		err := error(io.ErrShortWrite)
+		if m.errno != 0 {
+			err = os.NewSyscallError("sendmmsg", m.errno)
+		}
+		c.stats.writeErrors.Add(uint64(m.segs[off]))
+		if first == nil {
+			first = fmt.Errorf("udpio: send to %v: %w", msgs[m.dst[off]].Addr, err)
+		}
+		off++
 	}
 	return sent, false, first
+}
+
+// plan lays the sendable messages from msgs[from] on out as headers from
+// hdrs[h] on, each a run of datagrams for one UDP GSO send if gso (see
+// gsoRun) or a single datagram, and returns the number of headers in use.
+// The iovecs are already set: iovs[i] is msgs[i]'s payload, so a run's
+// header points at consecutive iovecs and the kernel gathers the caller's
+// buffers itself.
+func (m *mmsgs) plan(msgs []Message, from, h int, gso bool) int {
+	for i := from; i < len(msgs); {
+		if !m.ok[i] {
+			i++
+			continue
+		}
+		k := 1
+		if gso {
+			k = gsoRun(msgs[i:], maxGSOSegments)
+		}
+		hdr := &m.hdrs[h]
+		hdr.Hdr.Iov = &m.iovs[i]
+		hdr.Hdr.SetIovlen(k)
+		setSockaddr(&m.names[h], unmapped(msgs[i].Addr))
+		hdr.Hdr.Namelen = unix.SizeofSockaddrInet4
+		hdr.Hdr.Control = nil
+		hdr.Hdr.SetControllen(0)
+		if k > 1 {
+			m.ctrl[h].setSegment(msgs[i].N)
+			hdr.Hdr.Control = (*byte)(unsafe.Pointer(&m.ctrl[h]))
+			hdr.Hdr.SetControllen(unix.CmsgSpace(2))
+		}
+		hdr.Hdr.Flags = 0
+		hdr.Len = 0
+		m.dst[h], m.segs[h] = i, k
+		h++
+		i += k
+	}
+	return h
 }
 
 // sendmmsg is the RawConn write callback: false means "send buffer full,
 // wait for the poller".
 func (c *Conn) sendmmsg(fd uintptr) bool {
 	m := &c.wr
+	cnt := m.cnt
+	if c.refuseGSO != 0 {
+		// The test hook plays a kernel that refuses UDP_SEGMENT: fail the
+		// first GSO header, send the ones before it.
+		for j := m.off; j < m.off+m.cnt; j++ {
+			if m.segs[j] > 1 {
+				if j == m.off {
+					m.got, m.errno = 0, c.refuseGSO
+					return true
+				}
+				cnt = j - m.off
+				break
+			}
+		}
+	}
 	for {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])),
-			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(cnt), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			m.got, m.errno = int(r), 0

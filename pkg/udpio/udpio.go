@@ -25,8 +25,35 @@
 // ReadBatch is about that one call: the socket is still usable.
 //
 // Allocation: on success, ReadBatch and WriteBatch allocate nothing, on the
-// batch path and on the NoBatch path alike (the tests check it). Errors do
-// allocate.
+// batch path and on the NoBatch path alike, with or without offloads (the
+// tests check it). Errors do allocate.
+//
+// # Segmentation offload
+//
+// A relay or client relaying a TCP stream sends bursts of equal-sized
+// datagrams to one peer and receives bursts from one peer. On Linux, two
+// opt-in [Options] let such bursts cross the kernel's UDP stack once instead
+// of once per datagram; callers still see one datagram per Message:
+//
+//   - GSO (UDP_SEGMENT, Linux ≥ 4.18): WriteBatch sends each run of
+//     consecutive messages to the same destination, all the same length but
+//     the last, which may be shorter, as one sendmmsg entry whose iovecs
+//     point at the caller's buffers (no copy); the kernel, or the NIC, cuts
+//     it into the original datagrams. If the kernel refuses such a send
+//     (EIO: the device cannot checksum; EINVAL: a segment does not fit the
+//     device MTU, or an old kernel), the run is sent again datagram by
+//     datagram and, if that works, GSO is off for the rest of the Conn's
+//     life (Stats.GSOFallbacks, Stats.GSO).
+//   - GRO (UDP_GRO, Linux ≥ 5.12): the kernel may hand ReadBatch several
+//     datagrams of one sender as one, with their segment size. ReadBatch
+//     then reads into 64 KiB buffers of its own (4 MiB per Conn) and copies
+//     each datagram into the caller's next Message; what does not fit in
+//     msgs stays queued in the Conn for the next ReadBatch, which returns it
+//     without a system call.
+//
+// Both are off in the zero Options: a server answering many peers gains
+// nothing from them, and GRO costs memory and a copy per datagram. NoBatch
+// turns both off. Off Linux they are ignored.
 //
 // Platforms: the batch path and the socket options are Linux-only. Elsewhere
 // a Conn moves one datagram per system call, cannot share a port, and leaves
@@ -66,8 +93,21 @@ type Options struct {
 
 	// NoBatch turns recvmmsg/sendmmsg off: one recvmsg/sendto per datagram.
 	// It is a kill switch for kernels or sandboxes that refuse the batch
-	// calls, and the baseline for benchmarks.
+	// calls, and the baseline for benchmarks. It also turns GSO and GRO
+	// off.
 	NoBatch bool
+
+	// GSO lets WriteBatch send runs of equal-sized datagrams to one
+	// destination as one UDP_SEGMENT send (see "Segmentation offload" in
+	// the package doc). Ignored where the kernel lacks UDP_SEGMENT; check
+	// Stats.GSO.
+	GSO bool
+
+	// GRO turns UDP_GRO on, so that the kernel may deliver a burst from one
+	// sender as one read, which ReadBatch splits again. It costs 4 MiB of
+	// receive buffers per Conn and one copy per datagram. Ignored on
+	// kernels before 5.12; check Stats.GRO.
+	GRO bool
 }
 
 // Message is one datagram.
@@ -109,6 +149,23 @@ type Stats struct {
 	// getsockopt reports them (Linux doubles the requested value to leave
 	// room for its bookkeeping). 0 where unknown.
 	RecvBuffer, SendBuffer int
+
+	// GSO and GRO say whether each offload is in effect now: asked for in
+	// Options, supported by the kernel and, for GSO, not given up after a
+	// refusal.
+	GSO, GRO bool
+	// GSOSends counts UDP_SEGMENT sends that went out, and GSOSegments the
+	// datagrams they carried (also counted in WriteDatagrams); their ratio
+	// is the mean run length.
+	GSOSends, GSOSegments uint64
+	// GSOFallbacks counts the times the kernel refused a UDP_SEGMENT send
+	// that it then accepted as plain datagrams; the first one turns GSO
+	// off, so it is 0 or 1.
+	GSOFallbacks uint64
+	// GROReads counts datagrams the kernel delivered coalesced (more than
+	// one datagram in one read), and GROSegments the datagrams inside them
+	// (also counted in ReadDatagrams).
+	GROReads, GROSegments uint64
 }
 
 // ErrNotIPv4 is wrapped by errors for addresses that are not IPv4: Teredo
@@ -187,6 +244,8 @@ func sendable(m *Message) ([]byte, netip.AddrPort, error) {
 type counters struct {
 	readCalls, readDatagrams, truncated     atomic.Uint64
 	writeCalls, writeDatagrams, writeErrors atomic.Uint64
+	gsoSends, gsoSegments, gsoFallbacks     atomic.Uint64
+	groReads, groSegments                   atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -197,5 +256,53 @@ func (c *counters) snapshot() Stats {
 		WriteCalls:     c.writeCalls.Load(),
 		WriteDatagrams: c.writeDatagrams.Load(),
 		WriteErrors:    c.writeErrors.Load(),
+		GSOSends:       c.gsoSends.Load(),
+		GSOSegments:    c.gsoSegments.Load(),
+		GSOFallbacks:   c.gsoFallbacks.Load(),
+		GROReads:       c.groReads.Load(),
+		GROSegments:    c.groSegments.Load(),
 	}
+}
+
+// Limits of one UDP GSO send.
+const (
+	// maxGSOSegments is the kernel's UDP_MAX_SEGMENTS as of Linux 4.18
+	// (later kernels allow more; 64 is also MaxBatch).
+	maxGSOSegments = 64
+	// maxUDPPayload is the largest IPv4 UDP payload: 65535 minus 20 bytes
+	// of IPv4 header and 8 of UDP header. A GSO send carries all its
+	// segments in one such payload.
+	maxUDPPayload = 65535 - 20 - 8
+)
+
+// gsoRun returns how many messages, from msgs[0] on, one UDP GSO send can
+// carry: consecutive messages to msgs[0]'s destination (compared unmapped)
+// whose length is msgs[0].N, except the last, which may be shorter but not
+// empty, at most maxSegs of them and maxUDPPayload bytes in all. msgs[0]
+// must be sendable. 1 means "send it alone".
+func gsoRun(msgs []Message, maxSegs int) int {
+	size := msgs[0].N
+	if size == 0 {
+		return 1 // a GSO segment size of 0 means "no segmentation"
+	}
+	dst := unmapped(msgs[0].Addr)
+	total, n := size, 1
+	for n < len(msgs) && n < maxSegs {
+		m := &msgs[n]
+		if m.N <= 0 || m.N > size || m.N > len(m.Buf) || total+m.N > maxUDPPayload || unmapped(m.Addr) != dst {
+			break
+		}
+		total += m.N
+		n++
+		if m.N < size {
+			break // a short segment can only be the last
+		}
+	}
+	return n
+}
+
+// unmapped returns ap with its address unmapped (::ffff:a.b.c.d to
+// a.b.c.d).
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -18,13 +18,17 @@ var loopback = netip.MustParseAddrPort("127.0.0.1:0")
 // batching: the platform has the batch path (and truncation reports).
 const batching = runtime.GOOS == "linux"
 
-// modes are the two I/O paths every behaviour must hold on.
+// modes are the I/O paths every behaviour must hold on: with and without
+// batching, and with each offload (ignored off Linux).
 var modes = []struct {
 	name string
 	opt  Options
 }{
 	{"batch", Options{RecvBuffer: 1 << 20}},
 	{"nobatch", Options{RecvBuffer: 1 << 20, NoBatch: true}},
+	{"gso", Options{RecvBuffer: 1 << 20, GSO: true}},
+	{"gro", Options{RecvBuffer: 1 << 20, GRO: true}},
+	{"gso+gro", Options{RecvBuffer: 1 << 20, GSO: true, GRO: true}},
 }
 
 // listen opens a loopback socket closed at the end of the test.
@@ -323,5 +327,61 @@ func TestAllocs(t *testing.T) {
 				t.Errorf("WriteBatch+ReadBatch of %d datagrams: %v allocations, want 0", k, allocs)
 			}
 		})
+	}
+}
+
+func TestGSORun(t *testing.T) {
+	a := netip.MustParseAddrPort("192.0.2.1:3544")
+	b := netip.MustParseAddrPort("192.0.2.2:3544")
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(a.Addr().As16()), a.Port())
+	type dgram struct {
+		n  int
+		to netip.AddrPort
+	}
+	// same returns k datagrams of n bytes to a.
+	same := func(k, n int) []dgram {
+		d := make([]dgram, k)
+		for i := range d {
+			d[i] = dgram{n, a}
+		}
+		return d
+	}
+	tests := []struct {
+		name    string
+		in      []dgram
+		maxSegs int
+		want    int
+	}{
+		{"alone", []dgram{{1200, a}}, 64, 1},
+		{"equal run", same(5, 1200), 64, 5},
+		{"last short ends the run", []dgram{{1200, a}, {1200, a}, {700, a}, {700, a}}, 64, 3},
+		{"longer one ends the run", []dgram{{700, a}, {1200, a}}, 64, 1},
+		{"other destination ends the run", []dgram{{1200, a}, {1200, a}, {1200, b}}, 64, 2},
+		{"other port ends the run", []dgram{{1200, a}, {1200, netip.AddrPortFrom(a.Addr(), 1)}}, 64, 1},
+		{"mapped destination is the same", []dgram{{1200, a}, {1200, mapped}}, 64, 2},
+		{"empty first is alone", []dgram{{0, a}, {0, a}}, 64, 1},
+		{"empty ends the run", []dgram{{100, a}, {0, a}}, 64, 1},
+		{"segment cap", same(70, 100), 64, 64},
+		{"small cap", same(10, 100), 4, 4},
+		{"payload cap", same(64, 1200), 64, maxUDPPayload / 1200}, // 54
+		{"payload cap exact", same(3, maxUDPPayload/3), 64, 3},
+		{"too big to pair", []dgram{{40000, a}, {30000, a}}, 64, 1},
+		{"invalid N ends the run", []dgram{{100, a}, {-1, a}, {100, a}}, 64, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs := make([]Message, len(tt.in))
+			for i, d := range tt.in {
+				msgs[i] = Message{Buf: make([]byte, max(d.n, 0)), N: d.n, Addr: d.to}
+			}
+			if got := gsoRun(msgs, tt.maxSegs); got != tt.want {
+				t.Errorf("gsoRun = %d, want %d", got, tt.want)
+			}
+		})
+	}
+	// N beyond the buffer ends the run too.
+	msgs := []Message{{Buf: make([]byte, 100), N: 100, Addr: a}, {Buf: make([]byte, 50), N: 100, Addr: a}}
+	if got := gsoRun(msgs, 64); got != 1 {
+		t.Errorf("gsoRun with N > len(Buf) = %d, want 1", got)
 	}
 }
