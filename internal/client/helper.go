@@ -170,9 +170,9 @@ func RunHelper(cfg HelperConfig, log *slog.Logger) error {
 	// signal. A terminal's ^C or the service manager's TERM reach the
 	// whole process group, and the final hook runs must still happen.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	sock := os.NewFile(helperFD, "privileged-helper")
-	if sock == nil {
-		return errors.New("privileged helper: no socket on fd 3; this mode is started by miredo-client itself")
+	sock, err := openHelperSocket(helperFD)
+	if err != nil {
+		return err
 	}
 	defer sock.Close()
 	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Keep: dropprivs.NewCapSet(dropprivs.CapNetAdmin)})
@@ -197,6 +197,39 @@ func RunHelper(cfg HelperConfig, log *slog.Logger) error {
 		hp.ifindex = idx
 	}
 	return hp.serve(sock)
+}
+
+// openHelperSocket takes over the socket the packet process passed on fd.
+// It marks it close-on-exec first: exec.Cmd.ExtraFiles arrive without the
+// flag, and every hook (which runs with CAP_NET_ADMIN), and anything a hook
+// leaves running, would otherwise hold the helper's end of the socket pair.
+// Then it checks that fd is the SOCK_SEQPACKET socket startHelper made, so
+// that a helper started by hand stops here, before it touches the
+// interface or runs a hook.
+func openHelperSocket(fd int) (*os.File, error) {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("privileged helper: nothing on fd %d (%w); this mode is started by miredo-client itself", fd, err)
+	}
+	if err := checkHelperSocket(fd); err != nil {
+		return nil, fmt.Errorf("privileged helper: fd %d: %w; this mode is started by miredo-client itself", fd, err)
+	}
+	return os.NewFile(uintptr(fd), "privileged-helper"), nil
+}
+
+// checkHelperSocket reports whether fd is an AF_UNIX SOCK_SEQPACKET socket.
+func checkHelperSocket(fd int) error {
+	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("not a socket: %w", err)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return fmt.Errorf("socket type: %w", err)
+	}
+	if domain != unix.AF_UNIX || typ != unix.SOCK_SEQPACKET {
+		return fmt.Errorf("socket of domain %d type %d, want AF_UNIX SOCK_SEQPACKET", domain, typ)
+	}
+	return nil
 }
 
 // linkConfig is what the helper does to the interface: *netcfg.Link, or a
