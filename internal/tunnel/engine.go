@@ -29,6 +29,10 @@ const (
 	// pingLifetime: how long an echo reply to a connectivity test is
 	// accepted (Miredo: 30 s).
 	pingLifetime tick = 30 * ticksPerSecond
+	// incomingWait: how long packets from an unverified native peer wait
+	// for the answer to the one test they triggered; as long as a host
+	// packet waits for all of its tests.
+	incomingWait tick = maxProbes * probeSpacing
 	// idleTicks: an entry nobody looked up for this long is reclaimed
 	// (Miredo: 30 to 60 s).
 	idleTicks tick = 60 * ticksPerSecond
@@ -91,6 +95,10 @@ type Engine struct {
 	icmpSecond atomic.Uint32
 	icmpCount  atomic.Int32
 
+	// hostTests and peerTests budget connectivity tests triggered by the
+	// host (and their repeats) and by packets from native peers.
+	hostTests, peerTests limiter
+
 	st engineCounters
 }
 
@@ -114,7 +122,8 @@ func New(cfg Config) *Engine {
 	if cfg.MaxQueueBytes <= 0 {
 		cfg.MaxQueueBytes = DefaultMaxQueueBytes
 	}
-	e := &Engine{cfg: cfg, start: cfg.Now(), pool: newBufPool()}
+	e := &Engine{cfg: cfg, start: cfg.Now(), pool: newBufPool(),
+		hostTests: newLimiter(testsPerSecond, testBurst), peerTests: newLimiter(testsPerSecond, testBurst)}
 	var seed [16 + 2]byte
 	cfg.Rand(seed[:])
 	cfg.Rand(e.bubbleKey[:])
@@ -175,10 +184,11 @@ func (e *Engine) Stats() Stats {
 }
 
 // Tick runs the timers; call it about once a second. It repeats bubbles
-// and connectivity tests for peers with packets waiting (2 s apart, 4 in
-// all, RFC 4380 §5.2.4), gives up on those that never answered (their
-// queue is dropped and the host gets an ICMPv6 address unreachable), and
-// reclaims entries idle for a minute.
+// and connectivity tests for peers the host has packets waiting for (2 s
+// apart, 4 in all, RFC 4380 §5.2.4), gives up on those that never answered
+// (their queue is dropped and the host gets an ICMPv6 address
+// unreachable), drops packets from unverified native peers whose one test
+// went unanswered, and reclaims entries idle for a minute.
 func (e *Engine) Tick(out *Out) {
 	now := e.now()
 	self := e.self.Load()
@@ -186,26 +196,30 @@ func (e *Engine) Tick(out *Out) {
 	for i := range e.table.shards {
 		s := &e.table.shards[i]
 		s.mu.Lock()
-		for idx := range s.queues {
+		for idx, q := range s.queues {
 			p := &s.peers[idx]
+			if q.outgoing == 0 {
+				// Only packets from the peer wait. Their test is not
+				// repeated: anyone can send them with a spoofed source.
+				if now-p.lastTx >= incomingWait {
+					e.dropQueue(s.takeQueue(idx))
+				}
+				continue
+			}
 			if now-p.lastTx < probeSpacing {
 				continue
 			}
 			if p.probes < maxProbes {
-				e.probe(s, idx, self, now, out, c)
+				e.probe(s, idx, self, now, out, c, &e.hostTests)
 				continue
 			}
 			// The last probe went unanswered too: give up.
-			q := s.takeQueue(idx)
-			var first []byte
+			s.takeQueue(idx)
 			for _, it := range q.items {
 				if !it.in {
-					first = it.data
+					e.unreachable(proto.IPv6(it.data), proto.UnreachAddress, now, out, c)
 					break
 				}
-			}
-			if first != nil {
-				e.unreachable(proto.IPv6(first), proto.UnreachAddress, now, out, c)
 			}
 			e.dropQueue(q)
 		}
@@ -216,9 +230,15 @@ func (e *Engine) Tick(out *Out) {
 }
 
 // probe sends peer idx a bubble (Teredo peer) or a connectivity test
-// (native peer, client only) and counts it. s.mu is held.
-func (e *Engine) probe(s *shard, idx uint32, self *selfState, now tick, out *Out, c *counters) {
+// (native peer, client only) and counts it. A test needs a token from
+// tests, unless tests is nil (the caller took it); without one nothing
+// changes, and Tick tries again. s.mu is held.
+func (e *Engine) probe(s *shard, idx uint32, self *selfState, now tick, out *Out, c *counters, tests *limiter) {
 	p := &s.peers[idx]
+	if p.has(fNative) && tests != nil && !tests.take(now) {
+		c.pingsLimited.Add(1)
+		return
+	}
 	p.lastTx = now
 	p.probes++
 	if p.has(fNative) {

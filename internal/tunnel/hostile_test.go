@@ -76,3 +76,131 @@ func TestHMACBubble(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeSourceBubble: a bubble from a native source is nobody's answer
+// (our connectivity tests are answered by echo replies), so it is dropped
+// and costs nothing: no entry, no test.
+func TestNativeSourceBubble(t *testing.T) {
+	for _, dst := range []netip.Addr{selfAddr, native2, netip.MustParseAddr("fe80::1")} {
+		en := newEnv(t, Client)
+		v := en.udp(bubble(native, dst), attacker)
+		if v != drop(DropNativeBubble) || len(en.out.UDP) != 0 {
+			t.Errorf("to %v: %+v (%v), sent to %v", dst, v, v.reason, en.sentTo())
+		}
+		if st := en.e.Stats(); st.Peers != 0 || st.Pings != 0 {
+			t.Errorf("to %v: %d peers, %d pings", dst, st.Peers, st.Pings)
+		}
+	}
+}
+
+// TestTickIncomingOnlyQueue: packets from an unverified native source get
+// one connectivity test and wait for its answer, but Tick does not repeat
+// it (a spoofed source must not make us send four); once the answer is
+// overdue they are dropped, with no ICMPv6 error to the host. A queue that
+// also holds a host packet is repeated as usual.
+func TestTickIncomingOnlyQueue(t *testing.T) {
+	cases := []struct {
+		name      string
+		outgoing  bool // the host sends to the peer too
+		wantPings uint64
+	}{
+		{"incoming only", false, 1},
+		{"incoming then outgoing", true, maxProbes},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			en := newEnv(t, Client)
+			if v := en.udp(pkt(native, selfAddr, 8), relayMap); v != queuedV {
+				t.Fatalf("incoming: %+v", v)
+			}
+			if tc.outgoing {
+				en.tun(pkt(selfAddr, native, 8))
+			}
+			local := 0
+			for range 5 {
+				en.clk.advance(2 * time.Second)
+				en.tick()
+				local += len(en.out.Local)
+			}
+			st := en.e.Stats()
+			if st.Pings != tc.wantPings {
+				t.Errorf("%d pings, want %d", st.Pings, tc.wantPings)
+			}
+			if st.QueuedBytes != 0 || st.Dropped[DropQueueExpired] == 0 {
+				t.Errorf("queue not expired: %+v", st)
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.outgoing]; local != want {
+				t.Errorf("%d packets to the host, want %d", local, want)
+			}
+		})
+	}
+}
+
+// TestIncomingTestBudget: datagrams from unverified native sources trigger
+// at most 10 connectivity tests at once and 10 a second after that, all
+// sources together; the rest are dropped before they take a table entry.
+func TestIncomingTestBudget(t *testing.T) {
+	en := newEnv(t, Client)
+	src := func(i int) netip.Addr {
+		a := native.As16()
+		a[14], a[15] = byte(i>>8), byte(i)
+		return netip.AddrFrom16(a)
+	}
+	flood := func(from, n int) (pings int) {
+		for i := range n {
+			en.udp(pkt(src(from+i), selfAddr, 8), relayMap)
+			pings += len(en.out.UDP)
+		}
+		return pings
+	}
+	if n := flood(0, 100); n != 10 {
+		t.Fatalf("%d tests for 100 spoofed sources at once, want 10", n)
+	}
+	if st := en.e.Stats(); st.Peers != 10 || st.Dropped[DropProbeLimited] != 90 || st.PingsLimited != 90 {
+		t.Errorf("%d entries, want 10; %d dropped, %d limited, want 90", st.Peers, st.Dropped[DropProbeLimited], st.PingsLimited)
+	}
+	en.clk.advance(500 * time.Millisecond)
+	if n := flood(100, 100); n != 5 {
+		t.Fatalf("%d tests half a second later, want 5", n)
+	}
+	en.clk.advance(10 * time.Second)
+	if n := flood(200, 100); n != 10 {
+		t.Fatalf("%d tests after a pause, want 10 (the burst)", n)
+	}
+}
+
+// TestHostTestBudget: the host's own connectivity tests have a budget of
+// their own (an incoming flood cannot use it up); tests it refuses are not
+// lost but sent by Tick when tokens come back.
+func TestHostTestBudget(t *testing.T) {
+	en := newEnv(t, Client)
+	dst := func(i int) netip.Addr {
+		a := native.As16()
+		a[14], a[15] = 0x10, byte(i)
+		return netip.AddrFrom16(a)
+	}
+	// A flood of spoofed native sources uses up the other budget.
+	for i := range 50 {
+		en.udp(pkt(dst(100+i), selfAddr, 8), relayMap)
+	}
+	pings := 0
+	for i := range 15 {
+		if v := en.tun(pkt(selfAddr, dst(i), 8)); v != queuedV {
+			t.Fatalf("packet %d: %+v", i, v)
+		}
+		pings += len(en.out.UDP)
+	}
+	if pings != 10 {
+		t.Fatalf("%d tests at once, want 10", pings)
+	}
+	en.clk.advance(time.Second)
+	en.tick()
+	if len(en.out.UDP) != 5 {
+		t.Fatalf("Tick sent %d refused tests, want 5", len(en.out.UDP))
+	}
+	for i := range 15 {
+		if p, _ := en.peer(dst(i)); p.probes != 1 {
+			t.Errorf("peer %d: %d tests", i, p.probes)
+		}
+	}
+}

@@ -39,8 +39,9 @@ type queued struct {
 
 // queue is one peer's FIFO, bounded in bytes.
 type queue struct {
-	items []queued
-	bytes int
+	items    []queued
+	bytes    int
+	outgoing int // items from the host: Tick repeats probes only for these
 }
 
 // enqueue copies pkt onto q if the peer's and the engine's byte budgets
@@ -64,6 +65,9 @@ func (e *Engine) enqueue(q *queue, pkt []byte, in bool, from netip.AddrPort) boo
 	copy(it.data, pkt)
 	q.items = append(q.items, it)
 	q.bytes += n
+	if !in {
+		q.outgoing++
+	}
 	return true
 }
 
@@ -84,4 +88,5 @@ func (e *Engine) dropQueue(q *queue) {
 	e.release(q)
 	clear(q.items)
 	q.items = q.items[:0]
+	q.outgoing = 0
 }

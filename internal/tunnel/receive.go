@@ -12,8 +12,9 @@ package tunnel
 //     bubble goes back to that origin to open our NAT; a bubble stops here;
 //  4. link-local sources are dropped (no fake router advertisements through
 //     the tunnel); a relay accepts Teredo sources only; multicast
-//     destinations are dropped; a non-bubble must be for us (client: our
-//     address; relay: a native destination we route);
+//     destinations and bubbles from native sources are dropped; a
+//     non-bubble must be for us (client: our address; relay: a native
+//     destination we route);
 //  5. known trusted peer, datagram from its mapping: accepted (case 1);
 //  6. client: the authentic echo reply to our connectivity test verifies the
 //     native peer's mapping (case 2, §5.2.9); it is not delivered;
@@ -25,7 +26,10 @@ package tunnel
 //     (§5.4.2 allows dropping the others);
 //  8. client, native source not verified: the packet is queued and the
 //     source tested; it is delivered if the test's reply comes from the
-//     same mapping (case 6).
+//     same mapping (case 6). The test is not repeated by Tick (only more
+//     packets from the source trigger more, within the per-peer budget),
+//     and such tests draw on a global budget: a spoofed source buys at
+//     most one echo request, and all of them together 10 a second.
 //
 // Every verification flushes the peer's queue into out. Bubbles are never
 // delivered.
@@ -105,6 +109,10 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 		return drop(DropNotTeredoSrc)
 	case dst[0] == 0xff:
 		return drop(DropMulticast)
+	case bubble && !srcTeredo:
+		// A native peer answers our test with an echo reply; its bubble
+		// answers nothing and must not make us test it.
+		return drop(DropNativeBubble)
 	case !bubble && !e.deliverable(dst, self, prefix):
 		return drop(DropBadDst)
 	}
@@ -160,8 +168,15 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 		return deliver(ip, bubble, out, c)
 	}
 
-	// Client, native source, mapping not verified (case 6).
+	// Client, native source, mapping not verified (case 6). Its test draws
+	// on the budget for tests triggered from outside, which is checked
+	// before a new source takes a table entry.
 	if !found {
+		if !e.peerTests.take(now) {
+			s.mu.Unlock()
+			c.pingsLimited.Add(1)
+			return drop(DropProbeLimited)
+		}
 		var res insertResult
 		if idx, res = s.insert(src, now, e.dropQueue); res == refused {
 			s.mu.Unlock()
@@ -177,7 +192,12 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 		s.mu.Unlock()
 		return drop(DropUnreachable)
 	case probeNow:
-		e.probe(s, idx, self, now, out, c)
+		if found && !e.peerTests.take(now) {
+			s.mu.Unlock()
+			c.pingsLimited.Add(1)
+			return drop(DropProbeLimited)
+		}
+		e.probe(s, idx, self, now, out, c, nil)
 	}
 	ok := e.enqueue(s.queueOf(idx), ip, true, from)
 	if len(s.queues[idx].items) == 0 {

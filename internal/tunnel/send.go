@@ -18,7 +18,9 @@ package tunnel
 //     filters (case 5; the cone bit is ignored, as §5.2.4 allows and Miredo
 //     does), or for a native destination an echo request through our
 //     server (case 2, §5.2.9); at most 4 probes 2 s apart (Tick repeats
-//     them), after which the host gets ICMPv6 address unreachable.
+//     them), after which the host gets ICMPv6 address unreachable. Tests
+//     also draw on a global budget; one it refuses is sent by a later
+//     Tick.
 
 import (
 	"net/netip"
@@ -146,7 +148,7 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 		e.unreachable(ip, proto.UnreachAddress, now, out, c)
 		return drop(DropUnreachable)
 	case probeNow:
-		e.probe(s, idx, self, now, out, c)
+		e.probe(s, idx, self, now, out, c, &e.hostTests)
 	}
 	ok := e.enqueue(s.queueOf(idx), ip, false, netip.AddrPort{})
 	if q := s.queues[idx]; len(q.items) == 0 {

@@ -28,6 +28,8 @@ const (
 	DropBadDst                   // destination we do not deliver to
 	DropQueueExpired             // a queued packet whose peer gave up, was evicted or reset
 	DropQueueMismatch            // a queued incoming packet from another mapping than the verified one
+	DropNativeBubble             // client: a bubble from a native source
+	DropProbeLimited             // client: a native peer's packet whose connectivity test the global budget refused
 	NumDropReasons
 )
 
@@ -49,6 +51,8 @@ var dropNames = [NumDropReasons]string{
 	DropBadDst:        "bad_dst",
 	DropQueueExpired:  "queue_expired",
 	DropQueueMismatch: "queue_mismatch",
+	DropNativeBubble:  "native_bubble",
+	DropProbeLimited:  "probe_limited",
 }
 
 func (r DropReason) String() string {
@@ -75,6 +79,7 @@ type Stats struct {
 	ReplyBubbles    uint64 // client: bubbles sent to an origin indication
 	Pings           uint64 // client: connectivity-test echo requests sent
 	PingReplies     uint64 // client: authentic echo replies received
+	PingsLimited    uint64 // client: connectivity tests the global budgets refused
 
 	Unreachables        uint64 // ICMPv6 errors written to the host
 	UnreachablesLimited uint64 // ICMPv6 errors suppressed by the rate limit
@@ -106,6 +111,7 @@ func (s Stats) LogValue() slog.Value {
 		slog.Uint64("reply_bubbles", s.ReplyBubbles),
 		slog.Uint64("pings", s.Pings),
 		slog.Uint64("ping_replies", s.PingReplies),
+		slog.Uint64("pings_limited", s.PingsLimited),
 		slog.Uint64("unreachables", s.Unreachables),
 		slog.Uint64("unreachables_limited", s.UnreachablesLimited),
 		slog.Uint64("trusted", s.Trusted),
@@ -129,6 +135,7 @@ func (s Stats) LogValue() slog.Value {
 type counters struct {
 	in, encapsulated, delivered, queued, dequeued      atomic.Uint64
 	bubblesIn, indirect, direct, reply, pings, replies atomic.Uint64
+	pingsLimited                                       atomic.Uint64
 	unreach, unreachLimited                            atomic.Uint64
 	trusted, created, evicted, expired                 atomic.Uint64
 	dropped                                            [NumDropReasons]atomic.Uint64
@@ -150,6 +157,7 @@ func (c *counters) addTo(s *Stats) {
 	s.ReplyBubbles += c.reply.Load()
 	s.Pings += c.pings.Load()
 	s.PingReplies += c.replies.Load()
+	s.PingsLimited += c.pingsLimited.Load()
 	s.Unreachables += c.unreach.Load()
 	s.UnreachablesLimited += c.unreachLimited.Load()
 	s.Trusted += c.trusted.Load()
