@@ -41,7 +41,10 @@ type Options struct {
 	Prefix string
 	// PerfDir, if set, receives perf(1) recordings of the daemons.
 	PerfDir string
-	Log     *slog.Logger
+	// ThreadWire moves the lab's veth delivery of what the daemons send
+	// out of their system calls into kernel threads (see threadWire).
+	ThreadWire bool
+	Log        *slog.Logger
 }
 
 // Sample is one measured iperf3 run through one pairing.
@@ -51,10 +54,10 @@ type Sample struct {
 	Wall             time.Duration
 	Result           iperfResult
 	// Relay and Client are the CPU time of each daemon's process tree
-	// (zero for the VXLAN ceiling, which is all kernel); Machine the whole
-	// machine's.
-	Relay, Client proccpu.Times
-	Machine       proccpu.Machine
+	// (zero for the VXLAN ceiling, which is all kernel); Iperf that of
+	// both iperf3 ends; Machine the whole machine's.
+	Relay, Client, Iperf proccpu.Times
+	Machine              proccpu.Machine
 }
 
 // Lab addresses of the path under test.
@@ -131,8 +134,12 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	if err := b.setUp(ctx); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "relaybench: %d rounds × %d pairings × %d runs of %v (after a %v TCP warm-up per pairing); %s behind a %s NAT ↔ relay ↔ native %s; Teredo MTU and VXLAN MTU 1280; server: %s\n",
-		opt.Rounds, len(pairs), len(tests), opt.Duration, opt.Warmup, clientHost, lab.PortRestricted, b.native.IPv6(), opt.Server)
+	wire := "veth delivery in the sender's system call"
+	if opt.ThreadWire {
+		wire = "veth delivery from the daemons in NAPI kernel threads"
+	}
+	fmt.Fprintf(out, "relaybench: %d rounds × %d pairings × %d runs of %v (after a %v TCP warm-up per pairing); %s behind a %s NAT ↔ relay ↔ native %s; Teredo and VXLAN MTU 1280; server: %s; %s\n",
+		opt.Rounds, len(pairs), len(tests), opt.Duration, opt.Warmup, clientHost, lab.PortRestricted, b.native.IPv6(), opt.Server, wire)
 	var samples []Sample
 	for round := range opt.Rounds {
 		for _, p := range pairs {
@@ -194,6 +201,7 @@ type bench struct {
 	lab                   *lab.Lab
 	bins                  binaries
 	client, relay, native *lab.Host
+	iperfServer           *lab.Process
 }
 
 // setUp puts nat1 in port-restricted mode and starts what every pairing
@@ -201,6 +209,11 @@ type bench struct {
 func (b *bench) setUp(ctx context.Context) error {
 	if err := b.lab.SetNAT(ctx, lab.NAT1, lab.PortRestricted); err != nil {
 		return err
+	}
+	if b.opt.ThreadWire {
+		if err := threadWire(ctx, b.lab); err != nil {
+			return err
+		}
 	}
 	srv := b.lab.Host(lab.Server)
 	var p *lab.Process
@@ -220,12 +233,12 @@ func (b *bench) setUp(ctx context.Context) error {
 	if err := srv.WaitUDP(ctx, proto.Port); err != nil {
 		return fmt.Errorf("the Teredo server: %w\n%s", err, p.Tail(10))
 	}
-	ip, err := b.lab.Start(ctx, b.native, "iperf3-server", "iperf3", "-s", "-B", b.native.IPv6().String(), "-p", fmt.Sprint(iperfPort))
+	b.iperfServer, err = b.lab.Start(ctx, b.native, "iperf3-server", "iperf3", "-s", "-B", b.native.IPv6().String(), "-p", fmt.Sprint(iperfPort))
 	if err != nil {
 		return err
 	}
 	if err := waitTCPListen(ctx, b.native, iperfPort); err != nil {
-		return fmt.Errorf("iperf3 server: %w\n%s", err, ip.Tail(10))
+		return fmt.Errorf("iperf3 server: %w\n%s", err, b.iperfServer.Tail(10))
 	}
 	return nil
 }
@@ -256,7 +269,7 @@ func (b *bench) runPairing(ctx context.Context, p pairing, tests []traffic, roun
 		return nil, fmt.Errorf("path to %s: %w%s", dst, err, tails(client, relay))
 	}
 	if b.opt.Warmup > 0 {
-		if _, err := b.iperf(ctx, traffic{name: "warm-up"}, b.opt.Warmup); err != nil {
+		if _, _, err := b.iperf(ctx, traffic{name: "warm-up"}, b.opt.Warmup); err != nil {
 			return nil, fmt.Errorf("warm-up: %w%s", err, tails(client, relay))
 		}
 	}
@@ -358,13 +371,13 @@ func (b *bench) measure(ctx context.Context, t traffic, relay, client *lab.Proce
 			recs = append(recs, r)
 		}
 	}
-	before, err := snapshot(relay, client)
+	before, err := snapshot(relay, client, b.iperfServer)
 	if err != nil {
 		stopPerf(b.opt.Log, recs)
 		return Sample{}, err
 	}
-	res, runErr := b.iperf(ctx, t, b.opt.Duration)
-	after, err := snapshot(relay, client)
+	res, iperfCPU, runErr := b.iperf(ctx, t, b.opt.Duration)
+	after, err := snapshot(relay, client, b.iperfServer)
 	stopPerf(b.opt.Log, recs)
 	if runErr != nil {
 		return Sample{}, runErr
@@ -378,42 +391,49 @@ func (b *bench) measure(ctx context.Context, t traffic, relay, client *lab.Proce
 		Result:  res,
 		Relay:   after.relay.Since(before.relay),
 		Client:  after.client.Since(before.client),
+		Iperf:   iperfCPU.Add(after.iperf.Since(before.iperf)),
 		Machine: after.machine.Sub(before.machine),
 	}, nil
 }
 
-// iperf runs an iperf3 client on the client host for d and reads its
-// result.
-func (b *bench) iperf(ctx context.Context, t traffic, d time.Duration) (iperfResult, error) {
+// iperf runs an iperf3 client on the client host for d and returns its
+// result and the client's CPU time (ip netns exec execs iperf3 in place,
+// so the child's usage is iperf3's).
+func (b *bench) iperf(ctx context.Context, t traffic, d time.Duration) (iperfResult, proccpu.Times, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	out, err := b.client.Command(ctx, iperfArgs(t, b.native.IPv6(), d)...).Output()
+	cmd := b.client.Command(ctx, iperfArgs(t, b.native.IPv6(), d)...)
+	out, err := cmd.Output()
+	var cpu proccpu.Times
+	if cmd.ProcessState != nil {
+		cpu = proccpu.Times{User: cmd.ProcessState.UserTime(), System: cmd.ProcessState.SystemTime()}
+	}
 	res, perr := parseIperf(out)
 	switch {
 	case perr != nil && err != nil:
-		return res, fmt.Errorf("iperf3: %w (%v)", err, perr)
+		return res, cpu, fmt.Errorf("iperf3: %w (%v)", err, perr)
 	case perr != nil:
-		return res, perr
+		return res, cpu, perr
 	}
-	return res, nil
+	return res, cpu, nil
 }
 
 // point is what is sampled at each end of a run.
 type point struct {
-	at            time.Time
-	relay, client proccpu.Tree
-	machine       proccpu.Machine
+	at                   time.Time
+	relay, client, iperf proccpu.Tree
+	machine              proccpu.Machine
 }
 
-// snapshot reads the daemons' process trees (nil processes are skipped)
-// and the machine's CPU time.
-func snapshot(relay, client *lab.Process) (point, error) {
+// snapshot reads the process trees of the daemons and the iperf3 server
+// (nil processes are skipped) and the machine's CPU time.
+func snapshot(relay, client, iperfServer *lab.Process) (point, error) {
 	p := point{at: time.Now()}
 	var err error
 	for _, d := range []struct {
 		proc *lab.Process
 		tree *proccpu.Tree
-	}{{relay, &p.relay}, {client, &p.client}} {
+	}{{relay, &p.relay}, {client, &p.client}, {iperfServer, &p.iperf}} {
 		if d.proc == nil {
 			continue
 		}

@@ -55,6 +55,7 @@ func main() {
 	flag.StringVar(&opt.BinDir, "bin", "", "directory with our miredo-{client,relay,server} (default: go build them)")
 	flag.StringVar(&opt.Prefix, "lab", opt.Prefix, "lab namespace prefix (a stale lab with it is removed first)")
 	flag.StringVar(&opt.PerfDir, "perf", "", "record perf(1) call graphs of the relay and the client during each run into this directory")
+	flag.BoolVar(&opt.ThreadWire, "thread-wire", false, "deliver what the relay and the client send across the lab's veths in NAPI kernel threads, not in their system calls (charges each daemon only its own work)")
 	verbose := flag.Bool("v", false, "log the lab's progress")
 	flag.Parse()
 	if flag.NArg() > 0 {

@@ -44,6 +44,12 @@ func cpuPerGB(t proccpu.Times, s Sample) float64 {
 func relayPerGB(s Sample) float64  { return cpuPerGB(s.Relay, s) }
 func clientPerGB(s Sample) float64 { return cpuPerGB(s.Client, s) }
 
+// otherCores is the machine's busy time that is neither a daemon's nor
+// iperf3's: kernel threads, and other work on the machine.
+func otherCores(s Sample) float64 {
+	return max(0, cores(s.Machine.Busy-s.Relay.Total()-s.Client.Total()-s.Iperf.Total(), s.Wall))
+}
+
 func cores(d, wall time.Duration) float64 {
 	if wall <= 0 {
 		return 0
@@ -124,7 +130,7 @@ func writeTable(out io.Writer, pairs []pairing, tests []traffic, samples []Sampl
 			lossHead = "retransmits"
 		}
 		fmt.Fprintf(w, "\n%s\n", t.describe())
-		fmt.Fprintf(w, "pairing\tMbit/s\tpackets/s\t%s\trelay cores\trelay CPU s/GB\tclient cores\tclient CPU s/GB\tmachine cores\n", lossHead)
+		fmt.Fprintf(w, "pairing\tMbit/s\tpackets/s\t%s\trelay cores\trelay CPU s/GB\tclient cores\tclient CPU s/GB\tiperf3 cores\tother cores\n", lossHead)
 		for _, p := range pairs {
 			ss := groups[cellKey{p.key, t.name}]
 			if len(ss) == 0 {
@@ -137,17 +143,19 @@ func writeTable(out io.Writer, pairs []pairing, tests []traffic, samples []Sampl
 			if p.vxlan {
 				daemon = []string{"kernel", "–", "kernel", "–"}
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.title,
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.title,
 				figure{mbps, fixed(0)}.cell(ss), figure{pps, kilo}.cell(ss), loss.cell(ss),
 				daemon[0], daemon[1], daemon[2], daemon[3],
-				figure{func(s Sample) float64 { return cores(s.Machine.Busy, s.Wall) }, fixed(2)}.cell(ss))
+				figure{func(s Sample) float64 { return cores(s.Iperf.Total(), s.Wall) }, fixed(2)}.cell(ss),
+				figure{otherCores, fixed(2)}.cell(ss))
 		}
 		writeRatios(w, pairs, t, groups)
 	}
 	w.Flush()
 	fmt.Fprintln(out, "\nMbit/s and packets/s are the receiver's (TCP packets/s: full segments at the 1280-byte MTU).")
 	fmt.Fprintln(out, "CPU is each daemon's process tree (utime+stime, all threads, forked workers and helpers included) over the run;")
-	fmt.Fprintln(out, "machine cores is the whole machine's busy time (iperf3 and the kernel's forwarding included).")
+	fmt.Fprintln(out, "other cores is the rest of the machine's busy time: kernel threads (softirq, NAPI) and anything else running;")
+	fmt.Fprintln(out, "much more than the VXLAN row's means the run shared the machine with other work.")
 	if slices.ContainsFunc(samples, func(s Sample) bool { return s.Round > 0 }) {
 		fmt.Fprintln(out, "Figures are medians over rounds (min–max); ratios pair each round's runs.")
 	}

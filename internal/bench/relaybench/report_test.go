@@ -55,10 +55,15 @@ func TestFigures(t *testing.T) {
 		{"client s/GB", clientPerGB(s), 2.5},
 		{"relay cores", cores(s.Relay.Total(), s.Wall), 0.5},
 		{"packets/s", pps(s), 83333},
+		{"other cores", otherCores(s), 2 - 0.5 - 0.25},
 	} {
 		if d := tt.got - tt.want; d > 1e-9 || d < -1e-9 {
 			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
 		}
+	}
+	busy := Sample{Wall: time.Second, Relay: proccpu.Times{User: time.Second}, Machine: proccpu.Machine{Busy: time.Second / 2}}
+	if got := otherCores(busy); got != 0 {
+		t.Errorf("other cores when the daemons' ticks exceed the machine's: %v, want 0", got)
 	}
 	lossy := Sample{Result: iperfResult{Packets: 90, Lost: 10, Seconds: 1}}
 	if got := lossPct(lossy); got != 10 {
