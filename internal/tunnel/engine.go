@@ -96,8 +96,10 @@ type Engine struct {
 	icmpCount  atomic.Int32
 
 	// hostTests and peerTests budget connectivity tests triggered by the
-	// host (and their repeats) and by packets from native peers.
+	// host (and their repeats) and by packets from native peers; replies
+	// budgets bubbles to origin indications.
 	hostTests, peerTests limiter
+	replies              replyGate
 
 	st engineCounters
 }
@@ -124,10 +126,11 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, start: cfg.Now(), pool: newBufPool(),
 		hostTests: newLimiter(testsPerSecond, testBurst), peerTests: newLimiter(testsPerSecond, testBurst)}
-	var seed [16 + 2]byte
+	var seed [16 + 2 + 8]byte
 	cfg.Rand(seed[:])
 	cfg.Rand(e.bubbleKey[:])
 	e.pingID = binary.BigEndian.Uint16(seed[16:])
+	e.replies = newReplyGate(binary.LittleEndian.Uint64(seed[18:]))
 	e.table = newTable(cfg.MaxPeers, [2]uint64{binary.LittleEndian.Uint64(seed[0:8]), binary.LittleEndian.Uint64(seed[8:16])})
 	e.self.Store(&selfState{})
 	return e

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/miredo-go/miredo/pkg/proto"
 )
 
 // attacker is a host that saw one of our bubbles on the wire (or guessed a
@@ -202,5 +204,74 @@ func TestHostTestBudget(t *testing.T) {
 		if p, _ := en.peer(dst(i)); p.probes != 1 {
 			t.Errorf("peer %d: %d tests", i, p.probes)
 		}
+	}
+}
+
+// TestOriginReplyBubble: a packet from our server with an origin indication
+// makes a client bubble the origin (to open its NAT) only when it is
+// addressed to us, at most once per origin every 2 s, and 10 a second in
+// all: a forger of our server's address cannot aim our bubbles at a third
+// party at will.
+func TestOriginReplyBubble(t *testing.T) {
+	withOrigin := func(origin netip.AddrPort, p []byte) []byte { return append(proto.AppendOrigin(nil, origin), p...) }
+	origin := func(i int) netip.AddrPort { return netip.AddrPortFrom(attacker.Addr(), uint16(1000+i)) }
+	type step struct {
+		after time.Duration
+		pkt   []byte
+		want  verdict
+		reply bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"bubble to us", []step{{0, withOrigin(peerMap, bubble(peerAddr, selfAddr)), consumed, true}}},
+		{"bubble to someone else", []step{{0, withOrigin(attacker, bubble(peerAddr, native2)), drop(DropBadDst), false}}},
+		{"bubble to a Teredo address not ours", []step{
+			{0, withOrigin(attacker, bubble(peerAddr, teredoAddr(serverIP, peerMap2))), drop(DropBadDst), false}}},
+		{"packet to someone else", []step{{0, withOrigin(attacker, pkt(peerAddr, native2, 8)), drop(DropBadDst), false}}},
+		{"same origin within 2 s", []step{
+			{0, withOrigin(attacker, bubble(peerAddr, selfAddr)), consumed, true},
+			{1900 * time.Millisecond, withOrigin(attacker, bubble(peerAddr, selfAddr)), consumed, false},
+			{100 * time.Millisecond, withOrigin(attacker, bubble(peerAddr, selfAddr)), consumed, true},
+		}},
+		{"another origin within 2 s", []step{
+			{0, withOrigin(attacker, bubble(peerAddr, selfAddr)), consumed, true},
+			{0, withOrigin(peerMap, bubble(peerAddr, selfAddr)), consumed, true},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			en := newEnv(t, Client)
+			for i, s := range tc.steps {
+				en.clk.advance(s.after)
+				if v := en.udp(s.pkt, server); v != s.want {
+					t.Errorf("step %d: %+v (%v), want %+v (%v)", i, v, v.reason, s.want, s.want.reason)
+				}
+				if got := len(en.out.UDP) == 1; got != s.reply || len(en.out.UDP) > 1 {
+					t.Errorf("step %d: sent to %v, want a reply: %v", i, en.sentTo(), s.reply)
+				}
+			}
+		})
+	}
+
+	// Many origins at once: 10, then 10 a second.
+	en := newEnv(t, Client)
+	replies := func(from, n int) (r int) {
+		for i := range n {
+			en.udp(withOrigin(origin(from+i), bubble(peerAddr, selfAddr)), server)
+			r += len(en.out.UDP)
+		}
+		return r
+	}
+	if n := replies(0, 100); n != 10 {
+		t.Errorf("%d replies to 100 origins at once, want 10", n)
+	}
+	en.clk.advance(time.Second)
+	if n := replies(100, 100); n != 10 {
+		t.Errorf("%d replies a second later, want 10", n)
+	}
+	if st := en.e.Stats(); st.ReplyBubbles != 20 || st.RepliesLimited != 180 {
+		t.Errorf("%d replies, %d limited, want 20 and 180", st.ReplyBubbles, st.RepliesLimited)
 	}
 }

@@ -1,6 +1,9 @@
 package tunnel
 
-import "sync"
+import (
+	"net/netip"
+	"sync"
+)
 
 // Global budgets for what other people's packets make us send. A per-peer
 // budget (§5.2.6) does not bound a flood of spoofed sources, each of which
@@ -13,33 +16,90 @@ const (
 	// so a flood cannot starve the host.
 	testsPerSecond = 10
 	testBurst      = 10
+	// repliesPerSecond and replyBurst bound the bubbles a client sends to
+	// origin indications.
+	repliesPerSecond = 10
+	replyBurst       = 10
+	// replySlots remembers the last reply to that many origins (more
+	// recent ones take the place of older ones).
+	replySlots = 256
 )
 
-// limiter is a token bucket on the engine's clock: burst sends at once,
-// then rate a second. Only slow paths use it, so a mutex is cheap enough.
-type limiter struct {
-	mu          sync.Mutex
+// bucket is a token bucket on the engine's clock: burst sends at once, then
+// rate a second. Its owner locks it.
+type bucket struct {
 	last        tick
 	level       int64 // in tenths of a send: one tick of a 1/s rate
 	rate, limit int64 // per tick, and the most level holds
 }
 
-func newLimiter(perSecond, burst int) limiter {
+func newBucket(perSecond, burst int) bucket {
 	l := int64(burst) * ticksPerSecond
-	return limiter{level: l, rate: int64(perSecond), limit: l}
+	return bucket{level: l, rate: int64(perSecond), limit: l}
 }
 
 // take spends one send's worth of tokens if there are enough.
+func (b *bucket) take(now tick) bool {
+	if d := int32(now - b.last); d > 0 {
+		b.level = min(b.level+int64(d)*b.rate, b.limit)
+		b.last = now
+	}
+	if b.level < ticksPerSecond {
+		return false
+	}
+	b.level -= ticksPerSecond
+	return true
+}
+
+// limiter is a bucket shared by goroutines. Only slow paths use it, so a
+// mutex is cheap enough.
+type limiter struct {
+	mu sync.Mutex
+	b  bucket
+}
+
+func newLimiter(perSecond, burst int) limiter { return limiter{b: newBucket(perSecond, burst)} }
+
 func (l *limiter) take(now tick) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if d := int32(now - l.last); d > 0 {
-		l.level = min(l.level+int64(d)*l.rate, l.limit)
-		l.last = now
+	return l.b.take(now)
+}
+
+// replyGate budgets the bubbles a client sends to origin indications
+// (RFC 4380 §5.2.3): at most one per origin every 2 s, as §5.2.6 spaces
+// bubbles to a peer, and a global bucket. The origin needs no table entry
+// (it is often a relay, known by no address we could key on): a small
+// table keyed by a secret hash of the origin remembers the last reply.
+// A collision only forgets an older origin, allowing one more reply to it
+// within the global budget.
+type replyGate struct {
+	mu    sync.Mutex
+	b     bucket
+	seed  uint64
+	slots [replySlots]struct {
+		origin uint64 // IPv4 and port, with bit 63 set; 0 when free
+		last   tick
 	}
-	if l.level < ticksPerSecond {
+}
+
+func newReplyGate(seed uint64) replyGate {
+	return replyGate{b: newBucket(repliesPerSecond, replyBurst), seed: seed}
+}
+
+// allow reports whether a bubble may go to origin now, and if so counts it.
+func (g *replyGate) allow(origin netip.AddrPort, now tick) bool {
+	a := origin.Addr().As4()
+	k := 1<<63 | uint64(a[0])<<40 | uint64(a[1])<<32 | uint64(a[2])<<24 | uint64(a[3])<<16 | uint64(origin.Port())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	sl := &g.slots[mix(k^g.seed)%replySlots]
+	if sl.origin == k && now-sl.last < probeSpacing {
 		return false
 	}
-	l.level -= ticksPerSecond
+	if !g.b.take(now) {
+		return false
+	}
+	sl.origin, sl.last = k, now
 	return true
 }

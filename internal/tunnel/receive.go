@@ -7,9 +7,11 @@ package tunnel
 //     maintenance code has already taken the server's advertisements out);
 //  2. the Teredo envelope and its IPv6 packet must parse (§5.1.1), and the
 //     sender must be a global unicast IPv4 address;
-//  3. client, from our own server: a packet carrying an origin indication is
-//     a peer's indirect bubble (or the first packet of a peer), so a direct
-//     bubble goes back to that origin to open our NAT; a bubble stops here;
+//  3. client, from our own server: a packet for us carrying an origin
+//     indication is a peer's indirect bubble (or the first packet of a
+//     peer), so a direct bubble goes back to that origin to open our NAT,
+//     at most one per origin every 2 s and 10 a second in all; a bubble
+//     stops here;
 //  4. link-local sources are dropped (no fake router advertisements through
 //     the tunnel); a relay accepts Teredo sources only; multicast
 //     destinations and bubbles from native sources are dropped; a
@@ -91,13 +93,22 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 			// indication; the source address still tells the mapping.
 			origin, ok = embeddedMapping(src[:]), true
 		}
-		if ok {
-			reply := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), ip.Dst(), ip.Src(), 0))
-			if out.sendUDP(reply, origin) {
+		// Only for a packet to us, and within budget: whoever can forge
+		// our server's address chooses the origin.
+		forUs := *dst == self.addr
+		if ok && forUs && proto.IsGlobalUnicastIPv4(origin.Addr()) && origin.Port() != 0 {
+			if e.replies.allow(origin, now) {
+				reply := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), ip.Dst(), ip.Src(), 0))
+				out.sendUDP(reply, origin)
 				c.reply.Add(1)
+			} else {
+				c.replyLimited.Add(1)
 			}
 		}
 		if bubble {
+			if !forUs {
+				return drop(DropBadDst)
+			}
 			c.bubblesIn.Add(1)
 			return consumed
 		}

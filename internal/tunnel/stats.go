@@ -77,6 +77,7 @@ type Stats struct {
 	IndirectBubbles uint64 // bubbles sent through a peer's server
 	DirectBubbles   uint64 // bubbles sent to a peer's mapping
 	ReplyBubbles    uint64 // client: bubbles sent to an origin indication
+	RepliesLimited  uint64 // client: bubbles to an origin indication not sent (2 s spacing, global budget)
 	Pings           uint64 // client: connectivity-test echo requests sent
 	PingReplies     uint64 // client: authentic echo replies received
 	PingsLimited    uint64 // client: connectivity tests the global budgets refused
@@ -109,6 +110,7 @@ func (s Stats) LogValue() slog.Value {
 		slog.Uint64("indirect_bubbles", s.IndirectBubbles),
 		slog.Uint64("direct_bubbles", s.DirectBubbles),
 		slog.Uint64("reply_bubbles", s.ReplyBubbles),
+		slog.Uint64("replies_limited", s.RepliesLimited),
 		slog.Uint64("pings", s.Pings),
 		slog.Uint64("ping_replies", s.PingReplies),
 		slog.Uint64("pings_limited", s.PingsLimited),
@@ -135,7 +137,7 @@ func (s Stats) LogValue() slog.Value {
 type counters struct {
 	in, encapsulated, delivered, queued, dequeued      atomic.Uint64
 	bubblesIn, indirect, direct, reply, pings, replies atomic.Uint64
-	pingsLimited                                       atomic.Uint64
+	pingsLimited, replyLimited                         atomic.Uint64
 	unreach, unreachLimited                            atomic.Uint64
 	trusted, created, evicted, expired                 atomic.Uint64
 	dropped                                            [NumDropReasons]atomic.Uint64
@@ -155,6 +157,7 @@ func (c *counters) addTo(s *Stats) {
 	s.IndirectBubbles += c.indirect.Load()
 	s.DirectBubbles += c.direct.Load()
 	s.ReplyBubbles += c.reply.Load()
+	s.RepliesLimited += c.replyLimited.Load()
 	s.Pings += c.pings.Load()
 	s.PingReplies += c.replies.Load()
 	s.PingsLimited += c.pingsLimited.Load()
