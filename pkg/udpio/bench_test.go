@@ -10,15 +10,28 @@ import (
 // BenchmarkLoopbackBatch and BenchmarkLoopbackNoBatch push b.N datagrams
 // from one socket to another across loopback, so ns/op is the cost of one
 // datagram, sending and receiving. Compare the two for what batching buys.
-func BenchmarkLoopbackBatch(b *testing.B)   { benchLoopback(b, Options{}) }
-func BenchmarkLoopbackNoBatch(b *testing.B) { benchLoopback(b, Options{NoBatch: true}) }
+func BenchmarkLoopbackBatch(b *testing.B)   { benchLoopback(b, Options{}, Options{}) }
+func BenchmarkLoopbackNoBatch(b *testing.B) { benchLoopback(b, Options{NoBatch: true}, Options{NoBatch: true}) }
 
-func benchLoopback(b *testing.B, opt Options) {
+// BenchmarkLoopbackGSO, BenchmarkLoopbackGRO and BenchmarkLoopbackGSOGRO
+// are BenchmarkLoopbackBatch with offloads; all datagrams go to one peer,
+// the case they are for. On loopback a GSO send is cut up again before a
+// socket without GRO, and nothing is coalesced for a GRO socket unless the
+// sender used GSO: GSO alone measures the send side's saving, GRO alone the
+// cost of copying out of the GRO buffers, and both together the whole
+// saving.
+func BenchmarkLoopbackGSO(b *testing.B) { benchLoopback(b, Options{GSO: true}, Options{}) }
+func BenchmarkLoopbackGRO(b *testing.B) { benchLoopback(b, Options{}, Options{GRO: true}) }
+func BenchmarkLoopbackGSOGRO(b *testing.B) {
+	benchLoopback(b, Options{GSO: true}, Options{GRO: true})
+}
+
+func benchLoopback(b *testing.B, topt, ropt Options) {
 	for _, size := range []int{100, 1200} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			ropt := opt
+			ropt := ropt
 			ropt.RecvBuffer = 4 << 20
-			tx, rx := listen(b, opt), listen(b, ropt)
+			tx, rx := listen(b, topt), listen(b, ropt)
 			// Flow control: the sender stays at most window datagrams
 			// ahead of the receiver, a window the receive buffer holds
 			// (each datagram costs its size plus about 1 KiB of kernel
