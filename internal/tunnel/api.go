@@ -54,10 +54,14 @@ type Config struct {
 	// crypto/rand.
 	Rand func([]byte)
 	// PeerQueueBytes bounds the packets waiting for one peer to answer a
-	// bubble or connectivity test (Miredo: 1280); 0 means 4096.
+	// bubble or connectivity test; 0 means 4096. The bound counts the
+	// memory each packet holds (a buffer of 128 to 2048 bytes, or its own
+	// size if larger, and about 70 bytes of bookkeeping), so 4096 holds one
+	// full-size packet and two or three smaller ones, or 20 of up to 128
+	// bytes (Miredo: 1280 bytes of packets).
 	PeerQueueBytes int
-	// MaxQueueBytes bounds the packets waiting for all peers together; 0
-	// means 4 MiB.
+	// MaxQueueBytes bounds the memory of the packets waiting for all peers
+	// together, counted the same way; 0 means 4 MiB.
 	MaxQueueBytes int
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,7 +83,7 @@ type Engine struct {
 	start  time.Time
 	self   atomic.Pointer[selfState]
 	table  table
-	pool   *sync.Pool
+	pools  *bufPools
 	queued atomic.Int64 // bytes in all queues
 
 	// bubbleKey keys the link-local source of our bubbles (see
@@ -124,7 +123,7 @@ func New(cfg Config) *Engine {
 	if cfg.MaxQueueBytes <= 0 {
 		cfg.MaxQueueBytes = DefaultMaxQueueBytes
 	}
-	e := &Engine{cfg: cfg, start: cfg.Now(), pool: newBufPool(),
+	e := &Engine{cfg: cfg, start: cfg.Now(), pools: newBufPools(),
 		hostTests: newLimiter(testsPerSecond, testBurst), peerTests: newLimiter(testsPerSecond, testBurst)}
 	var seed [16 + 2 + 8]byte
 	cfg.Rand(seed[:])

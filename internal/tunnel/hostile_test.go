@@ -275,3 +275,61 @@ func TestOriginReplyBubble(t *testing.T) {
 		t.Errorf("%d replies, %d limited, want 20 and 180", st.ReplyBubbles, st.RepliesLimited)
 	}
 }
+
+// pinned is the memory queued packets hold: the whole buffer each sits in.
+func pinned(e *Engine) (bytes, packets int) {
+	for i := range e.table.shards {
+		s := &e.table.shards[i]
+		s.mu.Lock()
+		for _, q := range s.queues {
+			for _, it := range q.items {
+				if it.buf != nil {
+					bytes += len(it.buf.b)
+				} else {
+					bytes += cap(it.data)
+				}
+				packets++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return bytes, packets
+}
+
+// TestQueueChargesBuffers: the queue budgets count the buffers packets are
+// held in, not their length, so small packets cannot pin many times the
+// budget; packets still fit by size (small ones take small buffers).
+func TestQueueChargesBuffers(t *testing.T) {
+	const budget = 256 << 10
+	cases := []struct {
+		name string
+		size int // IPv6 payload bytes
+	}{
+		{"tiny", 8},
+		{"SYN", 40},
+		{"half", 600},
+		{"full", 1280 - proto.IPv6HeaderLen},
+		{"jumbo", 3000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			en := newEnv(t, ConeRelay, func(c *Config) { c.MaxPeers = 1 << 16; c.MaxQueueBytes = budget; c.PeerQueueBytes = 8192 })
+			n := 0
+			for i := range 1 << 14 {
+				if en.tun(pkt(native, nth(i), tc.size)) == drop(DropQueueFull) {
+					break
+				}
+				n++
+			}
+			got, packets := pinned(en.e)
+			st := en.e.Stats()
+			t.Logf("%d-byte packets: %d queued, %d bytes pinned, %d charged", tc.size+proto.IPv6HeaderLen, packets, got, st.QueuedBytes)
+			if got > budget || uint64(got) > st.QueuedBytes {
+				t.Errorf("%d bytes pinned, %d charged, budget %d", got, st.QueuedBytes, budget)
+			}
+			if packets < budget/(4*(tc.size+proto.IPv6HeaderLen)+256) {
+				t.Errorf("only %d packets fit", packets)
+			}
+		})
+	}
+}

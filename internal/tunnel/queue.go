@@ -1,8 +1,10 @@
 package tunnel
 
 import (
+	"math/bits"
 	"net/netip"
 	"sync"
+	"unsafe"
 )
 
 // Packets waiting for a bubble or connectivity-test answer are the only
@@ -10,20 +12,52 @@ import (
 // the batch is sent, and a queued packet can wait seconds. Copies go into
 // pooled buffers that travel with the packet into Out when the peer becomes
 // trusted, and back to the pool at Out.Reset.
+//
+// Buffers come in five sizes, 128 to 2048 bytes, and a packet takes the
+// smallest that holds it. The queue budgets are charged what a packet
+// really holds: its buffer and its queue slot. So they bound memory, not
+// packet bytes: with one buffer size for all, a flood of 48-byte packets
+// would pin 40 times the budget. At most half a buffer is wasted.
 
-// qbufSize holds a packet at Teredo's MTU (1280) with room to spare; larger
-// packets (an MTU raised with --mtu) get a buffer of their own.
-const qbufSize = 2048
+const (
+	minBufShift = 7 // the smallest buffer holds 128 bytes
+	bufClasses  = 5
+	// qbufSize is the largest pooled buffer: a packet at Teredo's MTU
+	// (1280) with room to spare; larger packets (an MTU raised with --mtu)
+	// get a buffer of their own.
+	qbufSize = 1 << (minBufShift + bufClasses - 1)
+	// slotBytes is what one queued packet costs besides its buffer.
+	slotBytes = int(unsafe.Sizeof(queued{}))
+)
 
 type qbuf struct {
-	pool *sync.Pool
-	b    [qbufSize]byte
+	pool *sync.Pool // where it goes back to
+	b    []byte
 }
 
-func newBufPool() *sync.Pool {
-	p := new(sync.Pool)
-	p.New = func() any { return &qbuf{pool: p} }
-	return p
+// bufPools holds one pool per buffer size.
+type bufPools [bufClasses]sync.Pool
+
+func newBufPools() *bufPools {
+	ps := new(bufPools)
+	for i := range ps {
+		p, size := &ps[i], 1<<(minBufShift+i)
+		p.New = func() any { return &qbuf{pool: p, b: make([]byte, size)} }
+	}
+	return ps
+}
+
+// bufClass is the index of the smallest pooled buffer for n bytes, n <=
+// qbufSize.
+func bufClass(n int) int { return max(bits.Len(uint(max(n, 1)-1))-minBufShift, 0) }
+
+// queueCost is what queuing an n-byte packet holds, as the budgets count
+// it.
+func queueCost(n int) int {
+	if n <= qbufSize {
+		return 1<<(minBufShift+bufClass(n)) + slotBytes
+	}
+	return n + slotBytes
 }
 
 // queued is one waiting packet.
@@ -37,7 +71,7 @@ type queued struct {
 	in   bool
 }
 
-// queue is one peer's FIFO, bounded in bytes.
+// queue is one peer's FIFO, bounded in bytes (as queueCost counts them).
 type queue struct {
 	items    []queued
 	bytes    int
@@ -48,23 +82,24 @@ type queue struct {
 // allow; it reports whether it did.
 func (e *Engine) enqueue(q *queue, pkt []byte, in bool, from netip.AddrPort) bool {
 	n := len(pkt)
-	if q.bytes+n > e.cfg.PeerQueueBytes {
+	cost := queueCost(n)
+	if q.bytes+cost > e.cfg.PeerQueueBytes {
 		return false
 	}
-	if e.queued.Add(int64(n)) > int64(e.cfg.MaxQueueBytes) {
-		e.queued.Add(-int64(n))
+	if e.queued.Add(int64(cost)) > int64(e.cfg.MaxQueueBytes) {
+		e.queued.Add(-int64(cost))
 		return false
 	}
 	it := queued{in: in, from: from}
 	if n <= qbufSize {
-		it.buf = e.pool.Get().(*qbuf)
+		it.buf = e.pools[bufClass(n)].Get().(*qbuf)
 		it.data = it.buf.b[:n:n]
 	} else {
 		it.data = make([]byte, n)
 	}
 	copy(it.data, pkt)
 	q.items = append(q.items, it)
-	q.bytes += n
+	q.bytes += cost
 	if !in {
 		q.outgoing++
 	}

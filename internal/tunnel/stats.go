@@ -91,7 +91,7 @@ type Stats struct {
 	Expired uint64 // entries removed after being idle
 
 	Peers       uint64 // entries in the table now
-	QueuedBytes uint64 // bytes waiting in queues now
+	QueuedBytes uint64 // memory held by packets waiting in queues now (see Config.MaxQueueBytes)
 
 	Dropped [NumDropReasons]uint64
 }

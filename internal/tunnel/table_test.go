@@ -11,11 +11,15 @@ import (
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
-// TestQueueBounds: per-peer and global byte budgets, FIFO order (Miredo
-// sends LIFO), copies that survive the caller's buffer reuse, and buffers
-// returned at Reset.
+// TestQueueBounds: per-peer and global byte budgets (charged what each
+// packet holds), FIFO order (Miredo sends LIFO), copies that survive the
+// caller's buffer reuse, and buffers returned at Reset.
 func TestQueueBounds(t *testing.T) {
-	en := newEnv(t, ConeRelay, func(c *Config) { c.PeerQueueBytes = 1000; c.MaxQueueBytes = 1500 })
+	c400, c600, c200 := queueCost(400), queueCost(600), queueCost(200)
+	en := newEnv(t, ConeRelay, func(c *Config) {
+		c.PeerQueueBytes = 2*c400 + 100
+		c.MaxQueueBytes = 2*c400 + c600 + c200 - 1
+	})
 	var sentPkts [][]byte
 	for i := range 3 {
 		p := pkt(native, peerAddr, 400-proto.IPv6HeaderLen)
@@ -29,15 +33,16 @@ func TestQueueBounds(t *testing.T) {
 		}
 		clear(p) // the caller reuses its buffer
 	}
-	// A second peer: 800 bytes queued already, so only 700 more fit.
+	// A second peer takes 600 bytes; then the global budget is used up.
 	other := teredoAddr(serverIP, peerMap2)
 	if v := en.tun(pkt(native, other, 600-proto.IPv6HeaderLen)); v != queuedV {
 		t.Fatalf("second peer: %+v", v)
 	}
-	if v := en.tun(pkt(native, other, 200-proto.IPv6HeaderLen)); v != drop(DropQueueFull) {
+	third := teredoAddr(serverIP, relayMap)
+	if v := en.tun(pkt(native, third, 200-proto.IPv6HeaderLen)); v != drop(DropQueueFull) {
 		t.Fatalf("past the global budget: %+v", v)
 	}
-	if st := en.e.Stats(); st.QueuedBytes != 1400 {
+	if st := en.e.Stats(); st.QueuedBytes != uint64(2*c400+c600) {
 		t.Fatalf("queued %d bytes", st.QueuedBytes)
 	}
 	en.udp(bubble(peerAddr, native), peerMap)
@@ -53,8 +58,24 @@ func TestQueueBounds(t *testing.T) {
 		t.Fatalf("out holds %d pooled buffers", len(en.out.held))
 	}
 	en.out.Reset()
-	if len(en.out.held) != 0 || en.e.Stats().QueuedBytes != 600 {
+	if len(en.out.held) != 0 || en.e.Stats().QueuedBytes != uint64(c600) {
 		t.Fatalf("after Reset: %d held, %d queued", len(en.out.held), en.e.Stats().QueuedBytes)
+	}
+}
+
+// TestQueueCost: the smallest buffer that holds the packet, plus the slot.
+func TestQueueCost(t *testing.T) {
+	for _, tc := range []struct{ n, buf int }{
+		{1, 128}, {48, 128}, {128, 128}, {129, 256}, {1280, 2048}, {2048, 2048}, {2049, 2049}, {9000, 9000},
+	} {
+		if got := queueCost(tc.n); got != tc.buf+slotBytes {
+			t.Errorf("queueCost(%d) = %d, want %d+%d", tc.n, got, tc.buf, slotBytes)
+		}
+		if tc.n <= qbufSize {
+			if b := newBufPools()[bufClass(tc.n)].Get().(*qbuf); len(b.b) != tc.buf {
+				t.Errorf("a %d-byte packet gets a %d-byte buffer, want %d", tc.n, len(b.b), tc.buf)
+			}
+		}
 	}
 }
 

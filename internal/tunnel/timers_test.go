@@ -36,7 +36,7 @@ func TestBubbleBudget(t *testing.T) {
 			t.Fatalf("retry %d: %d bubbles, %d to host", i, bubbles(), len(en.out.Local))
 		}
 	}
-	if st := en.e.Stats(); st.QueuedBytes != 2*uint64(len(p)) {
+	if st := en.e.Stats(); st.QueuedBytes != 2*uint64(queueCost(len(p))) {
 		t.Fatalf("queued bytes %d", st.QueuedBytes)
 	}
 	// The fourth went unanswered for 2 s: give up.
