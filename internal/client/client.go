@@ -59,6 +59,15 @@ const (
 	// maintQueue bounds the advertisements waiting for the maintenance
 	// goroutine; more are dropped (a flood of fake ones, most likely).
 	maintQueue = 16
+	// maxErrorRun bounds a read loop's consecutive failures, as the
+	// relay's loops do: a descriptor that fails for good ends the client
+	// (and the service manager restarts it) instead of spinning.
+	maxErrorRun = 100
+	// errorPause is the wait after a failed read, one more for each
+	// failure in a row up to maxErrorPause: a transient error (ENOBUFS,
+	// ENOMEM) costs a millisecond; a run of maxErrorRun about a second.
+	errorPause    = time.Millisecond
+	maxErrorPause = 10 * time.Millisecond
 )
 
 // Stats counts what the client's own loops did; the data path's counters
@@ -68,6 +77,7 @@ type Stats struct {
 	MaintRefused   uint64 // ... that it did not accept
 	MaintOverflow  uint64 // ... dropped because it was busy
 	Truncated      uint64 // datagrams longer than udpBufSize
+	ReadErrors     uint64 // failed reads of the tunnel or the socket
 	SendErrors     uint64 // datagrams the kernel refused
 	TunWriteErrors uint64 // packets the tunnel refused
 	HelperFailures uint64 // interface changes the helper could not apply
@@ -82,6 +92,7 @@ func (s Stats) LogValue() slog.Value {
 		slog.Uint64("maint_refused", s.MaintRefused),
 		slog.Uint64("maint_overflow", s.MaintOverflow),
 		slog.Uint64("truncated", s.Truncated),
+		slog.Uint64("read_errors", s.ReadErrors),
 		slog.Uint64("send_errors", s.SendErrors),
 		slog.Uint64("tun_write_errors", s.TunWriteErrors),
 		slog.Uint64("helper_failures", s.HelperFailures),
@@ -92,6 +103,7 @@ func (s Stats) LogValue() slog.Value {
 
 type counters struct {
 	maintenance, maintRefused, maintOverflow, truncated atomic.Uint64
+	readErrors                                          atomic.Uint64
 	sendErrors, tunWriteErrors, helperFailures          atomic.Uint64
 	earlyRefreshes, statusChanges                       atomic.Uint64
 }
@@ -108,12 +120,21 @@ type resolution struct {
 	err                error
 }
 
+// packetConn is the Teredo socket as the loops use it: a *udpio.Conn, or a
+// fake in tests.
+type packetConn interface {
+	ReadBatch(msgs []udpio.Message) (int, error)
+	WriteBatch(msgs []udpio.Message) (int, error)
+	LocalAddr() netip.AddrPort
+	Close() error
+}
+
 // Client is a running Teredo client's packet process.
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
 	dev    netcfg.Device
-	conn   *udpio.Conn
+	conn   packetConn
 	helper *helper
 	eng    *tunnel.Engine
 
@@ -154,10 +175,12 @@ func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(cfg.BindAddress, cfg.BindPort)
-	if c.conn, err = udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20}); err != nil {
+	conn, err := udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20})
+	if err != nil {
 		c.dev.Close()
 		return nil, fmt.Errorf("UDP socket on %v: %w", bind, err)
 	}
+	c.conn = conn
 	c.helper, err = startHelper(self, HelperConfig{Interface: c.dev.Name(), Hook: cfg.Hook, User: cfg.User}, cfg.LogLevel)
 	if err != nil {
 		c.conn.Close()
@@ -190,6 +213,7 @@ func (c *Client) Stats() Stats {
 	return Stats{
 		Maintenance: c.st.maintenance.Load(), MaintRefused: c.st.maintRefused.Load(),
 		MaintOverflow: c.st.maintOverflow.Load(), Truncated: c.st.truncated.Load(),
+		ReadErrors: c.st.readErrors.Load(),
 		SendErrors: c.st.sendErrors.Load(), TunWriteErrors: c.st.tunWriteErrors.Load(),
 		HelperFailures: c.st.helperFailures.Load(), EarlyRefreshes: c.st.earlyRefreshes.Load(),
 		StatusChanges: c.st.statusChanges.Load(),
@@ -237,16 +261,24 @@ func (c *Client) tunnelLoop() error {
 	for i := range bufs {
 		bufs[i] = make([]byte, tunHeadroom+tunBufSize)
 	}
-	var out tunnel.Out
+	var (
+		out  tunnel.Out
+		errs errorRun
+	)
 	for {
 		n, err := c.dev.Read(bufs, sizes, tunHeadroom)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			c.st.readErrors.Add(1)
 			c.log.Debug("tunnel read failed", "err", err)
+			if err := errs.failed("tunnel read", err); err != nil {
+				return err
+			}
 			continue
 		}
+		errs.reset()
 		for i := range n {
 			c.eng.FromTunnel(bufs[i][tunHeadroom:tunHeadroom+sizes[i]], &out)
 		}
@@ -303,16 +335,24 @@ func (c *Client) socketLoop() error {
 	for i := range msgs {
 		msgs[i].Buf = buf[i*udpBufSize : (i+1)*udpBufSize]
 	}
-	var out tunnel.Out
+	var (
+		out  tunnel.Out
+		errs errorRun
+	)
 	for {
 		n, err := c.conn.ReadBatch(msgs)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			c.st.readErrors.Add(1)
 			c.log.Debug("socket read failed", "err", err)
+			if err := errs.failed("socket read", err); err != nil {
+				return err
+			}
 			continue
 		}
+		errs.reset()
 		now := c.mono()
 		c.lastRecv.Store(now)
 		srv := c.servers.Load()
@@ -341,6 +381,24 @@ func (c *Client) socketLoop() error {
 		}
 	}
 }
+
+// errorRun counts a read loop's consecutive failures.
+type errorRun struct{ n int }
+
+// failed records one more failure of what: it pauses a little longer each
+// time, and returns the error the loop must end with once the run is
+// longer than maxErrorRun.
+func (r *errorRun) failed(what string, err error) error {
+	r.n++
+	if r.n > maxErrorRun {
+		return fmt.Errorf("%s: %d failures in a row: %w", what, r.n, err)
+	}
+	time.Sleep(min(time.Duration(r.n)*errorPause, maxErrorPause))
+	return nil
+}
+
+// reset ends the run: the read worked.
+func (r *errorRun) reset() { r.n = 0 }
 
 // toMaintenance copies an advertisement to the maintenance goroutine. They
 // are rare (one per solicitation), so the copy does not matter.

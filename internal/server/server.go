@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
@@ -162,6 +163,17 @@ func (s *Server) Serve(ctx context.Context) error {
 // small packets, and reads larger ones only to drop them.
 const bufSize = 2048
 
+// A loop's reads that fail in a row: each failure pauses a little longer
+// (errorPause more each time, up to maxErrorPause), so a transient error
+// (ENOBUFS, ENOMEM) costs a millisecond; after maxErrorRun of them, about a
+// second, the loop gives up with the error and the server stops, rather
+// than spinning on a descriptor that fails for good.
+const (
+	maxErrorRun   = 100
+	errorPause    = time.Millisecond
+	maxErrorPause = 10 * time.Millisecond
+)
+
 // loop reads datagrams from c (on server address "on") in batches, applies
 // the handler, and writes the answers in batches from the address each one
 // must leave from. Buffers are allocated once per loop.
@@ -177,15 +189,21 @@ func (s *Server) loop(c *udpio.Conn, on Via, out [2]*udpio.Conn, st *loopStats) 
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
+	errRun := 0
 	for {
 		n, err := c.ReadBatch(in)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if errRun++; errRun > maxErrorRun {
+				return fmt.Errorf("read on %v: %d failures in a row: %w", c.LocalAddr(), errRun, err)
+			}
 			s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err)
+			time.Sleep(min(time.Duration(errRun)*errorPause, maxErrorPause))
 			continue
 		}
+		errRun = 0
 		st.received.Add(uint64(n))
 		batches[0], batches[1] = batches[0][:0], batches[1][:0]
 		for i := range n {

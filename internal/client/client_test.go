@@ -1,0 +1,210 @@
+package client
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/proto"
+	"github.com/miredo-go/miredo/pkg/udpio"
+)
+
+// fakeConn is the Teredo socket of a Client under test: reads fail with
+// readErr (or wait until Close), sends are recorded.
+type fakeConn struct {
+	mu      sync.Mutex
+	readErr error
+	reads   int
+	sent    []udpio.Message
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan struct{})} }
+
+func (f *fakeConn) ReadBatch(msgs []udpio.Message) (int, error) {
+	f.mu.Lock()
+	f.reads++
+	err := f.readErr
+	f.mu.Unlock()
+	select {
+	case <-f.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	if err != nil {
+		return 0, err
+	}
+	<-f.closed
+	return 0, net.ErrClosed
+}
+
+func (f *fakeConn) WriteBatch(msgs []udpio.Message) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range msgs {
+		f.sent = append(f.sent, udpio.Message{Buf: append([]byte(nil), m.Buf[:m.N]...), N: m.N, Addr: m.Addr})
+	}
+	return len(msgs), nil
+}
+
+func (f *fakeConn) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("10.0.0.2:40000") }
+
+func (f *fakeConn) Close() error {
+	f.once.Do(func() { close(f.closed) })
+	return nil
+}
+
+func (f *fakeConn) readCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// fakeDev is the tunnel device of a Client under test: reads fail with
+// readErr (or wait until Close); writes are recorded, and the packets
+// whose first byte is in refuse fail.
+type fakeDev struct {
+	mu      sync.Mutex
+	readErr error
+	reads   int
+	written [][]byte
+	refuse  map[byte]bool
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newFakeDev() *fakeDev { return &fakeDev{closed: make(chan struct{}), refuse: map[byte]bool{}} }
+
+func (f *fakeDev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	f.mu.Lock()
+	f.reads++
+	err := f.readErr
+	f.mu.Unlock()
+	select {
+	case <-f.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	if err != nil {
+		return 0, err
+	}
+	<-f.closed
+	return 0, net.ErrClosed
+}
+
+func (f *fakeDev) Write(bufs [][]byte, offset int) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, b := range bufs {
+		if len(b) > offset && f.refuse[b[offset]] {
+			return i, syscall.EINVAL
+		}
+		f.written = append(f.written, append([]byte(nil), b[offset:]...))
+	}
+	return len(bufs), nil
+}
+
+func (f *fakeDev) BatchSize() int    { return 1 }
+func (f *fakeDev) MTU() (int, error) { return 1280, nil }
+func (f *fakeDev) Name() string      { return "teredo" }
+func (f *fakeDev) Close() error {
+	f.once.Do(func() { close(f.closed) })
+	return nil
+}
+
+func (f *fakeDev) readCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// newTestClient is a Client around fakes, with no helper: enough for its
+// loops.
+func newTestClient(t *testing.T) (*Client, *fakeConn, *fakeDev) {
+	t.Helper()
+	conn, dev := newFakeConn(), newFakeDev()
+	c := &Client{
+		log:   slog.New(slog.DiscardHandler),
+		dev:   dev,
+		conn:  conn,
+		eng:   tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix}),
+		start: time.Now(),
+		maint: make(chan datagram, maintQueue),
+	}
+	c.servers.Store(&[2]netip.Addr{})
+	c.status.Store(&Status{})
+	t.Cleanup(func() { conn.Close(); dev.Close() })
+	return c, conn, dev
+}
+
+// TestReadLoopsGiveUp: a read that fails for good ends the loop with the
+// error after a bounded run, pausing between tries, instead of spinning.
+func TestReadLoopsGiveUp(t *testing.T) {
+	broken := errors.New("read: bad file descriptor")
+	cases := []struct {
+		name  string
+		setup func(c *fakeConn, d *fakeDev)
+		loop  func(c *Client) error
+		reads func(c *fakeConn, d *fakeDev) int
+	}{
+		{"socket", func(c *fakeConn, _ *fakeDev) { c.readErr = broken }, (*Client).socketLoop,
+			func(c *fakeConn, _ *fakeDev) int { return c.readCount() }},
+		{"tunnel", func(_ *fakeConn, d *fakeDev) { d.readErr = broken }, (*Client).tunnelLoop,
+			func(_ *fakeConn, d *fakeDev) int { return d.readCount() }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, conn, dev := newTestClient(t)
+			tc.setup(conn, dev)
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- tc.loop(c) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, broken) {
+					t.Errorf("loop ended with %v, want the read error", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("loop still running after %d failed reads", tc.reads(conn, dev))
+			}
+			took := time.Since(start)
+			if n := tc.reads(conn, dev); n != maxErrorRun+1 {
+				t.Errorf("%d reads, want %d", n, maxErrorRun+1)
+			}
+			if got := c.Stats().ReadErrors; got != maxErrorRun+1 {
+				t.Errorf("ReadErrors %d, want %d", got, maxErrorRun+1)
+			}
+			// The pauses add up to about a second: no spinning.
+			if took < 500*time.Millisecond {
+				t.Errorf("gave up after %v: no pause between failed reads", took)
+			}
+			t.Logf("gave up after %d reads in %v", maxErrorRun+1, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// TestErrorRun: the run gives up on failure maxErrorRun+1, and a good
+// read starts it over.
+func TestErrorRun(t *testing.T) {
+	var r errorRun
+	err := errors.New("ENOBUFS")
+	r.n = maxErrorRun - 1 // skip most pauses
+	if got := r.failed("read", err); got != nil {
+		t.Fatalf("failure %d gave up: %v", maxErrorRun, got)
+	}
+	r.reset()
+	if got := r.failed("read", err); got != nil {
+		t.Fatalf("first failure after a good read gave up: %v", got)
+	}
+	r.n = maxErrorRun
+	if got := r.failed("read", err); !errors.Is(got, err) {
+		t.Errorf("failure %d: %v, want the error", maxErrorRun+1, got)
+	}
+}

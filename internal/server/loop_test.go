@@ -1,0 +1,77 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/miredo-go/miredo/pkg/udpio"
+)
+
+// socketFD finds the descriptor of the IPv4 socket bound to local.
+func socketFD(t *testing.T, local netip.AddrPort) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			continue
+		}
+		if in4, ok := sa.(*unix.SockaddrInet4); ok && in4.Port == int(local.Port()) && netip.AddrFrom4(in4.Addr) == local.Addr() {
+			return fd
+		}
+	}
+	t.Fatalf("no descriptor bound to %v", local)
+	return -1
+}
+
+// TestLoopGivesUp: a socket whose reads fail for good (here its descriptor
+// replaced by a pipe, so every read says ENOTSOCK) ends the loop with the
+// error after a bounded run of failures, instead of spinning.
+func TestLoopGivesUp(t *testing.T) {
+	c, err := udpio.Listen(netip.MustParseAddrPort("127.0.0.1:0"), udpio.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[1])
+	if err := unix.Dup3(p[0], socketFD(t, c.LocalAddr()), unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[0])
+
+	s := &Server{log: slog.New(slog.DiscardHandler),
+		h: NewHandler(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), 0x20010000, 1280)}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- s.loop(c, ViaPrimary, [2]*udpio.Conn{c, c}, new(loopStats)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, unix.ENOTSOCK) {
+			t.Errorf("loop ended with %v, want ENOTSOCK", err)
+		}
+		// The pauses between failures add up to about a second.
+		if took := time.Since(start); took < 500*time.Millisecond {
+			t.Errorf("gave up after %v: no pause between failed reads", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("loop still running on a broken socket") // Cleanup's Close ends it
+	}
+}
