@@ -162,7 +162,7 @@ func (e *Engine) reset() {
 	for i := range e.table.shards {
 		s := &e.table.shards[i]
 		s.mu.Lock()
-		s.reset(e.dropQueue)
+		s.reset(queueDrop{e, &e.st.tick})
 		s.mu.Unlock()
 	}
 }
@@ -204,7 +204,7 @@ func (e *Engine) Tick(out *Out) {
 				// Only packets from the peer wait. Their test is not
 				// repeated: anyone can send them with a spoofed source.
 				if now-p.lastTx >= incomingWait {
-					e.dropQueue(s.takeQueue(idx))
+					e.dropQueue(s.takeQueue(idx), DropQueueExpired, c)
 				}
 				continue
 			}
@@ -223,9 +223,9 @@ func (e *Engine) Tick(out *Out) {
 					break
 				}
 			}
-			e.dropQueue(q)
+			e.dropQueue(q, DropQueueExpired, c)
 		}
-		n := s.expire(now, idleTicks, expireBudget, e.dropQueue)
+		n := s.expire(now, idleTicks, expireBudget, queueDrop{e, c})
 		s.mu.Unlock()
 		c.expired.Add(uint64(n))
 	}

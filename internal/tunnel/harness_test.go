@@ -125,7 +125,7 @@ func (en *env) trust(a netip.Addr, m netip.AddrPort) {
 	defer s.mu.Unlock()
 	i, ok := s.lookup(&k)
 	if !ok {
-		i, _ = s.insert(&k, en.e.now(), en.e.dropQueue)
+		i, _ = s.insert(&k, en.e.now(), queueDrop{en.e, &en.e.st.tick})
 	}
 	p := &s.peers[i]
 	p.setMapping(m)

@@ -333,3 +333,50 @@ func TestQueueChargesBuffers(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueDropAccounting: a dropped queue is counted under the reason it
+// was dropped for, on the counters of the goroutine that dropped it.
+func TestQueueDropAccounting(t *testing.T) {
+	cases := []struct {
+		name    string
+		mode    Mode
+		run     func(en *env)
+		counter func(e *Engine) *counters
+		why     DropReason
+	}{
+		{"evicted by a host packet", ConeRelay, func(en *env) {
+			en.tun(pkt(native, peerAddr, 8))
+			en.tun(pkt(native, teredoAddr(serverIP, peerMap2), 8))
+		}, func(e *Engine) *counters { return &e.st.tun }, DropQueueEvicted},
+		{"evicted by a datagram", Client, func(en *env) {
+			en.udp(pkt(native, selfAddr, 8), relayMap)
+			en.udp(pkt(peerAddr, selfAddr, 8), peerMap)
+		}, func(e *Engine) *counters { return &e.st.udp }, DropQueueEvicted},
+		{"reset by a new address", Client, func(en *env) {
+			en.tun(pkt(selfAddr, peerAddr, 8))
+			en.e.SetSelf(Self{Addr: teredoAddr(serverIP, peerMap2), Server: server})
+		}, func(e *Engine) *counters { return &e.st.tick }, DropQueueReset},
+		{"given up at Tick", ConeRelay, func(en *env) {
+			en.tun(pkt(native, peerAddr, 8))
+			for range 5 {
+				en.clk.advance(2 * time.Second)
+				en.tick()
+			}
+		}, func(e *Engine) *counters { return &e.st.tick }, DropQueueExpired},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			en := newEnv(t, tc.mode, func(c *Config) { c.MaxPeers = 1 })
+			tc.run(en)
+			st := en.e.Stats()
+			var want [NumDropReasons]uint64
+			want[tc.why] = 1
+			if st.Dropped != want {
+				t.Errorf("dropped %v, want one %v", st.Dropped, tc.why)
+			}
+			if n := tc.counter(en.e).dropped[tc.why].Load(); n != 1 {
+				t.Errorf("%d on the caller's counters, want 1", n)
+			}
+		})
+	}
+}

@@ -189,8 +189,8 @@ const (
 // insert adds a fresh untrusted entry for a, evicting if the shard is full.
 // A new entry's last reception and transmission are 30 s in the past
 // (RFC 4380 §5.2.6), so it is not valid and may be bubbled at once. The
-// evicted entry's queue, if any, is handed to drop.
-func (s *shard) insert(a *[16]byte, now tick, drop func(*queue)) (uint32, insertResult) {
+// evicted entry's queue, if any, is dropped through d.
+func (s *shard) insert(a *[16]byte, now tick, d queueDrop) (uint32, insertResult) {
 	res := inserted
 	if s.n >= s.limit {
 		victim := s.lists[probation].head
@@ -200,7 +200,7 @@ func (s *shard) insert(a *[16]byte, now tick, drop func(*queue)) (uint32, insert
 				return noIndex, refused
 			}
 		}
-		s.remove(victim, drop)
+		s.remove(victim, d, DropQueueEvicted)
 		res = insertedEvicting
 	}
 	var i uint32
@@ -225,8 +225,8 @@ func (s *shard) insert(a *[16]byte, now tick, drop func(*queue)) (uint32, insert
 	return i, res
 }
 
-// remove frees entry i; its queue goes to drop.
-func (s *shard) remove(i uint32, drop func(*queue)) {
+// remove frees entry i; its queue is dropped through d, counted under why.
+func (s *shard) remove(i uint32, d queueDrop, why DropReason) {
 	p := &s.peers[i]
 	l := probation
 	if p.has(fProtected) {
@@ -236,7 +236,7 @@ func (s *shard) remove(i uint32, drop func(*queue)) {
 	if p.has(fQueued) {
 		q := s.queues[i]
 		delete(s.queues, i)
-		drop(q)
+		d.drop(q, why)
 	}
 	delete(s.index, p.addr)
 	*p = peer{next: s.free}
@@ -269,8 +269,9 @@ func (s *shard) queueOf(i uint32) *queue {
 }
 
 // expire removes entries unused for idle, oldest first, at most budget of
-// them, and returns how many it removed.
-func (s *shard) expire(now, idle tick, budget int, drop func(*queue)) int {
+// them, and returns how many it removed. Their queues are dropped through
+// d.
+func (s *shard) expire(now, idle tick, budget int, d queueDrop) int {
 	n := 0
 	for l := range s.lists {
 		for n < budget {
@@ -278,17 +279,17 @@ func (s *shard) expire(now, idle tick, budget int, drop func(*queue)) int {
 			if i == noIndex || now-s.peers[i].lastUse <= idle {
 				break
 			}
-			s.remove(i, drop)
+			s.remove(i, d, DropQueueExpired)
 			n++
 		}
 	}
 	return n
 }
 
-// reset empties the shard; queues go to drop.
-func (s *shard) reset(drop func(*queue)) {
+// reset empties the shard; queues are dropped through d.
+func (s *shard) reset(d queueDrop) {
 	for _, q := range s.queues {
-		drop(q)
+		d.drop(q, DropQueueReset)
 	}
 	clear(s.queues)
 	clear(s.index)

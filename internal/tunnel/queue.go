@@ -112,16 +112,26 @@ func (e *Engine) release(q *queue) {
 	q.bytes = 0
 }
 
-// dropQueue frees every packet of a detached queue, counting them.
-func (e *Engine) dropQueue(q *queue) {
+// dropQueue frees every packet of a detached queue, counting them under
+// why on the caller's counters c.
+func (e *Engine) dropQueue(q *queue, why DropReason, c *counters) {
 	for i := range q.items {
 		if b := q.items[i].buf; b != nil {
 			b.pool.Put(b)
 		}
 	}
-	e.st.tick.dropped[DropQueueExpired].Add(uint64(len(q.items)))
+	c.dropped[why].Add(uint64(len(q.items)))
 	e.release(q)
 	clear(q.items)
 	q.items = q.items[:0]
 	q.outgoing = 0
 }
+
+// queueDrop lets the peer table drop the queues of the entries it removes
+// (the table says why) on the counters of the goroutine that called it.
+type queueDrop struct {
+	e *Engine
+	c *counters
+}
+
+func (d queueDrop) drop(q *queue, why DropReason) { d.e.dropQueue(q, why, d.c) }

@@ -163,7 +163,7 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 				return drop(DropUnknownPeer)
 			}
 			var res insertResult
-			if idx, res = s.insert(src, now, e.dropQueue); res == refused {
+			if idx, res = s.insert(src, now, queueDrop{e, c}); res == refused {
 				s.mu.Unlock()
 				return drop(DropTableFull)
 			}
@@ -189,7 +189,7 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 			return drop(DropProbeLimited)
 		}
 		var res insertResult
-		if idx, res = s.insert(src, now, e.dropQueue); res == refused {
+		if idx, res = s.insert(src, now, queueDrop{e, c}); res == refused {
 			s.mu.Unlock()
 			return drop(DropTableFull)
 		}

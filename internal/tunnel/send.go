@@ -123,7 +123,7 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 		}
 	} else {
 		var res insertResult
-		idx, res = s.insert(dst, now, e.dropQueue)
+		idx, res = s.insert(dst, now, queueDrop{e, c})
 		if res == refused {
 			s.mu.Unlock()
 			return drop(DropTableFull)

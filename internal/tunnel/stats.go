@@ -26,10 +26,12 @@ const (
 	DropUnknownPeer              // relay: a Teredo client we never sent to
 	DropMismatch                 // source IPv4/port matches neither the peer's mapping nor its address
 	DropBadDst                   // destination we do not deliver to
-	DropQueueExpired             // a queued packet whose peer gave up, was evicted or reset
+	DropQueueExpired             // a queued packet whose peer never answered, or whose entry expired
 	DropQueueMismatch            // a queued incoming packet from another mapping than the verified one
 	DropNativeBubble             // client: a bubble from a native source
 	DropProbeLimited             // client: a native peer's packet whose connectivity test the global budget refused
+	DropQueueEvicted             // a queued packet whose entry was evicted to make room
+	DropQueueReset               // client: a queued packet dropped with the peer table on a new address
 	NumDropReasons
 )
 
@@ -53,6 +55,8 @@ var dropNames = [NumDropReasons]string{
 	DropQueueMismatch: "queue_mismatch",
 	DropNativeBubble:  "native_bubble",
 	DropProbeLimited:  "probe_limited",
+	DropQueueEvicted:  "queue_evicted",
+	DropQueueReset:    "queue_reset",
 }
 
 func (r DropReason) String() string {

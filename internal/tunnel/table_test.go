@@ -221,7 +221,7 @@ func idlePeerBytes(n int) float64 {
 		k := nth(i).As16()
 		s := e.table.shardOf(&k)
 		s.mu.Lock()
-		idx, _ := s.insert(&k, e.now(), e.dropQueue)
+		idx, _ := s.insert(&k, e.now(), queueDrop{e, &e.st.tick})
 		s.peers[idx].flags |= fTrusted
 		s.mu.Unlock()
 	}

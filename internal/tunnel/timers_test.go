@@ -244,7 +244,7 @@ func TestSetSelf(t *testing.T) {
 	}
 	en.e.SetSelf(Self{Addr: teredoAddr(serverIP, peerMap2), Server: server})
 	st := en.e.Stats()
-	if st.Peers != 0 || st.QueuedBytes != 0 || st.Dropped[DropQueueExpired] != 1 {
+	if st.Peers != 0 || st.QueuedBytes != 0 || st.Dropped[DropQueueReset] != 1 {
 		t.Fatalf("new address: %+v", st)
 	}
 	en.e.SetSelf(Self{})
