@@ -54,6 +54,10 @@ const (
 	suspectAfter = 2 * time.Second
 	// suspectCheck is how often the maintenance goroutine looks at that.
 	suspectCheck = 250 * time.Millisecond
+	// heardCheckEvery bounds how often the socket loop checks whether the
+	// Engine accepted a datagram from our server; the refresh it may
+	// postpone is 22-30 s away.
+	heardCheckEvery = 250 * time.Millisecond
 	// resolveTimeout bounds one resolution of the server names.
 	resolveTimeout = 10 * time.Second
 	// maintQueue bounds the advertisements waiting for the maintenance
@@ -141,11 +145,17 @@ type Client struct {
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
 	servers atomic.Pointer[[2]netip.Addr]
-	// Monotonic nanoseconds since start (0 = never): the last datagram
-	// received, the last one from the primary server, and the first host
-	// packet sent since the last datagram received.
+	// Monotonic nanoseconds since start (0 = never): when a datagram the
+	// Engine accepted or an RA the machine accepted was last seen, when
+	// the primary server last sent a datagram the Engine accepted, and the
+	// first host packet sent since lastRecv.
 	start                              time.Time
 	lastRecv, lastHeard, firstUnanswer atomic.Int64
+	// heardChecked is when fromServer last looked at the Engine's
+	// counters (socket loop only); acceptedSeen is their value at the last
+	// noteAccepted (maintenance goroutine only).
+	heardChecked int64
+	acceptedSeen uint64
 
 	status atomic.Pointer[Status]
 	maint  chan datagram
@@ -353,32 +363,76 @@ func (c *Client) socketLoop() error {
 			continue
 		}
 		errs.reset()
-		now := c.mono()
-		c.lastRecv.Store(now)
-		srv := c.servers.Load()
-		for i := range n {
-			m := &msgs[i]
-			if m.Truncated {
-				c.st.truncated.Add(1)
-				continue
-			}
-			b := m.Buf[:m.N]
-			if m.Addr.Port() == proto.Port {
-				if a := m.Addr.Addr(); a == srv[0] || a == srv[1] {
-					if len(b) >= 2 && b[0] == 0 && b[1] == 1 { // authentication header: an RA
-						c.toMaintenance(b, m.Addr)
-						continue
-					}
-					if a == srv[0] {
-						c.lastHeard.Store(now)
-					}
-				}
-			}
-			c.eng.FromUDP(b, m.Addr, &out)
-		}
+		c.receive(msgs[:n], &out)
 		if err := c.flush(&out); err != nil {
 			return nil
 		}
+	}
+}
+
+// receive handles one batch of datagrams: advertisements from our server
+// go to the state machine, everything else to the Engine.
+func (c *Client) receive(msgs []udpio.Message, out *tunnel.Out) {
+	srv := c.servers.Load()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Truncated {
+			c.st.truncated.Add(1)
+			continue
+		}
+		b := m.Buf[:m.N]
+		if m.Addr.Port() == proto.Port {
+			if a := m.Addr.Addr(); a == srv[0] || a == srv[1] {
+				if len(b) >= 2 && b[0] == 0 && b[1] == 1 { // authentication header: an RA
+					c.toMaintenance(b, m.Addr)
+					continue
+				}
+				if a == srv[0] {
+					c.fromServer(b, m.Addr, out)
+					continue
+				}
+			}
+		}
+		c.eng.FromUDP(b, m.Addr, out)
+	}
+}
+
+// fromServer hands the Engine a datagram from our primary server that is
+// not an advertisement. If the Engine accepts it (a bubble the server
+// forwards to us), the server was heard from, which postpones the next
+// refresh. FromUDP gives no verdict, so this compares the Engine's
+// accepted counters around the call (only the socket loop moves them);
+// reading them visits every shard of the peer table, so it is done at most
+// once per heardCheckEvery: a forged flood from the server's address
+// cannot slow the loop down, and at worst hides a real packet, which costs
+// one refresh.
+func (c *Client) fromServer(b []byte, from netip.AddrPort, out *tunnel.Out) {
+	now := c.mono()
+	if c.heardChecked != 0 && now-c.heardChecked < int64(heardCheckEvery) {
+		c.eng.FromUDP(b, from, out)
+		return
+	}
+	c.heardChecked = now
+	before := accepted(c.eng.Stats())
+	c.eng.FromUDP(b, from, out)
+	if accepted(c.eng.Stats()) != before {
+		c.lastHeard.Store(now)
+	}
+}
+
+// accepted counts the datagrams the Engine took from the Teredo side:
+// packets delivered to the host, bubbles, and replies to its connectivity
+// tests.
+func accepted(s tunnel.Stats) uint64 { return s.Delivered + s.BubblesIn + s.PingReplies }
+
+// noteAccepted runs in the maintenance goroutine each suspectCheck: when
+// the Engine accepted anything since the last call, something answered
+// (lastRecv). Forged or refused datagrams do not count, so they cannot hide
+// the silence that a changed NAT mapping causes.
+func (c *Client) noteAccepted() {
+	if n := accepted(c.eng.Stats()); n != c.acceptedSeen {
+		c.acceptedSeen = n
+		c.lastRecv.Store(c.mono())
 	}
 }
 
@@ -480,6 +534,8 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 			if err := m.Receive(d.at, d.b, d.from, &a); err != nil {
 				c.st.maintRefused.Add(1)
 				c.log.Debug("advertisement ignored", "from", d.from, "err", err)
+			} else {
+				c.lastRecv.Store(c.mono()) // the mapping works
 			}
 		case r := <-resolved:
 			if r.err != nil && lastGood.primary.IsValid() {
@@ -490,6 +546,7 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 			}
 			m.Resolved(time.Now(), r.primary, r.secondary, r.err, &a)
 		case <-watch.C:
+			c.noteAccepted()
 			if fu := c.firstUnanswer.Load(); fu > c.lastRecv.Load() && c.mono()-fu >= int64(suspectAfter) {
 				m.Suspect(time.Now(), &a)
 				if len(a.Send) > 0 {

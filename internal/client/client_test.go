@@ -208,3 +208,83 @@ func TestErrorRun(t *testing.T) {
 		t.Errorf("failure %d: %v, want the error", maxErrorRun+1, got)
 	}
 }
+
+// qualifiedClient is a test Client whose Engine is qualified with server
+// 192.0.2.10 (secondary .11), mapped to 198.51.100.2:40000.
+func qualifiedClient(t *testing.T) (c *Client, conn *fakeConn, dev *fakeDev, self netip.Addr, server netip.AddrPort) {
+	c, conn, dev = newTestClient(t)
+	primary, secondary := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	server = netip.AddrPortFrom(primary, proto.Port)
+	self = proto.Address{Prefix: proto.DefaultPrefix, Server: primary, MappedPort: 40000,
+		MappedAddr: netip.MustParseAddr("198.51.100.2")}.Addr()
+	c.servers.Store(&[2]netip.Addr{primary, secondary})
+	c.eng.SetSelf(tunnel.Self{Addr: self, Server: server})
+	return c, conn, dev, self, server
+}
+
+// TestHeardAndReceived: only what the Engine accepts counts as heard from
+// the server (postponing the refresh) or as received (answering host
+// traffic, which otherwise asks for an early refresh); forged, malformed
+// or refused datagrams count for neither.
+func TestHeardAndReceived(t *testing.T) {
+	peerMapping := netip.MustParseAddrPort("203.0.113.5:5000")
+	peer := proto.Address{Prefix: proto.DefaultPrefix, Server: netip.MustParseAddr("192.0.2.10"),
+		MappedPort: peerMapping.Port(), MappedAddr: peerMapping.Addr()}.Addr()
+	other := proto.Address{Prefix: proto.DefaultPrefix, Server: netip.MustParseAddr("192.0.2.10"),
+		MappedPort: 1234, MappedAddr: netip.MustParseAddr("198.51.100.9")}.Addr()
+	stranger := netip.MustParseAddrPort("203.0.113.77:3544")
+	type datagram struct {
+		b    func(self netip.Addr) []byte
+		from func(server netip.AddrPort) netip.AddrPort
+	}
+	fromServer := func(s netip.AddrPort) netip.AddrPort { return s }
+	fromPeer := func(netip.AddrPort) netip.AddrPort { return peerMapping }
+	fromStranger := func(netip.AddrPort) netip.AddrPort { return stranger }
+	indirectBubble := func(self netip.Addr) []byte {
+		return proto.AppendBubble(proto.AppendOrigin(nil, peerMapping), peer, self, 0)
+	}
+	cases := []struct {
+		name            string
+		in              datagram
+		heard, received bool
+		maintenance     bool
+	}{
+		{"bubble forwarded by our server", datagram{indirectBubble, fromServer}, true, true, false},
+		{"malformed from our server", datagram{func(netip.Addr) []byte { return []byte{0, 0, 1, 2, 3} }, fromServer}, false, false, false},
+		{"bubble for someone else from our server", datagram{func(netip.Addr) []byte {
+			return proto.AppendBubble(proto.AppendOrigin(nil, peerMapping), peer, other, 0)
+		}, fromServer}, false, false, false},
+		{"advertisement-like from our server", datagram{func(netip.Addr) []byte { return []byte{0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} }, fromServer}, false, false, true},
+		{"indirect bubble from a stranger", datagram{indirectBubble, fromStranger}, false, false, false},
+		{"garbage from a stranger", datagram{func(netip.Addr) []byte { return []byte("hello") }, fromStranger}, false, false, false},
+		{"packet from a Teredo peer", datagram{func(self netip.Addr) []byte {
+			return proto.AppendEchoRequest(nil, proto.EchoFields{Src: peer, Dst: self, HopLimit: 64, ID: 1, Seq: 1})
+		}, fromPeer}, false, true, false},
+		{"packet from a peer, wrong mapping", datagram{func(self netip.Addr) []byte {
+			return proto.AppendEchoRequest(nil, proto.EchoFields{Src: peer, Dst: self, HopLimit: 64, ID: 1, Seq: 1})
+		}, fromStranger}, false, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, dev, self, server := qualifiedClient(t)
+			b := tc.in.b(self)
+			msgs := []udpio.Message{{Buf: b, N: len(b), Addr: tc.in.from(server)}}
+			var out tunnel.Out
+			c.receive(msgs, &out)
+			if err := c.flush(&out); err != nil {
+				t.Fatal(err)
+			}
+			c.noteAccepted()
+			if heard := c.lastHeard.Load() != 0; heard != tc.heard {
+				t.Errorf("heard from the server: %v, want %v", heard, tc.heard)
+			}
+			if received := c.lastRecv.Load() != 0; received != tc.received {
+				t.Errorf("received: %v, want %v", received, tc.received)
+			}
+			if got := len(c.maint) > 0; got != tc.maintenance {
+				t.Errorf("handed to the state machine: %v, want %v", got, tc.maintenance)
+			}
+			t.Logf("engine: %v; written to the host: %d", c.eng.Stats(), len(dev.written))
+		})
+	}
+}
