@@ -380,3 +380,101 @@ func TestQueueDropAccounting(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetSurvivesChurn: a peer that used up its 4 bubbles keeps that
+// budget for 300 s after the last one even if its entry goes away
+// meanwhile, evicted by a flood of other destinations or expired while
+// idle: recreating it must not buy 4 more bubbles (§5.2.6).
+func TestBudgetSurvivesChurn(t *testing.T) {
+	cases := []struct {
+		name   string
+		remove func(en *env)
+	}{
+		{"evicted by a flood", func(en *env) {
+			for i := range 50 {
+				en.tun(pkt(native, nth(1000+i), 8))
+			}
+		}},
+		{"expired while idle", func(en *env) {
+			en.clk.advance(time.Duration(idleTicks/ticksPerSecond)*time.Second + time.Second)
+			en.tick()
+		}},
+	}
+	p := pkt(native, peerAddr, 8)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			en := newEnv(t, RestrictedRelay, func(c *Config) { c.MaxPeers = 16 })
+			en.tun(p)
+			for range maxProbes {
+				en.clk.advance(2 * time.Second)
+				en.tick()
+			}
+			last := en.clk.t.Add(-2 * time.Second) // the fourth bubble
+			if v := en.tun(p); v != drop(DropUnreachable) {
+				t.Fatalf("budget not used up: %+v", v)
+			}
+			tc.remove(en)
+			if _, ok := en.peer(peerAddr); ok {
+				t.Fatal("entry still there")
+			}
+			if v := en.tun(p); v != drop(DropUnreachable) || len(en.out.UDP) != 0 {
+				t.Fatalf("recreated: %+v, sent to %v", v, en.sentTo())
+			}
+			// 300 s after the last bubble the budget starts afresh.
+			en.clk.t = last.Add(probeWindow/ticksPerSecond*time.Second + time.Second)
+			en.tick() // expires the entry: the memory must not outlive the window either
+			if v := en.tun(p); v != queuedV || len(en.out.UDP) != 2 {
+				t.Fatalf("after 300 s: %+v, sent to %v", v, en.sentTo())
+			}
+		})
+	}
+}
+
+// TestBudgetMemo: what the budget memory keeps when two addresses share a
+// slot, and what a new entry gets back.
+func TestBudgetMemo(t *testing.T) {
+	en := newEnv(t, ConeRelay)
+	a := peerAddr.As16()
+	s := en.e.table.shardOf(&a)
+	slot := addrHash(&a, s.seed) % budgetSlots
+	var b [16]byte // another address in the same slot
+	for i := 0; ; i++ {
+		if b = nth(i).As16(); addrHash(&b, s.seed)%budgetSlots == slot && b != a {
+			break
+		}
+	}
+	const now = tick(10_000)
+	cases := []struct {
+		name    string
+		first   peer // removed first
+		then    peer // then removed
+		restore *[16]byte
+		want    uint8 // probes a new entry for restore starts with
+	}{
+		{"used budget comes back", peer{addr: a, probes: 4, lastTx: now - 10}, peer{}, &a, 4},
+		{"other address gets nothing", peer{addr: a, probes: 4, lastTx: now - 10}, peer{}, &b, 0},
+		{"less used neighbour does not wash it out", peer{addr: a, probes: 4, lastTx: now - 10}, peer{addr: b, probes: 1, lastTx: now}, &a, 4},
+		{"more used neighbour takes the slot", peer{addr: a, probes: 1, lastTx: now - 10}, peer{addr: b, probes: 4, lastTx: now}, &b, 4},
+		{"stale record gives way", peer{addr: a, probes: 4, lastTx: now - probeWindow - 1}, peer{addr: b, probes: 1, lastTx: now}, &b, 1},
+		{"answered since: forgotten", peer{addr: a, probes: 3, lastTx: now - 10}, peer{addr: a}, &a, 0},
+		{"untouched entry leaves no record", peer{addr: a}, peer{}, &a, 0},
+		{"older than the window", peer{addr: a, probes: 4, lastTx: now - probeWindow - 1}, peer{}, &a, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.memo = [budgetSlots]budgetMemo{}
+			s.remember(&tc.first, now)
+			if tc.then.addr != ([16]byte{}) {
+				s.remember(&tc.then, now)
+			}
+			i, _ := s.insert(tc.restore, now, queueDrop{en.e, &en.e.st.tick})
+			defer s.remove(i, now, queueDrop{en.e, &en.e.st.tick}, DropQueueExpired)
+			if got := s.peers[i].probes; got != tc.want {
+				t.Errorf("new entry starts with %d probes, want %d", got, tc.want)
+			}
+			s.peers[i].probes = 0 // leave no record behind
+		})
+	}
+}

@@ -23,7 +23,10 @@ import (
 //     past the validity time, else refuses the newcomer: a flood of spoofed
 //     sources or destinations can only churn the probation list.
 //   - packet queues live beside the slab, in a map keyed by entry index, for
-//     the few peers that have packets waiting.
+//     the few peers that have packets waiting;
+//   - a small array keyed by the same hash remembers the bubble budgets of
+//     removed entries (budgetMemo), so that churning an entry out of the
+//     table does not buy its address a fresh budget.
 
 const noIndex = ^uint32(0)
 
@@ -69,7 +72,24 @@ type shard struct {
 	queues map[uint32]*queue
 	n      int // live entries
 	limit  int // most live entries
+	seed   [2]uint64
+	memo   [budgetSlots]budgetMemo
 	_      [64]byte
+}
+
+// budgetSlots is how many removed entries' budgets a shard remembers.
+const budgetSlots = 256
+
+// budgetMemo is the bubble (or test) budget of a removed entry: §5.2.6
+// allows 4 in 300 s, and an entry evicted by a flood or expired while idle
+// must not come back with a fresh 4. The memory is lossy, but a slot
+// holding a more used budget that is still running is not overwritten by a
+// less used one, so a flood of new destinations (one bubble each) cannot
+// wash out the record of one that used all four.
+type budgetMemo struct {
+	tag    uint32 // high bits of the address hash, with bit 0 set; 0 when free
+	last   tick   // the entry's last bubble or test
+	probes uint8
 }
 
 type table struct {
@@ -89,6 +109,7 @@ func newTable(maxPeers int, seed [2]uint64) table {
 	t := table{shards: make([]shard, n), shift: uint(64 - bits.TrailingZeros(uint(n))), seed: seed}
 	for i := range t.shards {
 		s := &t.shards[i]
+		s.seed = seed
 		s.limit = max(maxPeers/n, 1)
 		s.index = make(map[[16]byte]uint32)
 		s.queues = make(map[uint32]*queue)
@@ -104,8 +125,13 @@ func (t *table) shardOf(a *[16]byte) *shard {
 	if len(t.shards) == 1 {
 		return &t.shards[0]
 	}
-	h := mix(binary.LittleEndian.Uint64(a[0:8])^t.seed[0]) ^ mix(binary.LittleEndian.Uint64(a[8:16])^t.seed[1])
-	return &t.shards[h>>t.shift]
+	return &t.shards[addrHash(a, t.seed)>>t.shift]
+}
+
+// addrHash is a keyed mix of an address: its top bits pick the shard, its
+// low bits the budget memory slot.
+func addrHash(a *[16]byte, seed [2]uint64) uint64 {
+	return mix(binary.LittleEndian.Uint64(a[0:8])^seed[0]) ^ mix(binary.LittleEndian.Uint64(a[8:16])^seed[1])
 }
 
 func mix(x uint64) uint64 {
@@ -200,7 +226,7 @@ func (s *shard) insert(a *[16]byte, now tick, d queueDrop) (uint32, insertResult
 				return noIndex, refused
 			}
 		}
-		s.remove(victim, d, DropQueueEvicted)
+		s.remove(victim, now, d, DropQueueEvicted)
 		res = insertedEvicting
 	}
 	var i uint32
@@ -222,12 +248,34 @@ func (s *shard) insert(a *[16]byte, now tick, d queueDrop) (uint32, insertResult
 	s.index[*a] = i
 	s.pushTail(i, probation)
 	s.n++
+	// An address whose earlier entry went away keeps its running budget.
+	h := addrHash(a, s.seed)
+	if m := &s.memo[h%budgetSlots]; m.tag == memoTag(h) && now-m.last <= probeWindow {
+		s.peers[i].probes, s.peers[i].lastTx = m.probes, m.last
+	}
 	return i, res
 }
 
-// remove frees entry i; its queue is dropped through d, counted under why.
-func (s *shard) remove(i uint32, d queueDrop, why DropReason) {
+func memoTag(h uint64) uint32 { return uint32(h>>32) | 1 }
+
+// remember keeps the budget of entry p, about to be removed, in the memory.
+func (s *shard) remember(p *peer, now tick) {
+	h := addrHash(&p.addr, s.seed)
+	m, tag := &s.memo[h%budgetSlots], memoTag(h)
+	switch {
+	case m.tag == tag && p.probes == 0:
+		*m = budgetMemo{} // answered since: nothing to remember
+	case p.probes == 0:
+	case m.tag == tag || m.tag == 0 || now-m.last > probeWindow || m.probes <= p.probes:
+		*m = budgetMemo{tag: tag, last: p.lastTx, probes: p.probes}
+	}
+}
+
+// remove frees entry i, remembering its budget; its queue is dropped
+// through d, counted under why.
+func (s *shard) remove(i uint32, now tick, d queueDrop, why DropReason) {
 	p := &s.peers[i]
+	s.remember(p, now)
 	l := probation
 	if p.has(fProtected) {
 		l = protected
@@ -279,14 +327,15 @@ func (s *shard) expire(now, idle tick, budget int, d queueDrop) int {
 			if i == noIndex || now-s.peers[i].lastUse <= idle {
 				break
 			}
-			s.remove(i, d, DropQueueExpired)
+			s.remove(i, now, d, DropQueueExpired)
 			n++
 		}
 	}
 	return n
 }
 
-// reset empties the shard; queues are dropped through d.
+// reset empties the shard and forgets every budget (a new address of ours
+// starts afresh with everyone); queues are dropped through d.
 func (s *shard) reset(d queueDrop) {
 	for _, q := range s.queues {
 		d.drop(q, DropQueueReset)
@@ -297,4 +346,5 @@ func (s *shard) reset(d queueDrop) {
 	s.free = noIndex
 	s.lists = [2]list{{noIndex, noIndex}, {noIndex, noIndex}}
 	s.n = 0
+	s.memo = [budgetSlots]budgetMemo{}
 }
