@@ -158,8 +158,11 @@ type Client struct {
 	acceptedSeen uint64
 
 	status atomic.Pointer[Status]
-	maint  chan datagram
-	st     counters
+	// maint carries advertisements to the maintenance goroutine, in the
+	// buffers of maintFree (initMaintenance).
+	maint     chan datagram
+	maintFree chan []byte
+	st        counters
 	// devWrite serialises writes to the device, which takes one writer at
 	// a time; the socket loop is the one that writes in bulk.
 	devWrite sync.Mutex
@@ -173,7 +176,8 @@ func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: log, start: time.Now(), maint: make(chan datagram, maintQueue)}
+	c := &Client{cfg: cfg, log: log, start: time.Now()}
+	c.initMaintenance()
 	c.servers.Store(&[2]netip.Addr{})
 	c.status.Store(&Status{})
 	if stale, err := netcfg.DeleteStaleLink(netns.None(), cfg.Interface); err != nil {
@@ -323,8 +327,11 @@ func (c *Client) flush(out *tunnel.Out) error {
 	}
 	c.devWrite.Lock()
 	defer c.devWrite.Unlock()
-	for len(out.Local) > 0 {
-		n, err := c.dev.Write(out.Local, 0)
+	// Skip refused packets on a copy of the slice: out.Local must keep
+	// its whole backing array for Reset to clear and the next batch to use.
+	pkts := out.Local
+	for len(pkts) > 0 {
+		n, err := c.dev.Write(pkts, 0)
 		if err == nil {
 			break
 		}
@@ -332,7 +339,7 @@ func (c *Client) flush(out *tunnel.Out) error {
 			return err
 		}
 		c.st.tunWriteErrors.Add(1)
-		out.Local = out.Local[n+1:] // skip the packet the kernel refused
+		pkts = pkts[n+1:] // skip the packet the kernel refused
 	}
 	return nil
 }
@@ -454,16 +461,33 @@ func (r *errorRun) failed(what string, err error) error {
 // reset ends the run: the read worked.
 func (r *errorRun) reset() { r.n = 0 }
 
-// toMaintenance copies an advertisement to the maintenance goroutine. They
-// are rare (one per solicitation), so the copy does not matter.
+// initMaintenance makes the advertisement queue and its buffers, all
+// allocated up front: whoever can forge our server's address decides how
+// many advertisements arrive, but not how much we allocate.
+func (c *Client) initMaintenance() {
+	c.maint = make(chan datagram, maintQueue)
+	c.maintFree = make(chan []byte, maintQueue)
+	for range maintQueue {
+		c.maintFree <- make([]byte, 0, udpBufSize)
+	}
+}
+
+// toMaintenance copies an advertisement into a free buffer for the
+// maintenance goroutine; with none free (it is busy, or a flood) the
+// advertisement is dropped.
 func (c *Client) toMaintenance(b []byte, from netip.AddrPort) {
 	c.st.maintenance.Add(1)
 	select {
-	case c.maint <- datagram{b: append([]byte(nil), b...), from: from, at: time.Now()}:
+	case buf := <-c.maintFree:
+		// maint has a slot for every buffer: this never blocks.
+		c.maint <- datagram{b: append(buf[:0], b...), from: from, at: time.Now()}
 	default:
 		c.st.maintOverflow.Add(1)
 	}
 }
+
+// maintDone gives d's buffer back once the state machine is done with it.
+func (c *Client) maintDone(d datagram) { c.maintFree <- d.b[:0] }
 
 // maintain owns the state machine: it runs its timers, feeds it
 // advertisements and resolutions, applies what it decides, and ticks the
@@ -537,6 +561,7 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 			} else {
 				c.lastRecv.Store(c.mono()) // the mapping works
 			}
+			c.maintDone(d)
 		case r := <-resolved:
 			if r.err != nil && lastGood.primary.IsValid() {
 				c.log.Warn("cannot resolve the Teredo server; using its last address", "err", r.err, "server", lastGood.primary)

@@ -136,8 +136,8 @@ func newTestClient(t *testing.T) (*Client, *fakeConn, *fakeDev) {
 		conn:  conn,
 		eng:   tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix}),
 		start: time.Now(),
-		maint: make(chan datagram, maintQueue),
 	}
+	c.initMaintenance()
 	c.servers.Store(&[2]netip.Addr{})
 	c.status.Store(&Status{})
 	t.Cleanup(func() { conn.Close(); dev.Close() })
@@ -286,5 +286,73 @@ func TestHeardAndReceived(t *testing.T) {
 			}
 			t.Logf("engine: %v; written to the host: %d", c.eng.Stats(), len(dev.written))
 		})
+	}
+}
+
+// TestFlushRefusedPacket: a packet the tunnel refuses is skipped and the
+// rest written, and Out keeps its whole backing array, cleared, for the
+// next batch.
+func TestFlushRefusedPacket(t *testing.T) {
+	c, _, dev := newTestClient(t)
+	dev.refuse[0xbb] = true
+	var out tunnel.Out
+	out.Local = make([][]byte, 0, 8)
+	for _, first := range []byte{0xaa, 0xbb, 0xcc, 0xbb, 0xdd} {
+		out.Local = append(out.Local, []byte{first, 1, 2})
+	}
+	if err := c.flush(&out); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for _, p := range dev.written {
+		got = append(got, p[0])
+	}
+	if string(got) != "\xaa\xcc\xdd" {
+		t.Errorf("written % x, want aa cc dd", got)
+	}
+	if n := c.Stats().TunWriteErrors; n != 2 {
+		t.Errorf("TunWriteErrors %d, want 2", n)
+	}
+	if len(out.Local) != 0 || cap(out.Local) != 8 {
+		t.Errorf("out.Local after flush: len %d cap %d, want 0 and 8", len(out.Local), cap(out.Local))
+	}
+	for i, p := range out.Local[:cap(out.Local)] {
+		if p != nil {
+			t.Errorf("out.Local[%d] still holds a packet", i)
+		}
+	}
+}
+
+// TestToMaintenance: advertisements are copied into preallocated buffers;
+// once the queue is full the rest are counted and dropped, and nothing
+// allocates either way.
+func TestToMaintenance(t *testing.T) {
+	c, _, _ := newTestClient(t)
+	from := netip.MustParseAddrPort("192.0.2.10:3544")
+	b := make([]byte, 120)
+	b[1] = 1
+	if n := testing.AllocsPerRun(10*maintQueue, func() { c.toMaintenance(b, from) }); n != 0 {
+		t.Errorf("%.1f allocations per advertisement", n)
+	}
+	if len(c.maint) != maintQueue {
+		t.Fatalf("%d queued, want %d", len(c.maint), maintQueue)
+	}
+	st := c.Stats()
+	if st.Maintenance != st.MaintOverflow+maintQueue || st.MaintOverflow == 0 {
+		t.Errorf("maintenance %d overflow %d, want %d queued and the rest counted", st.Maintenance, st.MaintOverflow, maintQueue)
+	}
+	// The maintenance goroutine takes one and gives its buffer back; the
+	// next one fits and is a copy.
+	d := <-c.maint
+	c.maintDone(d)
+	b[5] = 0x55
+	c.toMaintenance(b, from)
+	b[5] = 0
+	var last datagram
+	for len(c.maint) > 0 {
+		last = <-c.maint
+	}
+	if len(last.b) != len(b) || last.b[5] != 0x55 || last.from != from {
+		t.Errorf("queued %d bytes (byte 5 %#x) from %v, want a copy of the %d bytes from %v", len(last.b), last.b[5], last.from, len(b), from)
 	}
 }
