@@ -2,6 +2,8 @@ package tunnel
 
 import (
 	"net/netip"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -476,5 +478,101 @@ func TestBudgetMemo(t *testing.T) {
 			}
 			s.peers[i].probes = 0 // leave no record behind
 		})
+	}
+}
+
+// TestSetSelfConcurrent: requalification (SetSelf, from the client's
+// maintenance goroutine) while both directions and the timer run (run with
+// -race). Afterwards the books balance: a new address leaves no entry and
+// no queued byte behind.
+func TestSetSelfConcurrent(t *testing.T) {
+	var randMu sync.Mutex
+	r := detRand()
+	en := newEnv(t, Client, func(c *Config) {
+		c.MaxPeers = 64 // evictions too
+		c.Rand = func(b []byte) { randMu.Lock(); defer randMu.Unlock(); r(b) }
+	})
+	e := en.e
+	var clkMu sync.Mutex
+	now := en.clk.t
+	e.cfg.Now = func() time.Time { clkMu.Lock(); defer clkMu.Unlock(); return now }
+	selves := []Self{
+		{Addr: selfAddr, Server: server},
+		{Addr: teredoAddr(serverIP, peerMap2), Server: server, Cone: true},
+		{},
+	}
+	const n = 3000
+	var wg, data sync.WaitGroup
+	wg.Add(4)
+	data.Add(2)
+	done := make(chan struct{})
+	go func() { data.Wait(); close(done) }()
+	go func() { // Teredo -> host: Teredo peers, native peers, bubbles via the server
+		defer wg.Done()
+		defer data.Done()
+		var out Out
+		for i := range n {
+			out.Reset()
+			dst := selves[i%2].Addr
+			a := nth(i % 100)
+			m, _ := proto.ParseAddress(a)
+			switch i % 3 {
+			case 0:
+				e.FromUDP(pkt(a, dst, 40), m.Mapping(), &out)
+			case 1:
+				src := native.As16()
+				src[15] = byte(i)
+				e.FromUDP(pkt(netip.AddrFrom16(src), dst, 40), relayMap, &out)
+			case 2:
+				e.FromUDP(append(proto.AppendOrigin(nil, m.Mapping()), bubble(a, dst)...), server, &out)
+			}
+		}
+	}()
+	go func() { // host -> Teredo
+		defer wg.Done()
+		defer data.Done()
+		var out Out
+		for i := range n {
+			out.Reset()
+			src := selves[i%2].Addr
+			if i%2 == 0 {
+				e.FromTunnel(pkt(src, nth(i%100), 40), &out)
+			} else {
+				e.FromTunnel(pkt(src, native2, 40), &out)
+			}
+		}
+	}()
+	var resets int
+	go func() { // maintenance: requalifies as long as traffic flows
+		defer wg.Done()
+		for i := range 1_000_000 {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			e.SetSelf(selves[i%len(selves)])
+			resets++
+			runtime.Gosched()
+		}
+	}()
+	go func() { // timer
+		defer wg.Done()
+		var out Out
+		for range 100 {
+			out.Reset()
+			clkMu.Lock()
+			now = now.Add(700 * time.Millisecond)
+			clkMu.Unlock()
+			e.Tick(&out)
+			_ = e.Stats()
+		}
+	}()
+	wg.Wait()
+	e.SetSelf(Self{Addr: teredoAddr(serverIP, relay2Map), Server: server})
+	st := e.Stats()
+	t.Logf("%d SetSelf calls; %d created, %d queued, %d queue_reset, %d pings", resets, st.Created, st.Queued, st.Dropped[DropQueueReset], st.Pings)
+	if st.FromUDP != n || st.FromTunnel != n || st.Peers != 0 || st.QueuedBytes != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
