@@ -220,3 +220,77 @@ func BenchmarkE2ETCPThroughput(b *testing.B) {
 		})
 	}
 }
+
+// Multi-queue: two queues of one interface, a reflector on each; several
+// connections at once all arrive intact, wherever the kernel put their
+// flows, and closing both queues removes the interface.
+func TestE2EMultiQueue(t *testing.T) {
+	for _, backend := range []Backend{BackendOffload, BackendBatch} {
+		t.Run(string(backend), func(t *testing.T) {
+			nsh, nlh, _ := newNetNS(t)
+			devs, err := OpenInNetNS(nsh, "teredo", Options{Backend: backend, Queues: 2})
+			if err != nil {
+				t.Fatalf("Open 2 queues: %v", err)
+			}
+			if len(devs) != 2 || devs[0].Name() != "teredo" || devs[1].Name() != "teredo" {
+				t.Fatalf("queues %d, names %q", len(devs), []string{devs[0].Name(), devs[len(devs)-1].Name()})
+			}
+			l, err := NewLink(nlh, "teredo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			configure(t, l)
+			done := make(chan error, len(devs))
+			for _, d := range devs {
+				go func() { done <- runReflector(d, tunAddr, native) }()
+			}
+			var ln net.Listener
+			if err := RunInNetNS(nsh, func() (err error) {
+				ln, err = net.Listen("tcp6", net.JoinHostPort(tunAddr.String(), "0"))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			lb := &loopback{dev: devs[0], listen: ln}
+			port := ln.Addr().(*net.TCPAddr).Port
+			lb.dial = func(ctx context.Context) (c net.Conn, err error) {
+				err = RunInNetNS(nsh, func() error {
+					d := net.Dialer{LocalAddr: &net.TCPAddr{IP: tunAddr.AsSlice()}}
+					c, err = d.DialContext(ctx, "tcp6", net.JoinHostPort(native.String(), fmt.Sprint(port)))
+					return err
+				})
+				return c, err
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			// One connection at a time: the listener's Accept pairs with
+			// the dial.
+			for i := range 6 {
+				data := make([]byte, 1<<20+i)
+				rand.Read(data)
+				got, err := lb.transfer(ctx, data)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("connection %d: %d of %d bytes, %v", i, len(got), len(data), err)
+				}
+			}
+			for i, d := range devs {
+				if s, ok := d.(OffloadStatser); ok {
+					t.Logf("queue %d: %+v", i, s.OffloadStats())
+				}
+				d.Close()
+			}
+			for range devs {
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("reflector: %v", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("reflector still running 5s after Close")
+				}
+			}
+			waitLinkGone(t, nlh, "teredo")
+		})
+	}
+}
