@@ -419,7 +419,8 @@ func (d *tunDevice) setIov(i int, b []byte) {
 // Write writes the packets in order. With offloads on, each run of
 // in-order TCP segments of one flow (see tcpRun) goes to the kernel as one
 // super-segment in one writev(2), and every other packet alone. If the
-// kernel refuses a super-segment, n is the index of its first packet.
+// kernel refuses a super-segment, its packets are written one by one, so
+// n is always the index of the packet that failed.
 func (d *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 	for i, b := range bufs {
 		if offset < 0 || offset > len(b) {
@@ -442,18 +443,20 @@ func (d *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 			var first tcpSeg
 			var pay int
 			run, first, pay = tcpRun(bufs[i:], offset)
-			if run > 1 {
-				err = d.writeRun(bufs[i:i+run], offset, first, pay)
-			} else if offset >= vnetHdrLen {
-				// Headroom is ours during the call: a zero header in front
-				// says "a whole packet, checksum done".
-				b := bufs[i][offset-vnetHdrLen:]
-				clear(b[:vnetHdrLen])
-				err = d.write(b, 0)
-			} else {
-				d.setIov(0, d.zeroHdr[:])
-				d.setIov(1, pkt)
-				err = d.write(nil, 2)
+			if run == 1 {
+				err = d.writeOne(bufs[i], offset)
+				break
+			}
+			if err = d.writeRun(bufs[i:i+run], offset, first, pay); err == nil || d.closed.Load() {
+				break
+			}
+			// The kernel refused the super-segment: send its packets one
+			// by one, so that only a packet it refuses on its own is
+			// reported, with its own index.
+			for j := range run {
+				if err = d.writeOne(bufs[i+j], offset); err != nil {
+					return i + j, d.ioError("write", err)
+				}
 			}
 		}
 		if err != nil {
@@ -462,6 +465,20 @@ func (d *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 		i += run
 	}
 	return len(bufs), nil
+}
+
+// writeOne writes buf[offset:] alone, behind a virtio-net header of zeros
+// ("a whole packet, checksum done"): in the headroom when there is room,
+// which is ours during the call, else gathered from a second buffer.
+func (d *tunDevice) writeOne(buf []byte, offset int) error {
+	if offset >= vnetHdrLen {
+		b := buf[offset-vnetHdrLen:]
+		clear(b[:vnetHdrLen])
+		return d.write(b, 0)
+	}
+	d.setIov(0, d.zeroHdr[:])
+	d.setIov(1, buf[offset:])
+	return d.write(nil, 2)
 }
 
 // writeRun writes the run of TCP segments in bufs as one super-segment:

@@ -266,3 +266,52 @@ func TestPairZeroAllocs(t *testing.T) {
 		t.Errorf("Write of a run and a single packet: %v allocations", write)
 	}
 }
+
+// When the kernel refuses a super-segment, Write sends the run's packets
+// one by one instead of losing them. Here the "kernel" is a socket whose
+// send buffer is too small for the merged run (EMSGSIZE).
+func TestPairWriteFallsBackWhenRefused(t *testing.T) {
+	d, k := newPairDevice(t, true)
+	if err := unix.SetsockoptInt(int(d.fdForTest(t)), unix.SOL_SOCKET, unix.SO_SNDBUF, 8192); err != nil {
+		t.Fatal(err)
+	}
+	run := flow(20, 1208, 0, nil)
+	frames := make(chan []byte, len(run))
+	go func() {
+		k.f.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for range run {
+			b := make([]byte, readBufLen)
+			n, err := k.f.Read(b)
+			if err != nil {
+				close(frames)
+				return
+			}
+			frames <- b[:n]
+		}
+	}()
+	if n, err := d.Write(withHeadroom(run, 0), 0); err != nil || n != len(run) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	for i, want := range run {
+		f, ok := <-frames
+		if !ok {
+			t.Fatalf("frame %d never came", i)
+		}
+		h, _ := decodeVnetHdr(f)
+		if h != (vnetHdr{}) || !bytes.Equal(f[vnetHdrLen:], want) {
+			t.Errorf("frame %d: %+v, not the plain packet", i, h)
+		}
+	}
+	if st := d.OffloadStats(); st.RunsWritten != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// fdForTest is the descriptor under d, for socket options in tests.
+func (d *tunDevice) fdForTest(t *testing.T) uintptr {
+	var fd uintptr
+	if err := d.rc.Control(func(f uintptr) { fd = f }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
