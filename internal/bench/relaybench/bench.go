@@ -115,6 +115,9 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	}
 	defer cleanBins()
 
+	if err := labFree(ctx, opt.Prefix); err != nil {
+		return nil, err
+	}
 	l, err := lab.Build(ctx, lab.Options{Prefix: opt.Prefix, Logger: opt.Log})
 	if err != nil {
 		return nil, err
@@ -466,6 +469,23 @@ func tails(ps ...*lab.Process) string {
 		}
 	}
 	return b.String()
+}
+
+// labFree fails if a lab with this prefix has processes in its namespaces:
+// lab.Build would remove it as stale, killing another benchmark's run.
+func labFree(ctx context.Context, prefix string) error {
+	names, err := filepath.Glob(filepath.Join("/run/netns", prefix+"-*"))
+	if err != nil {
+		return err
+	}
+	for _, path := range names {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "pids", filepath.Base(path)).Output()
+		if err == nil && len(strings.TrimSpace(string(out))) > 0 {
+			return fmt.Errorf("lab %q is in use (processes in %s): another run? Pass -lab OTHER, or remove it with go run ./internal/lab/labctl down --prefix %s",
+				prefix, filepath.Base(path), prefix)
+		}
+	}
+	return nil
 }
 
 // linkGone waits (at most 10 s) until interface name no longer exists in h:
