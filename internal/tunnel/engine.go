@@ -84,7 +84,7 @@ type Engine struct {
 	self   atomic.Pointer[selfState]
 	table  table
 	pools  *bufPools
-	queued atomic.Int64 // bytes in all queues
+	queued atomic.Int64 // memory charged to all queues (queueCost)
 
 	// bubbleKey keys the link-local source of our bubbles (see
 	// bubbleSource); pingID is the ICMPv6 identifier of our echo requests.
@@ -406,6 +406,7 @@ func (e *Engine) flush(q *queue, to netip.AddrPort, out *Out, c *counters) {
 	}
 	e.release(q)
 	q.items = q.items[:0]
+	q.outgoing = 0
 }
 
 // be32 reads the first 32 bits of an address: its Teredo prefix, if any.
