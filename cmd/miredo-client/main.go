@@ -56,6 +56,9 @@ func run(c *cli.Context) error {
 			Interface: c.String("interface"), Hook: c.String("hook"), User: c.String("user"),
 		}, log)
 	}
+	// SIGHUP (the if-up hook, a reload) must not kill the client while it
+	// starts; once it runs, it re-qualifies on it (client.Run).
+	signal.Ignore(syscall.SIGHUP)
 	if c.NArg() > 1 {
 		return daemon.Usagef("at most one server name may be given")
 	}

@@ -166,6 +166,8 @@ type Client struct {
 	// devWrite serialises writes to the device, which takes one writer at
 	// a time; the socket loop is the one that writes in bulk.
 	devWrite sync.Mutex
+	// hup delivers SIGHUP: the network changed (Run sets it).
+	hup <-chan os.Signal
 }
 
 // Open does the privileged part of starting: the tunnel device, the UDP
@@ -588,6 +590,12 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 			}
 		case <-usr1:
 			c.log.Info("status", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
+		case <-c.hup:
+			// Debian's if-up hook and the service manager's reload send
+			// it: the network changed. The configuration is not read
+			// again (the tunnel and socket could not be reopened).
+			c.log.Info("SIGHUP: resolving the Teredo server and qualifying again", "status", m.Status())
+			m.Rediscover(time.Now(), &a)
 		}
 	}
 }
@@ -685,6 +693,11 @@ func lookupIPv4(ctx context.Context, name string) (netip.Addr, error) {
 // Run runs the client until ctx ends: opens the tunnel, the socket and the
 // helper, writes the pid file, drops privileges and serves.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// SIGHUP means the network changed, from the start to the end: it must
+	// not kill us while the helper runs the last hooks either.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding our own executable for the privileged helper: %w", err)
@@ -694,6 +707,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer c.Close()
+	c.hup = hup
 	cfg = c.cfg
 	if cfg.PIDFile != "" {
 		pid, err := daemon.CreatePIDFile(cfg.PIDFile)

@@ -371,6 +371,71 @@ func TestClient(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGHUP", func(t *testing.T) {
+		// Debian's if-up hook and a reload send SIGHUP when the network
+		// changed: the client must resolve and qualify again at once,
+		// keeping the interface up, and not die.
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		h, _, err := l.Place(ctx, lab.Placement{Client: lab.Client1, NAT: lab.NAT1, Mode: lab.PortRestricted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		script, record := w.hooks.hook(t, "sighup")
+		c := startClient(ctx, t, l, h, "sighup", w.server.IPv4(), "--hook", script)
+		old := c.qualified(ctx, t)
+		c.nat(ctx, t)
+		hup := func(n int) {
+			t.Helper()
+			if err := syscall.Kill(c.p.Pid(), syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			for strings.Count(c.p.Tail(400), "SIGHUP: resolving the Teredo server") < n {
+				select {
+				case <-c.p.Done():
+					t.Fatalf("the client exited on SIGHUP: %v\n%s", c.p.Err(), c.p.Tail(10))
+				case <-ctx.Done():
+					t.Fatalf("no SIGHUP message:\n%s", c.p.Tail(20))
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+
+		// Same network: a solicitation now, the same address.
+		hup(1)
+		c.waitLog(ctx, t, "msg=\"Teredo mapping refreshed\"")
+		if addrs, _ := h.Addrs(ifname); !slices.Contains(addrs, old) {
+			t.Errorf("address %v gone after SIGHUP on the same network: %v", old, addrs)
+		}
+
+		// New mapping, no host traffic: the refresh is 20 s or more away,
+		// so only SIGHUP brings the new address this soon.
+		if err := l.Rebind(ctx, lab.NAT1); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		hup(2)
+		addr := c.newAddr(ctx, t, old)
+		took := time.Since(start)
+		a, _ := proto.ParseAddress(addr)
+		if a.MappedAddr != l.WAN(lab.NAT1) {
+			t.Errorf("new address maps to %v, want the new WAN %v", a.MappedAddr, l.WAN(lab.NAT1))
+		}
+		if took > 5*time.Second {
+			t.Errorf("new address %v after SIGHUP, want within 5 s", took)
+		}
+		// The interface went from the old address to the new one without
+		// going down in between.
+		waitHook(ctx, t, record, "STATE=up ", "ADDRESS="+addr.String()+" ", "OLD_STATE=up ", "OLD_ADDRESS="+old.String()+" ")
+		if b, _ := os.ReadFile(record); strings.Contains("\n"+string(b), "\nSTATE=down ") {
+			t.Errorf("the interface went down on SIGHUP:\n%s", b)
+		}
+		if err := pingBoth(ctx, h, addr, w.native, w.native.IPv6()); err != nil {
+			t.Error(err)
+		}
+		t.Logf("SIGHUP after a NAT rebind: new address in %v: %s -> %s", took.Round(time.Millisecond), old, addr)
+	})
+
 	t.Run("server outage", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 		defer cancel()

@@ -23,6 +23,10 @@ import (
 //	    |                       +--(3 RS)--> Offline   \--refresh: RS after a silent 75-100 % of 30 s
 //	    +--------------------------------------(back-off)--+
 //
+// Rediscover (a network change) resolves again at once: a qualified client
+// solicits the primary address right away, keeping its address until the
+// answer; any other phase goes back to Resolving without the back-off.
+//
 // Where it differs from Miredo 1.2.6 (../shared/reference/teredo.md §1.7):
 // after qualifying it also probes the NAT (a cone solicitation answered from
 // the secondary address, then a solicitation to the secondary address whose
@@ -256,6 +260,7 @@ type Machine struct {
 	toSecondary  time.Time  // last solicitation to the secondary address
 	secondaryWas netip.Addr // ... which was this one
 	coneSkipped  bool       // this probe compares mappings only
+	rediscover   bool       // qualified, and Rediscover asked for a resolution
 }
 
 // NewMachine returns a machine in PhaseResolving; call Start.
@@ -286,26 +291,46 @@ func (m *Machine) Start(now time.Time, a *Actions) {
 
 func (m *Machine) resolve(a *Actions) {
 	m.st.Phase = PhaseResolving
+	m.rediscover = false
 	a.Resolve = true
 	a.Changed = true
+}
+
+// Rediscover starts over after a network change (SIGHUP, which Debian's
+// if-up hook and the service manager's reload send): the server names are
+// resolved again and the primary address solicited at once, rather than at
+// the next refresh or after the back-off. A qualified client keeps its
+// address meanwhile: the answer confirms it, or brings the new one (and a
+// new NAT probe) if the mapping or the server changed.
+func (m *Machine) Rediscover(now time.Time, a *Actions) {
+	switch m.st.Phase {
+	case PhaseResolving:
+		// A resolution is on its way.
+	case PhaseQualified:
+		m.rediscover = true
+		a.Resolve = true
+	default: // qualifying, or offline: start over without the back-off
+		m.failures = 0
+		for k := range m.rs {
+			m.rs[k].active = false
+		}
+		m.resolve(a)
+	}
 }
 
 // Resolved takes the result of resolving the server names: the primary
 // and secondary IPv4 addresses, or why they could not be had.
 func (m *Machine) Resolved(now time.Time, primary, secondary netip.Addr, err error, a *Actions) {
+	if m.st.Phase == PhaseQualified && m.rediscover {
+		m.rediscover = false
+		m.requalify(now, primary, secondary, err, a)
+		return
+	}
 	if m.st.Phase != PhaseResolving {
 		return
 	}
 	if err == nil {
-		primary, secondary = primary.Unmap(), secondary.Unmap()
-		switch {
-		case !primary.Is4() || !proto.IsGlobalUnicastIPv4(primary):
-			err = fmt.Errorf("server %v: not a global unicast IPv4 address", primary)
-		case !secondary.Is4() || !proto.IsGlobalUnicastIPv4(secondary):
-			err = fmt.Errorf("secondary server %v: not a global unicast IPv4 address", secondary)
-		case primary == secondary:
-			err = fmt.Errorf("secondary server %v: same as the primary", secondary)
-		}
+		primary, secondary, err = checkServers(primary, secondary)
 	}
 	if err != nil {
 		m.log.Error("cannot use the Teredo server", "err", err)
@@ -319,6 +344,38 @@ func (m *Machine) Resolved(now time.Time, primary, secondary netip.Addr, err err
 	m.st.Phase = PhaseQualifying
 	a.Changed = true
 	m.solicit(now, rsPrimary, true, a)
+}
+
+// requalify takes a resolution asked for by Rediscover while qualified:
+// it adopts the new server addresses, if any, and solicits the primary.
+func (m *Machine) requalify(now time.Time, primary, secondary netip.Addr, err error, a *Actions) {
+	if err == nil {
+		primary, secondary, err = checkServers(primary, secondary)
+	}
+	switch {
+	case err != nil:
+		m.log.Warn("cannot resolve the Teredo server again; keeping its address", "server", m.st.Server, "err", err)
+	case primary != m.st.Server || secondary != m.st.Server2:
+		m.log.Info("Teredo server address changed", "old", m.st.Server, "new", primary)
+		m.st.Server, m.st.Server2 = primary, secondary
+		a.Changed = true
+	}
+	m.solicit(now, rsPrimary, true, a)
+}
+
+// checkServers returns the server addresses unmapped, or why they cannot
+// be used.
+func checkServers(primary, secondary netip.Addr) (netip.Addr, netip.Addr, error) {
+	primary, secondary = primary.Unmap(), secondary.Unmap()
+	switch {
+	case !primary.Is4() || !proto.IsGlobalUnicastIPv4(primary):
+		return primary, secondary, fmt.Errorf("server %v: not a global unicast IPv4 address", primary)
+	case !secondary.Is4() || !proto.IsGlobalUnicastIPv4(secondary):
+		return primary, secondary, fmt.Errorf("secondary server %v: not a global unicast IPv4 address", secondary)
+	case primary == secondary:
+		return primary, secondary, fmt.Errorf("secondary server %v: same as the primary", secondary)
+	}
+	return primary, secondary, nil
 }
 
 // solicit sends a fresh RS of the given kind; first starts a new round of
@@ -454,6 +511,7 @@ func (m *Machine) goOffline(now time.Time, a *Actions) {
 	for k := range m.rs {
 		m.rs[k].active = false
 	}
+	m.rediscover = false
 	m.st.Phase = PhaseOffline
 	m.st.Addr = netip.Addr{}
 	m.st.Since = time.Time{}

@@ -724,3 +724,100 @@ func TestQualificationTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestRediscover: after a network change the machine resolves and
+// solicits at once; a qualified client stays qualified throughout, with a
+// new address only if the mapping or the server changed.
+func TestRediscover(t *testing.T) {
+	restricted := mapping("198.51.100.2", 40000)
+	rediscover := func(w *world) {
+		var a Actions
+		w.m.Rediscover(w.now, &a)
+		w.apply(&a)
+	}
+	// stayedQualified checks every status change since the first n.
+	stayedQualified := func(t *testing.T, w *world, n int) {
+		t.Helper()
+		for _, s := range w.changes[n:] {
+			if s.Phase != PhaseQualified {
+				t.Errorf("went through phase %v", s.Phase)
+			}
+		}
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, w *world)
+	}{
+		{"same network: the address is confirmed", func(t *testing.T, w *world) {
+			w.run(time.Second)
+			old := w.wantQualified(restricted)
+			changes, resolves, mark := len(w.changes), w.resolves, w.now
+			rediscover(w)
+			if w.resolves != resolves+1 || w.rsSince(mark, w.primary) != 1 {
+				t.Fatalf("%d resolutions and %d solicitations at once, want 1 and 1", w.resolves-resolves, w.rsSince(mark, w.primary))
+			}
+			w.run(time.Second)
+			if s := w.wantQualified(restricted); s.Addr != old.Addr || len(w.changes) != changes {
+				t.Errorf("address %v -> %v, %d status changes; want it kept", old.Addr, s.Addr, len(w.changes)-changes)
+			}
+		}},
+		{"new mapping: new address without going down", func(t *testing.T, w *world) {
+			w.run(time.Second)
+			old := w.wantQualified(restricted)
+			changes := len(w.changes)
+			w.nat.rebind("198.51.100.3")
+			rediscover(w)
+			w.run(200 * time.Millisecond) // one round trip, not a refresh interval
+			s := w.wantQualified(mapping("198.51.100.3", 40000))
+			if s.Addr == old.Addr {
+				t.Error("address kept after the mapping changed")
+			}
+			stayedQualified(t, w, changes)
+			w.run(2 * time.Second)
+			if w.status().NAT != NATRestricted {
+				t.Errorf("NAT %v after the new mapping, want restricted", w.status().NAT)
+			}
+		}},
+		{"new server address", func(t *testing.T, w *world) {
+			w.run(time.Second)
+			changes := len(w.changes)
+			w.primary, w.secondary = netip.MustParseAddr("192.0.2.20"), netip.MustParseAddr("192.0.2.21")
+			rediscover(w)
+			w.run(200 * time.Millisecond)
+			s := w.wantQualified(restricted) // checks the server in the address
+			if s.Server != w.primary || s.Server2 != w.secondary {
+				t.Errorf("servers %v %v, want %v %v", s.Server, s.Server2, w.primary, w.secondary)
+			}
+			stayedQualified(t, w, changes)
+		}},
+		{"offline: no waiting for the back-off", func(t *testing.T, w *world) {
+			w.down = true
+			// Several losses, until the back-off is long.
+			for i := 0; w.status().Phase != PhaseOffline || w.m.retryAt.Sub(w.now) < 10*time.Second; i++ {
+				if i == 3000 {
+					t.Fatalf("no long back-off with the server down: phase %v", w.status().Phase)
+				}
+				w.run(100 * time.Millisecond)
+			}
+			w.down = false
+			rediscover(w)
+			w.run(200 * time.Millisecond)
+			w.wantQualified(restricted)
+		}},
+		{"qualifying: starts over", func(t *testing.T, w *world) {
+			w.down = true
+			w.run(time.Second) // the first RS is lost
+			w.down = false
+			resolves := w.resolves
+			rediscover(w)
+			w.run(200 * time.Millisecond)
+			w.wantQualified(restricted)
+			if w.resolves != resolves+1 {
+				t.Errorf("%d resolutions, want 1", w.resolves-resolves)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, newWorld(t, natPortRestricted)) })
+	}
+}

@@ -223,6 +223,33 @@ func TestOurServer(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGHUP", func(t *testing.T) {
+		// A reload (or Debian's if-up hook) must not kill the server: it
+		// says a new configuration needs a restart and keeps serving.
+		if err := syscall.Kill(srv.Pid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for !strings.Contains(srv.Tail(50), "SIGHUP: configuration not reloaded") {
+			select {
+			case <-srv.Done():
+				t.Fatalf("the server exited on SIGHUP: %v\n%s", srv.Err(), srv.Tail(10))
+			case <-ctx.Done():
+				t.Fatalf("no SIGHUP message:\n%s", srv.Tail(10))
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		var nonce [proto.NonceLen]byte
+		rand.Read(nonce[:])
+		if from, ra := exchange(t, proto.AppendRouterSolicitation(nil, nonce, false)); from != primary || len(ra) == 0 {
+			t.Errorf("after SIGHUP: answer of %d bytes from %v", len(ra), from)
+		}
+		select {
+		case <-srv.Done():
+			t.Fatalf("the server exited after SIGHUP: %v", srv.Err())
+		default:
+		}
+	})
+
 	t.Run("hostile input", func(t *testing.T) {
 		// A victim on inet1 that a forwarded packet would reach, and the
 		// native host's echo counter, which a forwarded test would bump.
