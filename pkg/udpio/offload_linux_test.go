@@ -384,3 +384,60 @@ func TestGROSize(t *testing.T) {
 		t.Errorf("setSegment(1280) wrote %+v % x", c.hdr, c.data)
 	}
 }
+
+// TestGROMixedReads: one recvmmsg returns plain reads before and after
+// coalesced ones, some longer than the part of the caller's buffer the
+// kernel writes directly (groHead): every datagram must come out whole and
+// in order, over several calls.
+func TestGROMixedReads(t *testing.T) {
+	topt, ropt := Options{GSO: true}, Options{GRO: true}
+	a, b := listen(t, topt), listen(t, ropt)
+	needOffloads(t, a, topt)
+	needOffloads(t, b, ropt)
+	watchdog(t, b, 10*time.Second)
+	batches := [][]int{
+		{100, 3000, 3500, 3500, 3500}, // plain, plain past groHead, a run of 3
+		{200, 2500, 2500, 1000, 4000}, // plain, a run of 3 (last short), plain
+	}
+	var ids, sizes []int
+	for _, batch := range batches {
+		out := make([]Message, len(batch))
+		for i, n := range batch {
+			id := len(ids)
+			out[i] = Message{Buf: make([]byte, n), N: n, Addr: b.LocalAddr()}
+			pattern(out[i].Buf, id)
+			ids, sizes = append(ids, id), append(sizes, n)
+		}
+		if n, err := a.WriteBatch(out); n != len(out) || err != nil {
+			t.Fatalf("WriteBatch = %d, %v", n, err)
+		}
+	}
+	if s := a.Stats(); s.GSOSends != 2 || s.GSOSegments != 6 {
+		t.Fatalf("sender: %d GSO sends of %d datagrams, want 2 of 6", s.GSOSends, s.GSOSegments)
+	}
+	in := newMsgs(5, 4096)
+	var got []Message
+	var ns []int
+	for len(got) < len(ids) {
+		n, err := b.ReadBatch(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range in[:n] {
+			m.Buf = bytes.Clone(m.Buf[:m.N])
+			got = append(got, m)
+		}
+		ns = append(ns, n)
+	}
+	check(t, got, a.LocalAddr(), ids, sizes)
+	// Five messages, so the first call reads five of the six kernel
+	// datagrams (9 of ours) and hands out the two plain ones and the
+	// first run; the second drains the other four from the queue without
+	// a system call; the third reads the last one.
+	if fmt.Sprint(ns) != "[5 4 1]" {
+		t.Errorf("ReadBatch returned %v datagrams, want [5 4 1]", ns)
+	}
+	if s := b.Stats(); s.ReadCalls != 2 || s.GROReads != 2 || s.GROSegments != 6 {
+		t.Errorf("receiver stats %+v: want 2 calls, 2 coalesced reads of 6 datagrams", s)
+	}
+}
