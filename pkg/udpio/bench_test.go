@@ -10,8 +10,10 @@ import (
 // BenchmarkLoopbackBatch and BenchmarkLoopbackNoBatch push b.N datagrams
 // from one socket to another across loopback, so ns/op is the cost of one
 // datagram, sending and receiving. Compare the two for what batching buys.
-func BenchmarkLoopbackBatch(b *testing.B)   { benchLoopback(b, Options{}, Options{}) }
-func BenchmarkLoopbackNoBatch(b *testing.B) { benchLoopback(b, Options{NoBatch: true}, Options{NoBatch: true}) }
+func BenchmarkLoopbackBatch(b *testing.B) { benchLoopback(b, Options{}, Options{}) }
+func BenchmarkLoopbackNoBatch(b *testing.B) {
+	benchLoopback(b, Options{NoBatch: true}, Options{NoBatch: true})
+}
 
 // BenchmarkLoopbackGSO, BenchmarkLoopbackGRO and BenchmarkLoopbackGSOGRO
 // are BenchmarkLoopbackBatch with offloads; all datagrams go to one peer,
