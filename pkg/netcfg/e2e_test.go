@@ -347,32 +347,41 @@ func buildUDP6(src, dst netip.AddrPort, payload []byte) []byte {
 }
 
 func TestE2ECloseUnblocksRead(t *testing.T) {
-	ns, _, _ := newNetNS(t)
-	dev := createTUN(t, ns, "teredo")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := dev.Read([][]byte{make([]byte, 1500)}, make([]int, 1), 0)
-		errc <- err
-	}()
-	if err := dev.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Read after Close = %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked 5s after Close")
-	}
-	if err := dev.Close(); err != nil {
-		t.Errorf("second Close = %v", err)
-	}
-	if _, err := dev.Write([][]byte{make([]byte, 40)}, 0); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Write after Close = %v", err)
-	}
-	if _, err := dev.MTU(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("MTU after Close = %v", err)
+	for _, backend := range Backends() {
+		t.Run(string(backend), func(t *testing.T) {
+			ns, _, _ := newNetNS(t)
+			devs, err := OpenInNetNS(ns, "teredo", Options{Backend: backend})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := devs[0]
+			t.Cleanup(func() { dev.Close() })
+			errc := make(chan error, 1)
+			go func() {
+				_, err := dev.Read([][]byte{make([]byte, 1500)}, make([]int, 1), 0)
+				errc <- err
+			}()
+			if err := dev.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			select {
+			case err := <-errc:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Read after Close = %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Read still blocked 5s after Close")
+			}
+			if err := dev.Close(); err != nil {
+				t.Errorf("second Close = %v", err)
+			}
+			if _, err := dev.Write([][]byte{make([]byte, 40)}, 0); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Write after Close = %v", err)
+			}
+			if _, err := dev.MTU(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("MTU after Close = %v", err)
+			}
+		})
 	}
 }
 

@@ -294,3 +294,19 @@ func TestE2EMultiQueue(t *testing.T) {
 		})
 	}
 }
+
+// Our opener attaches to a persistent leftover (made without a virtio-net
+// header) and, like water, clears its persist flag: closing removes it.
+func TestE2EOffloadAttachesToLeftover(t *testing.T) {
+	ns, h, _ := newNetNS(t)
+	makePersistentTUN(t, ns, "teredo")
+	devs, err := OpenInNetNS(ns, "teredo", Options{Backend: BackendOffload})
+	if err != nil {
+		t.Fatalf("Open over a persistent TUN: %v", err)
+	}
+	if mtu, err := devs[0].MTU(); err != nil || mtu == 0 {
+		t.Errorf("MTU = %d, %v", mtu, err)
+	}
+	devs[0].Close()
+	waitLinkGone(t, h, "teredo")
+}
