@@ -145,17 +145,15 @@ type Client struct {
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
 	servers atomic.Pointer[[2]netip.Addr]
-	// Monotonic nanoseconds since start (0 = never): when a datagram the
-	// Engine accepted or an RA the machine accepted was last seen, when
+	// Monotonic nanoseconds since start (0 = never): when the Engine last
+	// delivered a packet to the host or the machine accepted an RA, when
 	// the primary server last sent a datagram the Engine accepted, and the
 	// first host packet sent since lastRecv.
 	start                              time.Time
 	lastRecv, lastHeard, firstUnanswer atomic.Int64
 	// heardChecked is when fromServer last looked at the Engine's
-	// counters (socket loop only); acceptedSeen is their value at the last
-	// noteAccepted (maintenance goroutine only).
+	// counters (socket loop only).
 	heardChecked int64
-	acceptedSeen uint64
 
 	status atomic.Pointer[Status]
 	// maint carries advertisements to the maintenance goroutine, in the
@@ -380,8 +378,14 @@ func (c *Client) socketLoop() error {
 }
 
 // receive handles one batch of datagrams: advertisements from our server
-// go to the state machine, everything else to the Engine.
+// go to the state machine, everything else to the Engine. A batch from
+// which the Engine delivered a packet to the host (on this path it writes
+// to out.Local only for datagrams it accepted) answers the host's traffic:
+// lastRecv. Forged, malformed or refused datagrams do not count, so they
+// cannot hide the silence a changed NAT mapping causes; nor do bubbles and
+// connectivity-test replies, which answer the Engine, not the host.
 func (c *Client) receive(msgs []udpio.Message, out *tunnel.Out) {
+	delivered := len(out.Local)
 	srv := c.servers.Load()
 	for i := range msgs {
 		m := &msgs[i]
@@ -403,6 +407,9 @@ func (c *Client) receive(msgs []udpio.Message, out *tunnel.Out) {
 			}
 		}
 		c.eng.FromUDP(b, m.Addr, out)
+	}
+	if len(out.Local) > delivered {
+		c.lastRecv.Store(c.mono())
 	}
 }
 
@@ -433,17 +440,6 @@ func (c *Client) fromServer(b []byte, from netip.AddrPort, out *tunnel.Out) {
 // packets delivered to the host, bubbles, and replies to its connectivity
 // tests.
 func accepted(s tunnel.Stats) uint64 { return s.Delivered + s.BubblesIn + s.PingReplies }
-
-// noteAccepted runs in the maintenance goroutine each suspectCheck: when
-// the Engine accepted anything since the last call, something answered
-// (lastRecv). Forged or refused datagrams do not count, so they cannot hide
-// the silence that a changed NAT mapping causes.
-func (c *Client) noteAccepted() {
-	if n := accepted(c.eng.Stats()); n != c.acceptedSeen {
-		c.acceptedSeen = n
-		c.lastRecv.Store(c.mono())
-	}
-}
 
 // errorRun counts a read loop's consecutive failures.
 type errorRun struct{ n int }
@@ -573,7 +569,6 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 			}
 			m.Resolved(time.Now(), r.primary, r.secondary, r.err, &a)
 		case <-watch.C:
-			c.noteAccepted()
 			if fu := c.firstUnanswer.Load(); fu > c.lastRecv.Load() && c.mono()-fu >= int64(suspectAfter) {
 				m.Suspect(time.Now(), &a)
 				if len(a.Send) > 0 {
