@@ -36,10 +36,12 @@ type Conn struct {
 	local   netip.AddrPort
 	noBatch bool
 
-	// gso is true while WriteBatch coalesces runs (Options.GSO, supported,
-	// not refused yet); gro is non-nil when UDP_GRO is on.
-	gso atomic.Bool
-	gro *groState
+	// gsoMax is the largest segment WriteBatch may send with GSO: 0 with
+	// GSO off (not asked for, not supported, or refused), lowered when the
+	// kernel finds a segment too long for the device MTU. gro is non-nil
+	// when UDP_GRO is on.
+	gsoMax atomic.Int32
+	gro    *groState
 	// refuseGSO is a test hook: when set, sendmmsg fails a UDP_SEGMENT
 	// send with this errno, as a kernel without GSO support would.
 	refuseGSO syscall.Errno
@@ -144,7 +146,9 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 		c.sndBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
 		gso, gro = offloads(int(fd), opt)
 	})
-	c.gso.Store(gso)
+	if gso {
+		c.gsoMax.Store(maxUDPPayload)
+	}
 	if gro {
 		c.gro = newGROState(&c.rd)
 	}
@@ -176,7 +180,7 @@ func (c *Conn) Stats() Stats {
 	c.readDrops()
 	s.Drops = c.drops.Load()
 	s.RecvBuffer, s.SendBuffer = c.rcvBuf, c.sndBuf
-	s.GSO, s.GRO = c.gso.Load(), c.gro != nil
+	s.GSO, s.GRO = c.gsoMax.Load() > 0, c.gro != nil
 	return s
 }
 
@@ -337,11 +341,12 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 		m.setBuf(i, b)
 	}
 	defer m.release(len(msgs))
-	cnt := m.plan(msgs, 0, 0, c.gso.Load())
-	// probe is the header that resends, alone, the first datagram of a
-	// run the kernel refused to segment: if it goes out, the kernel
-	// refused GSO itself, not the destination.
-	probe := -1
+	cnt := m.plan(msgs, 0, 0, int(c.gsoMax.Load()))
+	// After the kernel refuses a GSO send, probe is the header that
+	// resends the run's first datagram alone: if that goes out, the
+	// kernel refused the segmentation (why: probeErrno; segment size:
+	// probeSize), not the destination.
+	probe, probeErrno, probeSize := -1, syscall.Errno(0), 0
 	for off := 0; off < cnt; {
 		m.off, m.cnt = off, cnt-off
 		if err := c.rc.Write(c.sendFn); err != nil {
@@ -358,8 +363,7 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 			}
 			if probe >= off && probe < off+m.got {
 				probe = -1
-				c.gso.Store(false)
-				c.stats.gsoFallbacks.Add(1)
+				c.gsoRefused(probeErrno, probeSize)
 			}
 			c.stats.writeCalls.Add(1)
 			c.stats.writeDatagrams.Add(uint64(n))
@@ -373,15 +377,15 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 		}
 		// sendmmsg reports an error only when the first header fails (the
 		// ones before it went out and were counted by the previous round).
-		if m.segs[off] > 1 && gsoRefused(m.errno) {
+		if m.segs[off] > 1 && gsoRefusal(m.errno) {
 			// Send the run and the rest of the chunk again, one header
 			// per datagram.
-			cnt = m.plan(msgs, m.dst[off], off, false)
-			probe = off
+			probe, probeErrno, probeSize = off, m.errno, msgs[m.dst[off]].N
+			cnt = m.plan(msgs, m.dst[off], off, 0)
 			continue
 		}
 		if probe == off {
-			probe = -1 // refused without GSO too: keep GSO on
+			probe = -1 // refused without GSO too: keep GSO as it is
 		}
 		// Skip this header: its datagrams are lost.
 		err := error(io.ErrShortWrite)
@@ -397,21 +401,41 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 	return sent, false, first
 }
 
+// gsoRefused adapts GSO after the kernel refused a GSO send with errno and
+// accepted its first datagram alone. EMSGSIZE means a segment of size
+// bytes does not fit the device MTU (plain datagrams are fragmented
+// instead, DF being off): keep GSO for shorter ones. Anything else means
+// the kernel or the device cannot do GSO at all: turn it off.
+func (c *Conn) gsoRefused(errno syscall.Errno, size int) {
+	c.stats.gsoFallbacks.Add(1)
+	if errno != unix.EMSGSIZE {
+		c.gsoMax.Store(0)
+		return
+	}
+	for {
+		cur := c.gsoMax.Load()
+		if int(cur) < size || c.gsoMax.CompareAndSwap(cur, int32(size-1)) {
+			return
+		}
+	}
+}
+
 // plan lays the sendable messages from msgs[from] on out as headers from
-// hdrs[h] on, each a run of datagrams for one UDP GSO send if gso (see
-// gsoRun) or a single datagram, and returns the number of headers in use.
+// hdrs[h] on, each a run of datagrams of at most gsoMax bytes for one UDP
+// GSO send (see gsoRun; gsoMax 0 means no GSO) or a single datagram, and
+// returns the number of headers in use.
 // The iovecs are already set: iovs[i] is msgs[i]'s payload, so a run's
 // header points at consecutive iovecs and the kernel gathers the caller's
 // buffers itself.
-func (m *mmsgs) plan(msgs []Message, from, h int, gso bool) int {
+func (m *mmsgs) plan(msgs []Message, from, h, gsoMax int) int {
 	for i := from; i < len(msgs); {
 		if !m.ok[i] {
 			i++
 			continue
 		}
 		k := 1
-		if gso {
-			k = gsoRun(msgs[i:], maxGSOSegments)
+		if gsoMax > 0 {
+			k = gsoRun(msgs[i:], maxGSOSegments, gsoMax)
 		}
 		hdr := &m.hdrs[h]
 		hdr.Hdr.Iov = &m.iovs[i]

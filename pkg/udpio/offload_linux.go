@@ -156,12 +156,14 @@ func parseRelease(rel string) (major, minor int, ok bool) {
 	return major, minor, found && err1 == nil && err2 == nil
 }
 
-// gsoRefused reports whether errno from a UDP_SEGMENT send may mean the
+// gsoRefusal reports whether errno from a UDP GSO send may mean the
 // kernel refused the segmentation rather than the destination: EIO comes
-// from a device without checksum offload (or IPsec on the route), EINVAL
-// from a segment larger than the device MTU or a kernel without GSO.
-func gsoRefused(errno syscall.Errno) bool {
-	return errno == unix.EIO || errno == unix.EINVAL
+// from IPsec on the route or, on older kernels, a device without checksum
+// offload; EMSGSIZE from a segment longer than the device MTU (seen on
+// Linux 6.18; older kernels said EINVAL); EINVAL from a kernel without GSO
+// or a socket without UDP checksums (SO_NO_CHECK).
+func gsoRefusal(errno syscall.Errno) bool {
+	return errno == unix.EIO || errno == unix.EINVAL || errno == unix.EMSGSIZE
 }
 
 // readGRO is ReadBatch with GRO on, rdMu held: it hands out what the last

@@ -265,6 +265,29 @@ func TestGSOFallback(t *testing.T) {
 			}
 		})
 	}
+	// EMSGSIZE: a segment too long for the device MTU. GSO stays on for
+	// shorter segments.
+	t.Run("message too long", func(t *testing.T) {
+		a, b := listen(t, Options{GSO: true}), listen(t, Options{})
+		needOffloads(t, a, Options{GSO: true})
+		a.refuseGSO = unix.EMSGSIZE
+		var ids, sizes []int
+		for _, size := range []int{300, 300, 200} { // refused, not tried (over the cap), refused
+			out := newMsgs(5, size)
+			fill(out, size, b.LocalAddr(), len(ids))
+			if n, err := a.WriteBatch(out); n != len(out) || err != nil {
+				t.Fatalf("WriteBatch of %d bytes = %d, %v; want %d, nil", size, n, err, len(out))
+			}
+			ids, sizes = append(ids, seq(len(ids), len(out))...), append(sizes, repeat(size, len(out))...)
+		}
+		check(t, readN(t, b, len(ids), 2048), a.LocalAddr(), ids, sizes)
+		if s := a.Stats(); !s.GSO || s.GSOFallbacks != 2 || s.GSOSends != 0 || s.WriteErrors != 0 {
+			t.Errorf("stats %+v: want GSO still on after 2 fallbacks, no errors", s)
+		}
+		if got := a.gsoMax.Load(); got != 199 {
+			t.Errorf("largest GSO segment = %d, want 199", got)
+		}
+	})
 	t.Run("bad destination", func(t *testing.T) {
 		a := listen(t, Options{GSO: true})
 		needOffloads(t, a, Options{GSO: true})

@@ -39,11 +39,13 @@
 //     consecutive messages to the same destination, all the same length but
 //     the last, which may be shorter, as one sendmmsg entry whose iovecs
 //     point at the caller's buffers (no copy); the kernel, or the NIC, cuts
-//     it into the original datagrams. If the kernel refuses such a send
-//     (EIO: the device cannot checksum; EINVAL: a segment does not fit the
-//     device MTU, or an old kernel), the run is sent again datagram by
-//     datagram and, if that works, GSO is off for the rest of the Conn's
-//     life (Stats.GSOFallbacks, Stats.GSO).
+//     it into the original datagrams. If the kernel refuses such a send,
+//     the run is sent again datagram by datagram and, if that works, the
+//     Conn adapts for the rest of its life (Stats.GSOFallbacks): after
+//     EMSGSIZE (a segment longer than the device MTU; plain datagrams get
+//     fragmented instead, DF being off) it coalesces only shorter
+//     segments, after EIO or EINVAL (no checksum offload, IPsec, an old
+//     kernel) it turns GSO off (Stats.GSO).
 //   - GRO (UDP_GRO, Linux ≥ 5.12): the kernel may hand ReadBatch several
 //     datagrams of one sender as one, with their segment size. ReadBatch
 //     then reads into 64 KiB buffers of its own (4 MiB per Conn) and copies
@@ -159,8 +161,8 @@ type Stats struct {
 	// is the mean run length.
 	GSOSends, GSOSegments uint64
 	// GSOFallbacks counts the times the kernel refused a UDP_SEGMENT send
-	// that it then accepted as plain datagrams; the first one turns GSO
-	// off, so it is 0 or 1.
+	// that it then accepted as plain datagrams. Each lowers the largest
+	// segment GSO may carry or, mostly, turns GSO off, so it stays small.
 	GSOFallbacks uint64
 	// GROReads counts datagrams the kernel delivered coalesced (more than
 	// one datagram in one read), and GROSegments the datagrams inside them
@@ -277,12 +279,12 @@ const (
 
 // gsoRun returns how many messages, from msgs[0] on, one UDP GSO send can
 // carry: consecutive messages to msgs[0]'s destination (compared unmapped)
-// whose length is msgs[0].N, except the last, which may be shorter but not
-// empty, at most maxSegs of them and maxUDPPayload bytes in all. msgs[0]
-// must be sendable. 1 means "send it alone".
-func gsoRun(msgs []Message, maxSegs int) int {
+// whose length is msgs[0].N, at most maxSize, except the last, which may be
+// shorter but not empty, at most maxSegs of them and maxUDPPayload bytes in
+// all. msgs[0] must be sendable. 1 means "send it alone".
+func gsoRun(msgs []Message, maxSegs, maxSize int) int {
 	size := msgs[0].N
-	if size == 0 {
+	if size == 0 || size > maxSize {
 		return 1 // a GSO segment size of 0 means "no segmentation"
 	}
 	dst := unmapped(msgs[0].Addr)

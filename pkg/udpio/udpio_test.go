@@ -350,23 +350,26 @@ func TestGSORun(t *testing.T) {
 		name    string
 		in      []dgram
 		maxSegs int
+		maxSize int // 0: maxUDPPayload
 		want    int
 	}{
-		{"alone", []dgram{{1200, a}}, 64, 1},
-		{"equal run", same(5, 1200), 64, 5},
-		{"last short ends the run", []dgram{{1200, a}, {1200, a}, {700, a}, {700, a}}, 64, 3},
-		{"longer one ends the run", []dgram{{700, a}, {1200, a}}, 64, 1},
-		{"other destination ends the run", []dgram{{1200, a}, {1200, a}, {1200, b}}, 64, 2},
-		{"other port ends the run", []dgram{{1200, a}, {1200, netip.AddrPortFrom(a.Addr(), 1)}}, 64, 1},
-		{"mapped destination is the same", []dgram{{1200, a}, {1200, mapped}}, 64, 2},
-		{"empty first is alone", []dgram{{0, a}, {0, a}}, 64, 1},
-		{"empty ends the run", []dgram{{100, a}, {0, a}}, 64, 1},
-		{"segment cap", same(70, 100), 64, 64},
-		{"small cap", same(10, 100), 4, 4},
-		{"payload cap", same(64, 1200), 64, maxUDPPayload / 1200}, // 54
-		{"payload cap exact", same(3, maxUDPPayload/3), 64, 3},
-		{"too big to pair", []dgram{{40000, a}, {30000, a}}, 64, 1},
-		{"invalid N ends the run", []dgram{{100, a}, {-1, a}, {100, a}}, 64, 1},
+		{"alone", []dgram{{1200, a}}, 64, 0, 1},
+		{"equal run", same(5, 1200), 64, 0, 5},
+		{"last short ends the run", []dgram{{1200, a}, {1200, a}, {700, a}, {700, a}}, 64, 0, 3},
+		{"longer one ends the run", []dgram{{700, a}, {1200, a}}, 64, 0, 1},
+		{"other destination ends the run", []dgram{{1200, a}, {1200, a}, {1200, b}}, 64, 0, 2},
+		{"other port ends the run", []dgram{{1200, a}, {1200, netip.AddrPortFrom(a.Addr(), 1)}}, 64, 0, 1},
+		{"mapped destination is the same", []dgram{{1200, a}, {1200, mapped}}, 64, 0, 2},
+		{"empty first is alone", []dgram{{0, a}, {0, a}}, 64, 0, 1},
+		{"empty ends the run", []dgram{{100, a}, {0, a}}, 64, 0, 1},
+		{"segment cap", same(70, 100), 64, 0, 64},
+		{"small cap", same(10, 100), 4, 0, 4},
+		{"payload cap", same(64, 1200), 64, 0, maxUDPPayload / 1200}, // 54
+		{"payload cap exact", same(3, maxUDPPayload/3), 64, 0, 3},
+		{"too big to pair", []dgram{{40000, a}, {30000, a}}, 64, 0, 1},
+		{"invalid N ends the run", []dgram{{100, a}, {-1, a}, {100, a}}, 64, 0, 1},
+		{"segment within the size cap", same(3, 1200), 64, 1200, 3},
+		{"segment over the size cap", same(3, 1201), 64, 1200, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -374,14 +377,18 @@ func TestGSORun(t *testing.T) {
 			for i, d := range tt.in {
 				msgs[i] = Message{Buf: make([]byte, max(d.n, 0)), N: d.n, Addr: d.to}
 			}
-			if got := gsoRun(msgs, tt.maxSegs); got != tt.want {
+			maxSize := tt.maxSize
+			if maxSize == 0 {
+				maxSize = maxUDPPayload
+			}
+			if got := gsoRun(msgs, tt.maxSegs, maxSize); got != tt.want {
 				t.Errorf("gsoRun = %d, want %d", got, tt.want)
 			}
 		})
 	}
 	// N beyond the buffer ends the run too.
 	msgs := []Message{{Buf: make([]byte, 100), N: 100, Addr: a}, {Buf: make([]byte, 50), N: 100, Addr: a}}
-	if got := gsoRun(msgs, 64); got != 1 {
+	if got := gsoRun(msgs, 64, maxUDPPayload); got != 1 {
 		t.Errorf("gsoRun with N > len(Buf) = %d, want 1", got)
 	}
 }
