@@ -205,7 +205,9 @@ func (c *Conn) readDrops() {
 // ReadBatch blocks until at least one datagram has arrived, then reads up to
 // min(len(msgs), MaxBatch) of them without waiting for more, setting N, Addr
 // and Truncated of each. It returns how many it read. With len(msgs) == 0 it
-// returns 0 at once.
+// returns 0 at once. With GRO on, datagrams left over from a coalesced read
+// that did not fit in the previous call's msgs come first, and alone: the
+// call returns them without reading the socket.
 func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil

@@ -47,15 +47,25 @@
 //     segments, after EIO or EINVAL (no checksum offload, IPsec, an old
 //     kernel) it turns GSO off (Stats.GSO).
 //   - GRO (UDP_GRO, Linux ≥ 5.12): the kernel may hand ReadBatch several
-//     datagrams of one sender as one, with their segment size. ReadBatch
-//     then reads into 64 KiB buffers of its own (4 MiB per Conn) and copies
-//     each datagram into the caller's next Message; what does not fit in
-//     msgs stays queued in the Conn for the next ReadBatch, which returns it
-//     without a system call.
+//     datagrams of one sender as one read, with their segment size, and
+//     ReadBatch splits it into consecutive Messages. Each read lands in the
+//     caller's buffer (its first 2 KiB) with a 64 KiB spill region of the
+//     Conn's behind it, so a datagram the kernel did not coalesce costs
+//     nothing extra; a coalesced one is copied out a segment per Message.
+//     What does not fit in msgs stays queued in the Conn and the next
+//     ReadBatch returns it without a system call. The spill regions take
+//     4.1 MiB per Conn (touched only as far as coalesced reads reach).
 //
-// Both are off in the zero Options: a server answering many peers gains
-// nothing from them, and GRO costs memory and a copy per datagram. NoBatch
-// turns both off. Off Linux they are ignored.
+// Both are off in the zero Options: a server answering many peers, one
+// datagram each, gains nothing from them and GRO costs memory. NoBatch turns
+// both off. Off Linux they are ignored.
+//
+// Measured on loopback (BenchmarkLoopback*, 2-vCPU VM shared with other
+// work, 1200-byte datagrams to one peer, CPU time per datagram for sender
+// and receiver together, three runs each, 2026-11): batch 4.9–6.2 µs, GSO
+// 1.4–1.7 µs (about 3.5× less), GRO alone 5.0–5.1 µs (no cost, and nothing
+// to coalesce: loopback keeps only GSO sends whole), GSO and GRO 0.5–0.6 µs
+// (about 10× less). Wall time per datagram moves the same way.
 //
 // Platforms: the batch path and the socket options are Linux-only. Elsewhere
 // a Conn moves one datagram per system call, cannot share a port, and leaves
@@ -106,8 +116,9 @@ type Options struct {
 	GSO bool
 
 	// GRO turns UDP_GRO on, so that the kernel may deliver a burst from one
-	// sender as one read, which ReadBatch splits again. It costs 4 MiB of
-	// receive buffers per Conn and one copy per datagram. Ignored on
+	// sender as one read, which ReadBatch splits again (see "Segmentation
+	// offload" in the package doc). It costs 4.1 MiB of spill buffers per
+	// Conn and a copy per datagram that arrived coalesced. Ignored on
 	// kernels before 5.12; check Stats.GRO.
 	GRO bool
 }
