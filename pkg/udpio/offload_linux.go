@@ -120,10 +120,10 @@ func offloads(fd int, opt Options) (gso, gro bool) {
 		gso = err == nil
 	}
 	// Linux 5.12 fixed the checksum of coalesced datagrams with an odd
-	// segment size when they are copied to user space (kernel commit
-	// 52cbd23a119c, "udp: fix skb_copy_and_csum_datagram with odd segment
-	// sizes"); before it, such bursts were dropped as corrupt. wireguard-go
-	// draws the same line.
+	// segment size when they are copied to user space ("udp: fix
+	// skb_copy_and_csum_datagram with odd segment sizes", also in stable
+	// kernels); before it, such bursts were dropped as corrupt.
+	// wireguard-go draws the same line.
 	if opt.GRO && kernelAtLeast(5, 12) {
 		gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 	}
