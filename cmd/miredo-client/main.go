@@ -14,6 +14,7 @@ import (
 	"github.com/miredo-go/miredo/internal/client"
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
+	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
@@ -38,6 +39,9 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		daemon.LogLevelFlag,
 		&cli.BoolFlag{Name: client.HelperFlag, Hidden: true},
+		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
+		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
+		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 	}
 	return daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
@@ -93,6 +97,9 @@ func run(c *cli.Context) error {
 		PIDFile:     c.String("pidfile"),
 		Refresh:     c.Duration("refresh-interval"),
 		LogLevel:    c.String("log-level"),
+		TunBackend:  netcfg.Backend(c.String("tun-backend")),
+		NoGSO:       c.Bool("no-gso"),
+		NoGRO:       c.Bool("no-gro"),
 	}
 	if file.IsSet(conf.InterfaceName) && !c.IsSet("interface") {
 		cfg.Interface = file.InterfaceName

@@ -39,6 +39,8 @@ func newApp() *cli.App {
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "accepted for Miredo compatibility; the relay always runs in the foreground"},
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (kill switch, benchmarks)"},
+		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
+		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		daemon.LogLevelFlag,
 	}
@@ -52,6 +54,10 @@ func newApp() *cli.App {
 var errClientConfig = errors.New("this binary is the Teredo relay (RelayType cone or restricted); for a client use miredo-client")
 
 func run(c *cli.Context) error {
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the relay; it
+	// is answered once the log is open.
+	hup, stopHup := daemon.CatchHangup()
+	defer stopHup()
 	level, err := daemon.ParseLogLevel(c.String("log-level"))
 	if err != nil {
 		return err
@@ -99,6 +105,8 @@ func run(c *cli.Context) error {
 		Chroot:      c.String("chroot"),
 		PIDFile:     c.String("pidfile"),
 		NoBatch:     c.Bool("no-batch"),
+		NoGSO:       c.Bool("no-gso"),
+		NoGRO:       c.Bool("no-gro"),
 		TunBackend:  netcfg.Backend(c.String("tun-backend")),
 	}
 	// Flags given on the command line win over the file; the file wins
@@ -138,5 +146,6 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the relay to apply changes (its tunnel and socket cannot be reopened after the privilege drop)")
 	return relay.Run(ctx, cfg, log)
 }

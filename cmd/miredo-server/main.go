@@ -3,8 +3,6 @@
 package main
 
 import (
-	"context"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -45,9 +43,8 @@ func main() {
 func run(c *cli.Context) error {
 	// SIGHUP (a reload, Debian's if-up hook) must not kill the server; it
 	// is answered once the log is open.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup, stopHup := daemon.CatchHangup()
+	defer stopHup()
 	level, err := daemon.ParseLogLevel(c.String("log-level"))
 	if err != nil {
 		return err
@@ -112,20 +109,6 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go logReloads(ctx, hup, log)
+	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the server to apply changes (its sockets cannot be reopened after the privilege drop)")
 	return server.Run(ctx, cfg, log)
-}
-
-// logReloads answers each SIGHUP until ctx ends. The server keeps running
-// as it is: its sockets and raw socket were opened before the privilege
-// drop, so a new configuration takes a restart.
-func logReloads(ctx context.Context, hup <-chan os.Signal, log *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			log.Warn("SIGHUP: configuration not reloaded; restart the server to apply changes (its sockets cannot be reopened after the privilege drop)")
-		}
-	}
 }

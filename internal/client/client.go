@@ -185,11 +185,13 @@ func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
 	} else if stale {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
-	if c.dev, err = netcfg.CreateTUN(cfg.Interface); err != nil {
+	devs, err := netcfg.Open(cfg.Interface, netcfg.Options{Backend: cfg.TunBackend})
+	if err != nil {
 		return nil, err
 	}
+	c.dev = devs[0]
 	bind := netip.AddrPortFrom(cfg.BindAddress, cfg.BindPort)
-	conn, err := udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20})
+	conn, err := udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20, GSO: !cfg.NoGSO, GRO: !cfg.NoGRO})
 	if err != nil {
 		c.dev.Close()
 		return nil, fmt.Errorf("UDP socket on %v: %w", bind, err)

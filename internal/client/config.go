@@ -28,6 +28,11 @@ type Config struct {
 	Refresh time.Duration
 	// LogLevel is passed on to the privileged helper.
 	LogLevel string
+	// TunBackend is how the tunnel is opened (netcfg.BackendOffload by
+	// default; "water" is the kill switch).
+	TunBackend netcfg.Backend
+	// NoGSO and NoGRO turn UDP segmentation offload off (kill switches).
+	NoGSO, NoGRO bool
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.
@@ -75,6 +80,11 @@ func (c Config) Check() (Config, error) {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	b, err := netcfg.ParseBackend(string(c.TunBackend))
+	if err != nil {
+		return c, err
+	}
+	c.TunBackend = b
 	return c, nil
 }
 

@@ -26,6 +26,10 @@ type Config struct {
 	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline
 	// for benchmarks).
 	NoBatch bool
+	// NoGSO and NoGRO turn UDP segmentation offload off on send and on
+	// receive (kill switches; both are on by default where the kernel has
+	// them).
+	NoGSO, NoGRO bool
 	// TunBackend is how the tunnel is opened: netcfg.BackendOffload (the
 	// default: TSO super-segments split on read, TCP segments coalesced on
 	// write), BackendBatch, or BackendWater (the kill switch).

@@ -268,6 +268,24 @@ func TestOurRelay(t *testing.T) {
 		}
 	}
 
+	t.Run("SIGHUP", func(t *testing.T) {
+		// A reload (Debian's ExecReload, its if-up hook) must not kill the
+		// relay: it says a new configuration needs a restart and keeps
+		// relaying, which the subtests below then show.
+		if err := syscall.Kill(relay.Pid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for !strings.Contains(relay.Tail(50), "SIGHUP: configuration not reloaded") {
+			select {
+			case <-relay.Done():
+				t.Fatalf("the relay exited on SIGHUP: %v\n%s", relay.Err(), relay.Tail(10))
+			case <-ctx.Done():
+				t.Fatalf("no SIGHUP message:\n%s", relay.Tail(10))
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+
 	t.Run("miredo server", func(t *testing.T) {
 		srv, err := refmiredo.StartServer(ctx, l, server)
 		if err != nil {

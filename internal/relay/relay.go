@@ -113,7 +113,8 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(cfg.BindAddress, cfg.BindPort)
-	r.conn, err = udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch})
+	r.conn, err = udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20,
+		NoBatch: cfg.NoBatch, GSO: !cfg.NoGSO, GRO: !cfg.NoGRO})
 	if err != nil {
 		r.dev.Close()
 		return nil, fmt.Errorf("UDP socket on %v: %w", bind, err)
@@ -363,7 +364,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("privileges dropped", "result", res)
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
-		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend)
+		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend,
+		"gso", r.conn.Stats().GSO, "gro", r.conn.Stats().GRO)
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

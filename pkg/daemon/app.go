@@ -3,12 +3,15 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -107,3 +110,26 @@ func Main(app *cli.App, args []string, stderr io.Writer) int {
 
 // Exit is os.Exit, named so mains read as one line.
 func Exit(code int) { os.Exit(code) }
+
+// CatchHangup starts catching SIGHUP, so a reload request (Debian's
+// ExecReload and if-up hook send one to Miredo) does not kill a daemon that
+// cannot reload. Call it first thing; stop undoes it.
+func CatchHangup() (hup <-chan os.Signal, stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// LogHangups logs msg at each SIGHUP from hup until ctx ends, for daemons
+// that keep running unchanged: their sockets and tunnel were opened before
+// the privilege drop, so a new configuration takes a restart.
+func LogHangups(ctx context.Context, hup <-chan os.Signal, log *slog.Logger, msg string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Warn(msg)
+		}
+	}
+}
