@@ -44,6 +44,11 @@ type Options struct {
 	// ThreadWire moves the lab's veth delivery of what the daemons send
 	// out of their system calls into kernel threads (see threadWire).
 	ThreadWire bool
+	// QuietBelow holds each run back (at most quietWait) until the
+	// machine has been busy less than this many cores for half a second:
+	// the machine is shared, and a run that starts in someone else's
+	// burst measures them. 0 starts at once.
+	QuietBelow float64
 	Log        *slog.Logger
 }
 
@@ -58,6 +63,8 @@ type Sample struct {
 	// both iperf3 ends; Machine the whole machine's.
 	Relay, Client, Iperf proccpu.Times
 	Machine              proccpu.Machine
+	// BusyBefore is the machine's busy cores just before the run.
+	BusyBefore float64
 }
 
 // Lab addresses of the path under test.
@@ -110,6 +117,9 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	defer cancel()
 
 	bins, cleanBins, err := ourBinaries(ctx, opt, usesOurs(pairs) || opt.Server == "ours")
+	if err == nil && bins.from != "" {
+		fmt.Fprintf(out, "relaybench: our daemons %s\n", bins.from)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -158,8 +168,8 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	return samples, nil
 }
 
-// binaries are the paths of our daemons.
-type binaries struct{ client, relay, server string }
+// binaries are the paths of our daemons, and where they come from.
+type binaries struct{ client, relay, server, from string }
 
 // ourBinaries finds our daemons in opt.BinDir or builds them into a
 // temporary directory that the returned function removes. Built binaries
@@ -183,7 +193,17 @@ func ourBinaries(ctx context.Context, opt Options, need bool) (binaries, func(),
 		}
 		dir = tmp
 	}
-	bins := binaries{
+	from := "from " + dir
+	if opt.BinDir == "" {
+		// The tree is shared and changes under a long run: say which one
+		// was built.
+		rev, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output()
+		from = "built from the working tree at " + strings.TrimSpace(string(rev))
+		if err != nil {
+			from = "built from the working tree"
+		}
+	}
+	bins := binaries{from: from,
 		client: filepath.Join(dir, "miredo-client"),
 		relay:  filepath.Join(dir, "miredo-relay"),
 		server: filepath.Join(dir, "miredo-server"),
@@ -374,6 +394,11 @@ func (b *bench) measure(ctx context.Context, t traffic, relay, client *lab.Proce
 			recs = append(recs, r)
 		}
 	}
+	busy, err := b.waitQuiet(ctx)
+	if err != nil {
+		stopPerf(b.opt.Log, recs)
+		return Sample{}, err
+	}
 	before, err := snapshot(relay, client, b.iperfServer)
 	if err != nil {
 		stopPerf(b.opt.Log, recs)
@@ -389,14 +414,46 @@ func (b *bench) measure(ctx context.Context, t traffic, relay, client *lab.Proce
 		return Sample{}, err
 	}
 	return Sample{
-		Traffic: t.name,
-		Wall:    after.at.Sub(before.at),
-		Result:  res,
-		Relay:   after.relay.Since(before.relay),
-		Client:  after.client.Since(before.client),
-		Iperf:   iperfCPU.Add(after.iperf.Since(before.iperf)),
-		Machine: after.machine.Sub(before.machine),
+		Traffic:    t.name,
+		Wall:       after.at.Sub(before.at),
+		Result:     res,
+		Relay:      after.relay.Since(before.relay),
+		Client:     after.client.Since(before.client),
+		Iperf:      iperfCPU.Add(after.iperf.Since(before.iperf)),
+		Machine:    after.machine.Sub(before.machine),
+		BusyBefore: busy,
 	}, nil
+}
+
+// quietWait bounds how long a run waits for a quiet machine.
+const quietWait = 30 * time.Second
+
+// waitQuiet samples the machine's busy cores over half-second windows
+// until one is below opt.QuietBelow, for at most quietWait, and returns the
+// last window's figure.
+func (b *bench) waitQuiet(ctx context.Context) (float64, error) {
+	deadline := time.Now().Add(quietWait)
+	for {
+		m0, err := proccpu.ReadMachine()
+		if err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		m1, err := proccpu.ReadMachine()
+		if err != nil {
+			return 0, err
+		}
+		busy := cores(m1.Busy-m0.Busy, time.Since(t0))
+		if busy < b.opt.QuietBelow || b.opt.QuietBelow <= 0 || time.Now().After(deadline) {
+			return busy, nil
+		}
+		b.opt.Log.Info("waiting for a quiet machine", "busy_cores", busy)
+	}
 }
 
 // iperf runs an iperf3 client on the client host for d and returns its

@@ -56,6 +56,7 @@ func main() {
 	flag.StringVar(&opt.Prefix, "lab", opt.Prefix, "lab namespace prefix (a stale lab with it is removed first)")
 	flag.StringVar(&opt.PerfDir, "perf", "", "record perf(1) call graphs of the relay and the client during each run into this directory")
 	flag.BoolVar(&opt.ThreadWire, "thread-wire", false, "deliver what the relay and the client send across the lab's veths in NAPI kernel threads, not in their system calls (charges each daemon only its own work)")
+	flag.Float64Var(&opt.QuietBelow, "quiet", opt.QuietBelow, "before each run, wait (at most 30 s) until the machine is busy less than this many cores (0: do not wait)")
 	verbose := flag.Bool("v", false, "log the lab's progress")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -109,6 +110,8 @@ func defaultOptions() Options {
 		UDPRate:  300e6,
 		Server:   "ours",
 		Prefix:   "rlybench",
+		// The daemons idle between runs; what is left is other work.
+		QuietBelow: 0.3,
 	}
 }
 

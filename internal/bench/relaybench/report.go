@@ -44,6 +44,20 @@ func cpuPerGB(t proccpu.Times, s Sample) float64 {
 func relayPerGB(s Sample) float64  { return cpuPerGB(s.Relay, s) }
 func clientPerGB(s Sample) float64 { return cpuPerGB(s.Client, s) }
 
+// quietBusy is where busyStarts counts a run as started on a busy
+// machine: half a core of other work, a quarter of this one.
+const quietBusy = 0.5
+
+func busyStarts(samples []Sample) int {
+	n := 0
+	for _, s := range samples {
+		if s.BusyBefore > quietBusy {
+			n++
+		}
+	}
+	return n
+}
+
 // otherCores is the machine's busy time that is neither a daemon's nor
 // iperf3's: kernel threads, and other work on the machine.
 func otherCores(s Sample) float64 {
@@ -156,6 +170,10 @@ func writeTable(out io.Writer, pairs []pairing, tests []traffic, samples []Sampl
 	fmt.Fprintln(out, "CPU is each daemon's process tree (utime+stime, all threads, forked workers and helpers included) over the run;")
 	fmt.Fprintln(out, "other cores is the rest of the machine's busy time: kernel threads (softirq, NAPI) and anything else running;")
 	fmt.Fprintln(out, "much more than the VXLAN row's means the run shared the machine with other work.")
+	if busy := busyStarts(samples); busy > 0 {
+		fmt.Fprintf(out, "%d of %d runs started on a busy machine (more than %.1f cores of other work after waiting): their figures are low and their range wide.\n",
+			busy, len(samples), quietBusy)
+	}
 	if slices.ContainsFunc(samples, func(s Sample) bool { return s.Round > 0 }) {
 		fmt.Fprintln(out, "Figures are medians over rounds (min–max); ratios pair each round's runs.")
 	}

@@ -145,6 +145,15 @@ func TestWriteTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, text)
 		}
 	}
+	if strings.Contains(text, "busy machine") {
+		t.Errorf("busy-start note with every run quiet:\n%s", text)
+	}
+	samples[0].BusyBefore = 1.2
+	out.Reset()
+	writeTable(&out, pairs, tests, samples)
+	if !strings.Contains(out.String(), "1 of 12 runs started on a busy machine") {
+		t.Errorf("no busy-start note:\n%s", out.String())
+	}
 	// Pairings with no samples (our-relay, our-client) get no rows.
 	if strings.Contains(text, "Miredo client + our relay") {
 		t.Errorf("row for a pairing that did not run:\n%s", text)
