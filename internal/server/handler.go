@@ -111,8 +111,9 @@ const (
 	maxTrailer = 64
 )
 
-// Result is the decision for one datagram. Packet aliases the out buffer
-// given to Handle.
+// Result is the decision for one datagram. For SendUDP, Packet aliases the
+// out buffer given to Handle; for SendIPv6 it aliases the input datagram
+// (the raw send is synchronous, so no copy is needed).
 type Result struct {
 	Verdict Verdict
 	Reason  DropReason     // when Verdict is Drop
@@ -221,7 +222,7 @@ func (h *Handler) Handle(b []byte, from netip.AddrPort, on Via, out []byte, e *p
 		if isBubble || icmpType != proto.ICMPv6EchoRequest || !srcTeredo {
 			return drop(DropNotAllowed)
 		}
-		return Result{Verdict: SendIPv6, Packet: append(out[:0], pkt...)}
+		return Result{Verdict: SendIPv6, Packet: pkt} // sent at once, from the input buffer
 	}
 	if !h.ours(dst) {
 		return drop(DropNotOurClient)
