@@ -43,7 +43,7 @@ func binary(t *testing.T, name string) string {
 			return
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		for _, b := range []string{"miredo-relay", "miredo-server"} {
+		for _, b := range []string{"miredo-relay", "miredo-server", "miredo-client"} {
 			bins[b] = filepath.Join(dir, b)
 			cmd := exec.Command("go", "build", "-o", bins[b], "github.com/miredo-go/miredo/cmd/"+b)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -317,6 +317,9 @@ func TestOurRelay(t *testing.T) {
 	t.Run("hostile input", func(t *testing.T) {
 		hostile(ctx, t, l, relay)
 	})
+	t.Run("our client under a flood", func(t *testing.T) {
+		ourClientUnderFlood(ctx, t, l)
+	})
 	t.Run("restricted relay", func(t *testing.T) {
 		relay.Stop()
 		relay := startRelay(ctx, t, l, "--restricted")
@@ -463,4 +466,89 @@ func icmp6InEchos(ctx context.Context, t *testing.T, h *lab.Host) uint64 {
 	}
 	t.Fatal("no Icmp6InEchos in /proc/net/snmp6")
 	return 0
+}
+
+// ourClientUnderFlood runs our own client, server and relay together (the
+// README's demo network) and checks the client's ping through the relay
+// stays intact while a flood of spoofed and malformed datagrams hits the
+// relay's port.
+func ourClientUnderFlood(ctx context.Context, t *testing.T, l *lab.Lab) {
+	srv := startOurServer(ctx, t, l)
+	defer srv.Stop()
+	server, native := l.Host(lab.Server), l.Host(lab.Native)
+	client, _, err := l.Place(ctx, lab.Placement{Name: "port-restricted", Client: lab.Client1, NAT: lab.NAT1, Mode: lab.PortRestricted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(l.LogDir, "our-client.conf")
+	if err := os.WriteFile(conf, []byte(refmiredo.ClientConfig(server.IPv4(), refmiredo.DefaultIfname)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := l.Start(ctx, client, "our-client", binary(t, "miredo-client"), "-c", conf, "-p", filepath.Join(l.LogDir, "our-client.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Stop()
+	addr, err := refmiredo.Qualified(ctx, client)
+	if err != nil {
+		t.Fatalf("our client: %v\n%s", err, cp.Tail(20))
+	}
+	if err := client.Ping(ctx, native.IPv6()); err != nil {
+		t.Fatal(err)
+	}
+	if err := native.Ping(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+
+	// The flood: random bytes and spoofed Teredo packets from pub, bounded
+	// in count and time, until the pings are done.
+	pub := l.Host(lab.Pub)
+	conn, err := pub.ListenUDP(netip.AddrPortFrom(pub.IPv4(), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := netip.AddrPortFrom(l.Host(lab.Relay).IPv4(), relayPort)
+	victim, _ := proto.ParseAddress(addr)
+	stop := make(chan struct{})
+	flooded := make(chan int, 1)
+	go func() {
+		n := 0
+		deadline := time.Now().Add(20 * time.Second)
+		buf := make([]byte, 0, 256)
+		for ; n < 200000 && time.Now().Before(deadline); n++ {
+			select {
+			case <-stop:
+				flooded <- n
+				return
+			default:
+			}
+			switch n % 3 {
+			case 0: // our client's address from the wrong mapping
+				buf = proto.AppendEchoRequest(buf[:0], proto.EchoFields{Src: addr, Dst: native.IPv6(), HopLimit: 64, Data: make([]byte, 16)})
+			case 1: // a forged bubble claiming to be our client
+				buf = proto.AppendBubble(buf[:0], victim.Addr(), netip.MustParseAddr("fe80::8000:1"), 0)
+			default:
+				buf = buf[:1+n%200]
+				rand.Read(buf)
+			}
+			conn.WriteToUDPAddrPort(buf, to)
+		}
+		flooded <- n
+	}()
+	out, err := client.Run(ctx, "ping", "-n", "-q", "-c", "20", "-i", "0.05", "-W", "1", native.IPv6().String())
+	close(stop)
+	n := <-flooded
+	m := regexp.MustCompile(`(\d+) received`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("ping during the flood: %v\n%s", err, out)
+	}
+	got, _ := strconv.Atoi(string(m[1]))
+	t.Logf("%d of 20 pings answered while %d hostile datagrams hit the relay", got, n)
+	if got < 18 {
+		t.Errorf("only %d of 20 pings answered during the flood", got)
+	}
+	if n < 100 {
+		t.Errorf("the flood sent only %d datagrams", n)
+	}
 }
