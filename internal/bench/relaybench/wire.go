@@ -11,13 +11,19 @@ import (
 	"github.com/miredo-go/miredo/internal/lab"
 )
 
-// wireEnd is the receiving end of a veth that a daemon sends into: the
-// router's bridge port facing the relay host (the relay's datagrams to
-// clients and its packets to native IPv6 both leave that way) and nat1's
-// LAN side facing the client host (the client's datagrams).
-type wireEnd struct{ host, dev string }
+// wire is a veth a daemon sends into: the relay host's uplink, whose far
+// end is the router's bridge port named after it (the relay's datagrams
+// to clients and its packets to native IPv6 both leave that way), and the
+// client host's uplink, whose far end is nat1's LAN side.
+type wire struct {
+	host, dev         string // the daemon's end
+	peerHost, peerDev string // the receiving end
+}
 
-var daemonWireEnds = []wireEnd{{lab.Router, lab.Relay}, {lab.NAT1, "lan"}}
+var daemonWires = []wire{
+	{lab.Relay, "eth0", lab.Router, lab.Relay},
+	{clientHost, "eth0", lab.NAT1, "lan"},
+}
 
 // threadWire moves the lab's delivery of what the relay and the client
 // send out of their system calls. By default a veth hands a packet to its
@@ -28,16 +34,26 @@ var daemonWireEnds = []wireEnd{{lab.Router, lab.Relay}, {lab.NAT1, "lan"}}
 // polls in a napi/<dev> kernel thread, so each daemon pays only for its own
 // system calls down to its veth. The work is the same and the machine the
 // same two cores; only the bill moves (and the delivery is pipelined).
+//
+// A veth takes the NAPI path only for packets it may hand over unmerged:
+// with TSO on the sending end, a forwarded packet (the relay's, from its
+// tunnel) still goes through the backlog. So TSO is turned off on the
+// daemons' ends, which makes the kernel segment a forwarded TCP
+// super-packet (the offload tunnel backends write them) in software at the
+// relay's uplink, in the relay's system call: work a NIC would do.
 func threadWire(ctx context.Context, l *lab.Lab) error {
-	for _, e := range daemonWireEnds {
-		h := l.Host(e.host)
-		if err := h.Do(func() error { return setGRO(e.dev, true) }); err != nil {
-			return fmt.Errorf("%s: GRO on %s: %w", e.host, e.dev, err)
+	for _, w := range daemonWires {
+		h, peer := l.Host(w.host), l.Host(w.peerHost)
+		if err := h.Do(func() error { return setFeature(w.dev, unix.ETHTOOL_STSO, false) }); err != nil {
+			return fmt.Errorf("%s: TSO off on %s: %w", w.host, w.dev, err)
+		}
+		if err := peer.Do(func() error { return setFeature(w.peerDev, unix.ETHTOOL_SGRO, true) }); err != nil {
+			return fmt.Errorf("%s: GRO on %s: %w", w.peerHost, w.peerDev, err)
 		}
 		// ip netns exec mounts the namespace's own sysfs.
-		path := filepath.Join("/sys/class/net", e.dev, "threaded")
-		if _, err := h.RunInput(ctx, "1\n", "tee", path); err != nil {
-			return fmt.Errorf("%s: threaded NAPI on %s: %w", e.host, e.dev, err)
+		path := filepath.Join("/sys/class/net", w.peerDev, "threaded")
+		if _, err := peer.RunInput(ctx, "1\n", "tee", path); err != nil {
+			return fmt.Errorf("%s: threaded NAPI on %s: %w", w.peerHost, w.peerDev, err)
 		}
 	}
 	return nil
@@ -53,9 +69,11 @@ type ifreqData struct {
 // ethtoolValue is struct ethtool_value.
 type ethtoolValue struct{ cmd, data uint32 }
 
-// setGRO is ethtool -K ifname gro on|off, in the calling thread's network
-// namespace, with the legacy ETHTOOL_SGRO command (no ethtool(8) needed).
-func setGRO(ifname string, on bool) error {
+// setFeature switches an offload on or off for ifname in the calling
+// thread's network namespace with a legacy ethtool command, so that
+// ethtool(8) is not needed: ETHTOOL_SGRO is ethtool -K ifname gro on|off,
+// ETHTOOL_STSO is tso.
+func setFeature(ifname string, cmd uint32, on bool) error {
 	if len(ifname) >= unix.IFNAMSIZ {
 		return fmt.Errorf("interface name %q too long", ifname)
 	}
@@ -64,7 +82,7 @@ func setGRO(ifname string, on bool) error {
 		return fmt.Errorf("socket: %w", err)
 	}
 	defer unix.Close(fd)
-	v := ethtoolValue{cmd: unix.ETHTOOL_SGRO}
+	v := ethtoolValue{cmd: cmd}
 	if on {
 		v.data = 1
 	}
@@ -72,7 +90,7 @@ func setGRO(ifname string, on bool) error {
 	copy(ifr.name[:], ifname)
 	ifr.data = unsafe.Pointer(&v)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("SIOCETHTOOL set GRO: %w", errno)
+		return fmt.Errorf("SIOCETHTOOL %#x: %w", cmd, errno)
 	}
 	return nil
 }
