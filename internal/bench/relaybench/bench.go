@@ -153,6 +153,9 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	}
 	fmt.Fprintf(out, "relaybench: %d rounds × %d pairings × %d runs of %v (after a %v TCP warm-up per pairing); %s behind a %s NAT ↔ relay ↔ native %s; Teredo and VXLAN MTU 1280; server: %s; %s\n",
 		opt.Rounds, len(pairs), len(tests), opt.Duration, opt.Warmup, clientHost, lab.PortRestricted, b.native.IPv6(), opt.Server, wire)
+	for _, p := range pairs {
+		fmt.Fprintf(out, "  %-10s %s: %s\n", p.key, p.title, p.legend())
+	}
 	var samples []Sample
 	for round := range opt.Rounds {
 		for _, p := range pairs {

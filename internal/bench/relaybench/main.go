@@ -20,9 +20,21 @@
 // medians with their range. The lab is removed at the end; the daemons'
 // logs are kept only when something failed.
 //
+// Our daemons take extra arguments (-relay-args, -client-args), and
+// -variant adds pairings of our daemons with other arguments, so that kill
+// switches can be compared in the same run. The machine is small and
+// shared: each run waits for a quiet machine first (-quiet), the table
+// shows the CPU that neither the daemons nor iperf3 used, and only ratios
+// within a round are worth comparing across runs. By default the kernel
+// delivers each packet across the lab's veths inside the sender's system
+// call, so a daemon is charged for the forwarding behind it (the same for
+// Miredo); -thread-wire moves that into kernel threads. -perf records
+// perf(1) call graphs of both daemons during every run.
+//
 //	go run ./internal/bench/relaybench -rounds 3
 //	go run ./internal/bench/relaybench -only ours,our-relay -relay-args '--no-batch'
 //	go run ./internal/bench/relaybench -variant 'nobatch|ours|ours --no-batch'
+//	go run ./internal/bench/relaybench -only ours,our-relay -thread-wire -perf /tmp/perf
 package main
 
 import (

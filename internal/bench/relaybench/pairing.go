@@ -44,6 +44,14 @@ func standardPairings(clientArgs, relayArgs []string) []pairing {
 	}
 }
 
+// legend says what runs in a pairing, with our daemons' extra arguments.
+func (p pairing) legend() string {
+	if p.vxlan {
+		return "VXLAN over IPv4 from the client host through nat1 to the relay host, IPv6 inside, kernel only"
+	}
+	return "client " + p.client.String() + ", relay " + p.relay.String()
+}
+
 // parseVariant reads -variant "KEY|CLIENT|RELAY", where CLIENT and RELAY
 // are "miredo" or "ours" followed by arguments for our daemon, e.g.
 // "nobatch|ours|ours --no-batch".
@@ -64,7 +72,7 @@ func parseVariant(s string) (pairing, error) {
 	if err != nil {
 		return pairing{}, usagef("-variant %q: relay: %v", s, err)
 	}
-	return pairing{key: key, title: key + ": client " + client.String() + ", relay " + relay.String(), client: client, relay: relay}, nil
+	return pairing{key: key, title: "variant " + key, client: client, relay: relay}, nil
 }
 
 func parseRole(s string) (role, error) {

@@ -54,6 +54,9 @@ func TestSetPairings(t *testing.T) {
 	if ours.client.String() != "ours --c" || ours.relay.String() != "ours --r" {
 		t.Errorf("our pairing: client %q relay %q", ours.client, ours.relay)
 	}
+	if got := opt.Pairings[5]; got.title != "variant nb" || got.legend() != "client ours, relay ours --no-batch" {
+		t.Errorf("variant: title %q, legend %q", got.title, got.legend())
+	}
 	if r := opt.Pairings[2]; !r.client.miredo || r.relay.String() != "ours --r" {
 		t.Errorf("our-relay pairing: %+v", r)
 	}
