@@ -706,20 +706,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer c.Close()
 	c.hup = hup
 	cfg = c.cfg
-	if cfg.PIDFile != "" {
-		pid, err := daemon.CreatePIDFile(cfg.PIDFile)
-		if err != nil {
-			return err
-		}
-		defer pid.Close()
-	}
 	// The device and socket are open and the helper holds CAP_NET_ADMIN:
 	// the packet process needs no privilege at all.
-	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot})
+	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
-		return fmt.Errorf("dropping privileges: %w", err)
+		return err
 	}
-	log.Info("privileges dropped", "result", res)
+	defer release()
 	log.Info("Teredo client started", "server", cfg.Server, "interface", c.dev.Name(), "local", c.LocalAddr())
 	err = c.Serve(ctx)
 	log.Info("Teredo client stopped", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())

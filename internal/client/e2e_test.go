@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,49 +20,15 @@ import (
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	bins      map[string]string
-	buildErr  error
-)
-
-// TestMain removes the binaries built for the run.
+// TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	lab.RemoveBinaries()
 	os.Exit(code)
 }
 
-// binary builds our client and server once per test run, statically, as
-// `make build` does, and returns the path of the one named.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "miredo-client-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildDir = dir
-		bins = map[string]string{}
-		for _, b := range []string{"miredo-client", "miredo-server"} {
-			bins[b] = filepath.Join(dir, b)
-			cmd := exec.Command("go", "build", "-o", bins[b], "github.com/miredo-go/miredo/cmd/"+b)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", b, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bins[name]
-}
+// binary returns one of our daemons, built once per run.
+func binary(t *testing.T, name string) string { return lab.Binary(t, name) }
 
 const ifname = "teredo"
 

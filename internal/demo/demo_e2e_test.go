@@ -4,8 +4,6 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,14 +17,8 @@ func TestDemo(t *testing.T) {
 	if reason := lab.Missing(); reason != "" {
 		t.Skip("lab: " + reason)
 	}
-	dir := t.TempDir()
-	for _, b := range []string{"miredo-server", "miredo-relay", "miredo-client"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/miredo-go/miredo/cmd/"+b)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
-	}
+	dir := filepath.Dir(lab.Binary(t, "miredo-server"))
+	defer lab.RemoveBinaries()
 	var out bytes.Buffer
 	err := run(t.Context(), &out, dir, lab.Symmetric.String(), false)
 	t.Log(out.String())

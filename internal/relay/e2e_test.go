@@ -11,12 +11,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,38 +24,15 @@ import (
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
-var (
-	buildOnce sync.Once
-	bins      = map[string]string{}
-	buildErr  error
-)
-
-// binary builds one of our daemons once per test run, statically, as `make
-// build` does.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "miredo-relay-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		for _, b := range []string{"miredo-relay", "miredo-server", "miredo-client"} {
-			bins[b] = filepath.Join(dir, b)
-			cmd := exec.Command("go", "build", "-o", bins[b], "github.com/miredo-go/miredo/cmd/"+b)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", b, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bins[name]
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	lab.RemoveBinaries()
+	os.Exit(code)
 }
+
+// binary returns one of our daemons, built once per run.
+func binary(t *testing.T, name string) string { return lab.Binary(t, name) }
 
 // relayPort is where our relay listens, so hostile senders can find it.
 const relayPort = 3545
@@ -105,39 +80,17 @@ func startOurServer(ctx context.Context, t *testing.T, l *lab.Lab) *lab.Process 
 	return p
 }
 
-// stats asks our relay for its counters (SIGUSR1) and returns the value of
-// each named counter in the newest statistics record ("stats.from_udp").
+// stats asks our relay for its counters (SIGUSR1) and returns each named
+// counter of the newest statistics record ("stats.from_udp").
 func stats(ctx context.Context, t *testing.T, p *lab.Process) map[string]uint64 {
 	t.Helper()
-	before := strings.Count(p.Tail(2000), "msg=statistics")
-	if err := syscall.Kill(p.Pid(), syscall.SIGUSR1); err != nil {
+	m, err := p.Statistics(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile(`(\w+\.\w+)=(\d+)`)
-	for {
-		log := p.Tail(2000)
-		if strings.Count(log, "msg=statistics") > before {
-			lines := strings.Split(log, "\n")
-			for i := len(lines) - 1; i >= 0; i-- {
-				if strings.Contains(lines[i], "msg=statistics") {
-					m := map[string]uint64{}
-					for _, kv := range re.FindAllStringSubmatch(lines[i], -1) {
-						n, _ := strconv.ParseUint(kv[2], 10, 64)
-						m[kv[1]] = n
-					}
-					return m
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no statistics in the relay log:\n%s", p.Tail(20))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return m
 }
 
-// tcpBytes is how much the TCP exchange moves each way: 1 MiB, or
 // $MIREDO_RELAY_TCP_BYTES for a throughput run.
 func tcpBytes(t *testing.T) int {
 	if s := os.Getenv("MIREDO_RELAY_TCP_BYTES"); s != "" {
@@ -453,19 +406,11 @@ func hostile(ctx context.Context, t *testing.T, l *lab.Lab, relay *lab.Process) 
 // icmp6InEchos reads how many echo requests host h has received.
 func icmp6InEchos(ctx context.Context, t *testing.T, h *lab.Host) uint64 {
 	t.Helper()
-	out, err := h.Run(ctx, "cat", "/proc/net/snmp6")
+	n, err := h.SNMP6(ctx, "Icmp6InEchos")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == "Icmp6InEchos" {
-			n, _ := strconv.ParseUint(f[1], 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no Icmp6InEchos in /proc/net/snmp6")
-	return 0
+	return n
 }
 
 // ourClientUnderFlood runs our own client, server and relay together (the

@@ -350,19 +350,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer r.Close()
 	cfg = r.cfg
-	var pid *daemon.PIDFile
-	if cfg.PIDFile != "" {
-		if pid, err = daemon.CreatePIDFile(cfg.PIDFile); err != nil {
-			return err
-		}
-		defer pid.Close()
-	}
 	// Reading and writing an open tunnel and socket needs no capability.
-	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot})
+	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
-		return fmt.Errorf("dropping privileges: %w", err)
+		return err
 	}
-	log.Info("privileges dropped", "result", res)
+	defer release()
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
 		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend,
 		"gso", r.conn.Stats().GSO, "gro", r.conn.Stats().GRO)

@@ -8,12 +8,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,33 +21,11 @@ import (
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// serverBinary builds cmd/miredo-server once per test run, statically, as
-// `make build` does.
-func serverBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "miredo-server-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "miredo-server")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/miredo-go/miredo/cmd/miredo-server")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	lab.RemoveBinaries()
+	os.Exit(code)
 }
 
 // startServer runs our server in the lab's server host from a
@@ -62,7 +37,7 @@ func startServer(ctx context.Context, t *testing.T, l *lab.Lab) *lab.Process {
 	if err := os.WriteFile(conf, []byte(refmiredo.ServerConfig(h.IPv4())), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := l.Start(ctx, h, "our-server", serverBinary(t), "-f", "-c", conf,
+	p, err := l.Start(ctx, h, "our-server", lab.Binary(t, "miredo-server"), "-f", "-c", conf,
 		"-p", filepath.Join(l.LogDir, "our-server.pid"), "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
@@ -73,36 +48,15 @@ func startServer(ctx context.Context, t *testing.T, l *lab.Lab) *lab.Process {
 	return p
 }
 
-// stats asks the server for its counters (SIGUSR1) and reads them from its
-// log: the value of counter name in the newest statistics record.
+// stats asks the server for its counters (SIGUSR1) and returns counter
+// name ("to_ipv6", "drop_loop"), 0 when absent.
 func stats(ctx context.Context, t *testing.T, p *lab.Process, name string) uint64 {
 	t.Helper()
-	before := strings.Count(p.Tail(1000), "msg=statistics")
-	if err := syscall.Kill(p.Pid(), syscall.SIGUSR1); err != nil {
+	m, err := p.Statistics(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile(`stats\.` + regexp.QuoteMeta(name) + `=(\d+)`)
-	for {
-		log := p.Tail(1000)
-		if strings.Count(log, "msg=statistics") > before {
-			lines := strings.Split(log, "\n")
-			for i := len(lines) - 1; i >= 0; i-- {
-				if strings.Contains(lines[i], "msg=statistics") {
-					m := re.FindStringSubmatch(lines[i])
-					if m == nil {
-						return 0 // counters at zero are not printed
-					}
-					n, _ := strconv.ParseUint(m[1], 10, 64)
-					return n
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no statistics in the server log:\n%s", p.Tail(20))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return m["stats."+name]
 }
 
 // TestOurServer runs Debian's Miredo 1.2.6 client and relay against our
@@ -371,17 +325,9 @@ func TestOurServer(t *testing.T) {
 // icmp6InEchos reads how many echo requests host h has received.
 func icmp6InEchos(ctx context.Context, t *testing.T, h *lab.Host) uint64 {
 	t.Helper()
-	out, err := h.Run(ctx, "cat", "/proc/net/snmp6")
+	n, err := h.SNMP6(ctx, "Icmp6InEchos")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == "Icmp6InEchos" {
-			n, _ := strconv.ParseUint(f[1], 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no Icmp6InEchos in /proc/net/snmp6")
-	return 0
+	return n
 }

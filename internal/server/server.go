@@ -258,19 +258,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer s.Close()
 	cfg = s.cfg
-	var pid *daemon.PIDFile
-	if cfg.PIDFile != "" {
-		if pid, err = daemon.CreatePIDFile(cfg.PIDFile); err != nil {
-			return err
-		}
-		defer pid.Close()
-	}
 	// The sockets are open; sending on them needs no capability at all.
-	res, err := dropprivs.Drop(dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot})
+	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
-		return fmt.Errorf("dropping privileges: %w", err)
+		return err
 	}
-	log.Info("privileges dropped", "result", res)
+	defer release()
 	log.Info("Teredo server started", "primary", cfg.Primary, "secondary", cfg.Secondary,
 		"prefix", cfg.Prefix, "mtu", cfg.MTU, "sockets", len(s.conns[0]))
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
