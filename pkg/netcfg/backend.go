@@ -96,7 +96,10 @@ type OffloadStats struct {
 	SplitOut    uint64 // packets Read cut from them
 	RunsWritten uint64 // super-segments written to the kernel
 	Coalesced   uint64 // packets Write merged into them
-	Dropped     uint64 // packets read that could not be delivered (malformed, IPv4 super-segments, larger than the caller's buffer)
+	// UDP super-datagrams written (USO) and the datagrams merged into them.
+	UDPRunsWritten uint64
+	UDPCoalesced   uint64
+	Dropped        uint64 // packets read that could not be delivered (malformed, IPv4 super-segments, larger than the caller's buffer)
 }
 
 // OffloadStatser is implemented by Devices that have an offload path.
@@ -111,6 +114,8 @@ func (s OffloadStats) LogValue() slog.Value {
 		slog.Uint64("split_out", s.SplitOut),
 		slog.Uint64("runs_written", s.RunsWritten),
 		slog.Uint64("coalesced", s.Coalesced),
+		slog.Uint64("udp_runs_written", s.UDPRunsWritten),
+		slog.Uint64("udp_coalesced", s.UDPCoalesced),
 		slog.Uint64("dropped", s.Dropped),
 	)
 }

@@ -30,6 +30,7 @@ type tunDevice struct {
 	file *os.File
 	rc   syscall.RawConn
 	vnet bool // IFF_VNET_HDR and offloads
+	uso  bool // the kernel took UDP segmentation offload: Write merges UDP runs too
 
 	// Read side; Reads do not overlap (Device contract).
 	rbuf     []byte    // where a read lands with offloads on
@@ -46,7 +47,7 @@ type tunDevice struct {
 	// Write side; Writes do not overlap (Device contract).
 	vhdr      [vnetHdrLen]byte
 	zeroHdr   [vnetHdrLen]byte
-	runHdr    [ipv6HdrLen + 60]byte // IPv6 + the longest TCP header
+	runHdr    [ipv6HdrLen + 60]byte // IPv6 + the longest TCP (or a UDP) header
 	iov       []unix.Iovec
 	wrBuf     []byte // one buffer, or nil for iov
 	wrIov     int    // iovecs in use
@@ -54,6 +55,8 @@ type tunDevice struct {
 	writeFn   func(uintptr) bool // d.writeOnce, bound once
 	runsOut   atomic.Uint64
 	coalesced atomic.Uint64
+	udpRuns   atomic.Uint64
+	udpMerged atomic.Uint64
 }
 
 var (
@@ -163,9 +166,13 @@ func openQueue(name string, opts Options) (*tunDevice, error) {
 	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
 		return nil, fmt.Errorf("netcfg: clear persist on %s: %w", ifr.Name(), os.NewSyscallError("ioctl TUNSETPERSIST", err))
 	}
+	uso := false
 	if vnet {
 		for i, set := range offloadSets {
 			err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, set)
+			if err == nil {
+				uso = set&unix.TUN_F_USO6 != 0
+			}
 			if err == nil || i == len(offloadSets)-1 || !errors.Is(err, unix.EINVAL) {
 				break
 			}
@@ -174,7 +181,7 @@ func openQueue(name string, opts Options) (*tunDevice, error) {
 			return nil, fmt.Errorf("netcfg: offloads on %s (use the batch backend on this kernel): %w", ifr.Name(), os.NewSyscallError("ioctl TUNSETOFFLOAD", err))
 		}
 	}
-	d := &tunDevice{tunLink: tunLink{name: ifr.Name()}}
+	d := &tunDevice{tunLink: tunLink{name: ifr.Name()}, uso: uso}
 	if err := d.attachNetlink(); err != nil {
 		return nil, err
 	}
@@ -214,6 +221,7 @@ func (d *tunDevice) OffloadStats() OffloadStats {
 	return OffloadStats{
 		SuperRead: d.superIn.Load(), SplitOut: d.splitOut.Load(),
 		RunsWritten: d.runsOut.Load(), Coalesced: d.coalesced.Load(),
+		UDPRunsWritten: d.udpRuns.Load(), UDPCoalesced: d.udpMerged.Load(),
 		Dropped: d.dropped.Load(),
 	}
 }
@@ -418,9 +426,10 @@ func (d *tunDevice) setIov(i int, b []byte) {
 
 // Write writes the packets in order. With offloads on, each run of
 // in-order TCP segments of one flow (see tcpRun) goes to the kernel as one
-// super-segment in one writev(2), and every other packet alone. If the
-// kernel refuses a super-segment, its packets are written one by one, so
-// n is always the index of the packet that failed.
+// super-segment in one writev(2), and so does each run of UDP datagrams of
+// one flow (see udpRun) when the kernel took USO; every other packet goes
+// alone. If the kernel refuses a super-segment, its packets are written
+// one by one, so n is always the index of the packet that failed.
 func (d *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 	for i, b := range bufs {
 		if offset < 0 || offset > len(b) {
@@ -440,14 +449,13 @@ func (d *tunDevice) Write(bufs [][]byte, offset int) (int, error) {
 		case len(pkt) == 0:
 			err = d.write(d.zeroHdr[:], 0) // the kernel's verdict on an empty packet
 		default:
-			var first tcpSeg
-			var pay int
-			run, first, pay = tcpRun(bufs[i:], offset)
+			var p runPlan
+			run, p = d.planRun(bufs[i:], offset)
 			if run == 1 {
 				err = d.writeOne(bufs[i], offset)
 				break
 			}
-			if err = d.writeRun(bufs[i:i+run], offset, first, pay); err == nil || d.closed.Load() {
+			if err = d.writeRun(bufs[i:i+run], offset, p); err == nil || d.closed.Load() {
 				break
 			}
 			// The kernel refused the super-segment: send its packets one
@@ -481,23 +489,57 @@ func (d *tunDevice) writeOne(buf []byte, offset int) error {
 	return d.write(nil, 2)
 }
 
-// writeRun writes the run of TCP segments in bufs as one super-segment:
-// virtio-net header, the first segment's headers adjusted (runHeader),
-// then every segment's payload, gathered by writev without copying.
-func (d *tunDevice) writeRun(bufs [][]byte, offset int, first tcpSeg, pay int) error {
-	last := bufs[len(bufs)-1][offset:]
-	psh := last[ipv6HdrLen+tcpFlagsAt]&tcpPSH != 0
-	hdr, vh := runHeader(d.runHdr[:], bufs[0][offset:], first, pay, psh)
-	vh.encode(d.vhdr[:])
+// runPlan is how planRun merges a run: the super-segment's headers (in
+// d.runHdr), its virtio-net header, and how many bytes of headers each
+// packet of the run drops.
+type runPlan struct {
+	hdr    []byte
+	vh     vnetHdr
+	hdrLen int
+	udp    bool
+}
+
+// planRun measures the run at the front of bufs, TCP first, then UDP if
+// the kernel took USO, and for a run of more than one packet builds its
+// headers.
+func (d *tunDevice) planRun(bufs [][]byte, offset int) (int, runPlan) {
+	run, first, pay := tcpRun(bufs, offset)
+	if run > 1 {
+		last := bufs[run-1][offset:]
+		psh := last[ipv6HdrLen+tcpFlagsAt]&tcpPSH != 0
+		hdr, vh := runHeader(d.runHdr[:], bufs[0][offset:], first, pay, psh)
+		return run, runPlan{hdr: hdr, vh: vh, hdrLen: first.hdrLen}
+	}
+	if !d.uso {
+		return 1, runPlan{}
+	}
+	run, segPay, total := udpRun(bufs, offset)
+	if run == 1 {
+		return 1, runPlan{}
+	}
+	hdr, vh := udpRunHeader(d.runHdr[:], bufs[0][offset:], segPay, total)
+	return run, runPlan{hdr: hdr, vh: vh, hdrLen: ipv6HdrLen + udpHdrLen, udp: true}
+}
+
+// writeRun writes the run of packets in bufs as one super-segment:
+// virtio-net header, the first packet's headers adjusted (p.hdr), then
+// every packet's payload, gathered by writev without copying.
+func (d *tunDevice) writeRun(bufs [][]byte, offset int, p runPlan) error {
+	p.vh.encode(d.vhdr[:])
 	d.setIov(0, d.vhdr[:])
-	d.setIov(1, hdr)
+	d.setIov(1, p.hdr)
 	for j, b := range bufs {
-		d.setIov(2+j, b[offset+first.hdrLen:])
+		d.setIov(2+j, b[offset+p.hdrLen:])
 	}
 	if err := d.write(nil, 2+len(bufs)); err != nil {
 		return err
 	}
-	d.runsOut.Add(1)
-	d.coalesced.Add(uint64(len(bufs)))
+	if p.udp {
+		d.udpRuns.Add(1)
+		d.udpMerged.Add(uint64(len(bufs)))
+	} else {
+		d.runsOut.Add(1)
+		d.coalesced.Add(uint64(len(bufs)))
+	}
 	return nil
 }
