@@ -81,7 +81,8 @@ type Self struct {
 
 // Out collects what processing produced. The Engine appends to it; the
 // caller sends and writes everything, then calls Reset before the next
-// batch. Packets in Local and UDP may alias the input buffers of the same
+// batch. The Engine reads its clock once per batch: the first packet
+// after a Reset fixes the time for the rest. Packets in Local and UDP may alias the input buffers of the same
 // batch, or buffers Out owns; they stay valid until Reset.
 type Out struct {
 	// UDP holds datagrams to send on the Teredo socket (Buf[:N] to Addr),

@@ -139,6 +139,17 @@ func (e *Engine) now() tick {
 	return tick(e.cfg.Now().Sub(e.start) / (time.Second / ticksPerSecond))
 }
 
+// batchNow is now as out's batch first read it (see Out).
+func (e *Engine) batchNow(out *Out) tick {
+	if out == nil {
+		return e.now()
+	}
+	if out.clockOf != e {
+		out.clockAt, out.clockOf = e.now(), e
+	}
+	return out.clockAt
+}
+
 // SetSelf tells a client engine its Teredo address, server and NAT type
 // after (re)qualification; the zero Self means not qualified. A new address
 // empties the peer table (Miredo does the same): every mapping was learned

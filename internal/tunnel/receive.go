@@ -79,7 +79,7 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 	ip := env.IPv6
 	src, dst := (*[16]byte)(ip[8:24]), (*[16]byte)(ip[24:40])
 	bubble := ip.IsBubble()
-	now := e.now()
+	now := e.batchNow(out)
 	prefix := e.cfg.Prefix
 	if client {
 		prefix = self.prefix

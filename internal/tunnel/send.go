@@ -80,7 +80,7 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 	if dst[0] == 0xff {
 		return drop(DropMulticast)
 	}
-	now := e.now()
+	now := e.batchNow(out)
 	self := e.self.Load()
 	client := e.cfg.Mode == Client
 	prefix := e.cfg.Prefix
