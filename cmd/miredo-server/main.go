@@ -29,6 +29,7 @@ func main() {
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "accepted for Miredo compatibility; the server always runs in the foreground"},
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		&cli.IntFlag{Name: "sockets", Usage: "UDP sockets per server address (default: one per CPU)"},
+		&cli.UintFlag{Name: "rate-limit", Value: 5000, Usage: "most datagrams sent to one IPv4 /24 per second and socket, against reflection of spoofed solicitations (0: no limit)"},
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
 		daemon.LogLevelFlag,
 	}
@@ -77,6 +78,7 @@ func run(c *cli.Context) error {
 		PIDFile:   c.String("pidfile"),
 		Sockets:   c.Int("sockets"),
 		NoBatch:   c.Bool("no-batch"),
+		RateLimit: uint32(min(c.Uint("rate-limit"), 1<<31)),
 	}
 	// As in Miredo, a server address on the command line replaces the
 	// file's pair: the secondary is then derived from it.

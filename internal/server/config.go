@@ -22,6 +22,10 @@ type Config struct {
 	Sockets int
 	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
 	NoBatch bool
+	// RateLimit bounds the datagrams each socket loop sends to one IPv4
+	// /24 per second (advertisements and forwarded packets); 0 means no
+	// limit. See sendLimiter.
+	RateLimit uint32
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.

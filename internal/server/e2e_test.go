@@ -320,6 +320,51 @@ func TestOurServer(t *testing.T) {
 			t.Error(err)
 		}
 	})
+
+	t.Run("rate limit", func(t *testing.T) {
+		// A burst of solicitations "from" one /24 (as a spoofed flood aimed
+		// at a victim network would be) gets at most the per-/24 budget
+		// answered; the rest is dropped and counted, and the budget refills.
+		flood, err := pub.ListenUDP(netip.AddrPortFrom(pub.IPv4(), 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer flood.Close()
+		before := stats(ctx, t, srv, "drop_rate_limited")
+		rs := proto.AppendRouterSolicitation(nil, [proto.NonceLen]byte{7}, false)
+		const n = 30000
+		for range n {
+			if _, err := flood.WriteToUDPAddrPort(rs, primary); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var limited uint64
+		for {
+			if limited = stats(ctx, t, srv, "drop_rate_limited") - before; limited > 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no solicitation of %d was rate limited", n)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		t.Logf("%d of %d solicitations from one /24 dropped by the rate limit", limited, n)
+		// The budget refills: a fresh solicitation is answered again.
+		buf := make([]byte, 2048)
+		for {
+			conn.WriteToUDPAddrPort(rs, primary)
+			conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, _, err := conn.ReadFromUDPAddrPort(buf); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("solicitations stay unanswered after the burst")
+			default:
+			}
+		}
+	})
 }
 
 // icmp6InEchos reads how many echo requests host h has received.

@@ -74,6 +74,7 @@ const (
 	DropTooBig                     // payload over 88 bytes or oversized trailer
 	DropNotOurClient               // Teredo destination served by another server
 	DropClientNotGlobal            // Teredo destination whose mapped IPv4 is not global
+	DropRateLimited                // over the per-/24 send budget (see sendLimiter)
 	NumDropReasons
 )
 
@@ -91,6 +92,7 @@ var dropNames = [NumDropReasons]string{
 	DropTooBig:          "too_big",
 	DropNotOurClient:    "not_our_client",
 	DropClientNotGlobal: "client_not_global",
+	DropRateLimited:     "rate_limited",
 }
 
 // String returns the stable name used in logs and counters.

@@ -73,6 +73,7 @@ type Server struct {
 	conns [2][]*udpio.Conn // primary, secondary; index i of each pairs up
 	raw   *rawIPv6
 	stats []*loopStats
+	start time.Time // origin of the limiters' millisecond clock
 }
 
 // Listen opens the server's sockets: UDP 3544 on both addresses (several
@@ -88,9 +89,10 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 		n = udpio.GroupSize()
 	}
 	s := &Server{
-		cfg: cfg,
-		h:   NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)),
-		log: log,
+		cfg:   cfg,
+		start: time.Now(),
+		h:     NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)),
+		log:   log,
 	}
 	opt := udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch}
 	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
@@ -189,6 +191,7 @@ func (s *Server) loop(c *udpio.Conn, on Via, out [2]*udpio.Conn, st *loopStats) 
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
+	limit := newSendLimiter(s.cfg.RateLimit)
 	errRun := 0
 	for {
 		n, err := c.ReadBatch(in)
@@ -206,6 +209,7 @@ func (s *Server) loop(c *udpio.Conn, on Via, out [2]*udpio.Conn, st *loopStats) 
 		errRun = 0
 		st.received.Add(uint64(n))
 		batches[0], batches[1] = batches[0][:0], batches[1][:0]
+		now := uint32(time.Since(s.start) / time.Millisecond)
 		for i := range n {
 			m := &in[i]
 			slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
@@ -214,6 +218,10 @@ func (s *Server) loop(c *udpio.Conn, on Via, out [2]*udpio.Conn, st *loopStats) 
 			case Drop:
 				st.dropped[r.Reason].Add(1)
 			case SendUDP:
+				if !limit.allow(r.To.Addr(), now) {
+					st.dropped[DropRateLimited].Add(1)
+					continue
+				}
 				batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
 				if isRA(r.Packet) {
 					st.answered.Add(1)

@@ -315,7 +315,9 @@ func (b *bench) startServer(ctx context.Context, t target, name string) (*lab.Pr
 	if err := os.WriteFile(conf, []byte(refmiredo.ServerConfig(h.IPv4())), 0o644); err != nil {
 		return nil, err
 	}
-	argv := append([]string{b.ours, "-c", conf, "-p", filepath.Join(b.lab.LogDir, name+".pid")}, t.args...)
+	// The load comes from one /24: the per-/24 send limit, which Miredo
+	// does not have, is off so that capacity is what gets measured.
+	argv := append([]string{b.ours, "-c", conf, "-p", filepath.Join(b.lab.LogDir, name+".pid"), "--rate-limit", "0"}, t.args...)
 	return b.lab.Start(ctx, h, name, argv...)
 }
 
