@@ -406,7 +406,6 @@ func BenchmarkPairWriteUDP(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			d, k := newPairDevice(b, true)
-			d.uso = true
 			d.uso = uso
 			run := withHeadroom(udpFlow(64, 1200, 0, nil), 16)
 			rb := make([]byte, readBufLen)
