@@ -314,34 +314,11 @@ func (c *Client) tunnelLoop() error {
 // flush sends and writes what the Engine produced, then resets out. It
 // returns net.ErrClosed once the socket or device is closed.
 func (c *Client) flush(out *tunnel.Out) error {
-	defer out.Reset()
-	if len(out.UDP) > 0 {
-		sent, err := c.conn.WriteBatch(out.UDP)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			c.st.sendErrors.Add(uint64(len(out.UDP) - sent))
-		}
-	}
-	if len(out.Local) == 0 {
-		return nil
-	}
-	c.devWrite.Lock()
-	defer c.devWrite.Unlock()
-	// Skip refused packets on a copy of the slice: out.Local must keep
-	// its whole backing array for Reset to clear and the next batch to use.
-	pkts := out.Local
-	for len(pkts) > 0 {
-		n, err := c.dev.Write(pkts, 0)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return err
-		}
-		c.st.tunWriteErrors.Add(1)
-		pkts = pkts[n+1:] // skip the packet the kernel refused
+	f := out.Flush(c.conn, c.dev, &c.devWrite)
+	c.st.sendErrors.Add(uint64(f.UDPFailed))
+	c.st.tunWriteErrors.Add(uint64(f.TunFailed))
+	if f.Closed {
+		return net.ErrClosed
 	}
 	return nil
 }

@@ -306,37 +306,14 @@ func (r *Relay) timerLoop(ctx context.Context) error {
 }
 
 // flush sends and writes what the engine produced, then resets out. It
-// returns an error only when the socket or the tunnel is closed.
+// returns an error only when the socket or the tunnel is closed; failures
+// are counted (and logged at debug level).
 func (r *Relay) flush(out *tunnel.Out) error {
-	defer out.Reset()
-	if len(out.UDP) > 0 {
-		sent, err := r.conn.WriteBatch(out.UDP)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			r.st.udpSend.Add(uint64(len(out.UDP) - sent))
-			r.log.Debug("send failed", "err", err)
-		}
-	}
-	pkts := out.Local
-	if len(pkts) == 0 {
-		return nil
-	}
-	r.devWrite.Lock()
-	defer r.devWrite.Unlock()
-	for len(pkts) > 0 {
-		n, err := r.dev.Write(pkts, 0)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return nil
-		}
-		// The kernel refused packet n (no route back, say): skip it.
-		r.st.tunWrite.Add(1)
-		r.log.Debug("tunnel write failed", "err", err)
-		pkts = pkts[n+1:]
+	f := out.Flush(r.conn, r.dev, &r.devWrite)
+	if f.UDPFailed > 0 || f.TunFailed > 0 {
+		r.st.udpSend.Add(uint64(f.UDPFailed))
+		r.st.tunWrite.Add(uint64(f.TunFailed))
+		r.log.Debug("some packets not sent", "udp", f.UDPFailed, "tunnel", f.TunFailed)
 	}
 	return nil
 }
