@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/miredo-go/miredo/internal/lab"
 )
@@ -44,10 +41,10 @@ var daemonWires = []wire{
 func threadWire(ctx context.Context, l *lab.Lab) error {
 	for _, w := range daemonWires {
 		h, peer := l.Host(w.host), l.Host(w.peerHost)
-		if err := h.Do(func() error { return setFeature(w.dev, unix.ETHTOOL_STSO, false) }); err != nil {
+		if err := h.SetOffload(w.dev, lab.TSO, false); err != nil {
 			return fmt.Errorf("%s: TSO off on %s: %w", w.host, w.dev, err)
 		}
-		if err := peer.Do(func() error { return setFeature(w.peerDev, unix.ETHTOOL_SGRO, true) }); err != nil {
+		if err := peer.SetOffload(w.peerDev, lab.GRO, true); err != nil {
 			return fmt.Errorf("%s: GRO on %s: %w", w.peerHost, w.peerDev, err)
 		}
 		// ip netns exec mounts the namespace's own sysfs.
@@ -55,42 +52,6 @@ func threadWire(ctx context.Context, l *lab.Lab) error {
 		if _, err := peer.RunInput(ctx, "1\n", "tee", path); err != nil {
 			return fmt.Errorf("%s: threaded NAPI on %s: %w", w.peerHost, w.peerDev, err)
 		}
-	}
-	return nil
-}
-
-// ifreqData is struct ifreq with ifr_data, the form SIOCETHTOOL takes.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
-// ethtoolValue is struct ethtool_value.
-type ethtoolValue struct{ cmd, data uint32 }
-
-// setFeature switches an offload on or off for ifname in the calling
-// thread's network namespace with a legacy ethtool command, so that
-// ethtool(8) is not needed: ETHTOOL_SGRO is ethtool -K ifname gro on|off,
-// ETHTOOL_STSO is tso.
-func setFeature(ifname string, cmd uint32, on bool) error {
-	if len(ifname) >= unix.IFNAMSIZ {
-		return fmt.Errorf("interface name %q too long", ifname)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	v := ethtoolValue{cmd: cmd}
-	if on {
-		v.data = 1
-	}
-	var ifr ifreqData
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(&v)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("SIOCETHTOOL %#x: %w", cmd, errno)
 	}
 	return nil
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/miredo-go/miredo/internal/lab"
 )
@@ -27,10 +24,10 @@ func threadWire(ctx context.Context, l *lab.Lab) error {
 	// The router-side end of a bridged host's link is named after the host.
 	for _, dev := range []string{lab.Server, lab.Pub} {
 		h := l.Host(dev)
-		if err := h.Do(func() error { return setFeature(h.Ifname, unix.ETHTOOL_STSO, false) }); err != nil {
+		if err := h.SetOffload(h.Ifname, lab.TSO, false); err != nil {
 			return fmt.Errorf("%s: TSO off on %s: %w", dev, h.Ifname, err)
 		}
-		if err := router.Do(func() error { return setFeature(dev, unix.ETHTOOL_SGRO, true) }); err != nil {
+		if err := router.SetOffload(dev, lab.GRO, true); err != nil {
 			return fmt.Errorf("router: GRO on %s: %w", dev, err)
 		}
 		// ip netns exec mounts the namespace's own sysfs.
@@ -38,41 +35,6 @@ func threadWire(ctx context.Context, l *lab.Lab) error {
 		if _, err := router.RunInput(ctx, "1\n", "tee", path); err != nil {
 			return fmt.Errorf("router: threaded NAPI on %s: %w", dev, err)
 		}
-	}
-	return nil
-}
-
-// ifreqData is struct ifreq with ifr_data, the form SIOCETHTOOL takes.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
-// ethtoolValue is struct ethtool_value.
-type ethtoolValue struct{ cmd, data uint32 }
-
-// setFeature switches an offload on or off for ifname in the calling
-// thread's network namespace with a legacy ethtool command (ETHTOOL_SGRO
-// is ethtool -K ifname gro on|off, ETHTOOL_STSO is tso).
-func setFeature(ifname string, cmd uint32, on bool) error {
-	if len(ifname) >= unix.IFNAMSIZ {
-		return fmt.Errorf("interface name %q too long", ifname)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	v := ethtoolValue{cmd: cmd}
-	if on {
-		v.data = 1
-	}
-	var ifr ifreqData
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(&v)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("SIOCETHTOOL %#x: %w", cmd, errno)
 	}
 	return nil
 }
