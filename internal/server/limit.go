@@ -14,9 +14,9 @@ import (
 // well over 100,000 clients behind one /24 of carrier-grade NAT.
 //
 // Each loop owns its limiter: no locks. Slots are found by a keyed hash of
-// the /24, so an attacker cannot aim collisions; a collision only resets
-// the slot to a full burst for the newcomer, which errs on the side of
-// answering.
+// the /24, so an attacker cannot aim collisions; /24s that collide share a
+// bucket, which errs on the side of limiting (a collision must never hand
+// a victim's /24 a fresh burst).
 type sendLimiter struct {
 	rate  uint32 // tokens per second; 0 turns the limiter off
 	seed  maphash.Seed
@@ -44,13 +44,23 @@ func (l *sendLimiter) allow(a netip.Addr, now uint32) bool {
 	b := a.As4()
 	key := (uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])) + 1
 	s := &l.slots[maphash.Bytes(l.seed, b[:3])%limiterSlots]
-	if s.key != key {
+	switch {
+	case s.key == 0:
 		*s = limiterSlot{key: key, tokens: l.rate, last: now}
-	} else if elapsed := now - s.last; elapsed > 0 {
-		add := uint64(elapsed) * uint64(l.rate) / 1000
-		if add > 0 {
-			s.tokens = uint32(min(uint64(s.tokens)+add, uint64(l.rate)))
-			s.last = now
+	case s.key != key:
+		// Another /24 shares the slot: it takes over the bucket as it is,
+		// so churning slots with other sources never refills a victim's.
+		s.key = key
+	}
+	if elapsed := now - s.last; int32(elapsed) > 0 {
+		if add := uint64(elapsed) * uint64(l.rate) / 1000; add > 0 {
+			if t := uint64(s.tokens) + add; t >= uint64(l.rate) {
+				s.tokens, s.last = l.rate, now
+			} else {
+				// Keep the fraction of a token not yet earned.
+				s.tokens = uint32(t)
+				s.last += uint32(add * 1000 / uint64(l.rate))
+			}
 		}
 	}
 	if s.tokens == 0 {

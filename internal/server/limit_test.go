@@ -40,6 +40,38 @@ func TestSendLimiter(t *testing.T) {
 	if n != 10 {
 		t.Errorf("after a long pause: %d allowed, want the burst of 10", n)
 	}
+	// Churn from other /24s does not refill a drained /24's bucket, even
+	// when they share its slot.
+	v := newSendLimiter(10)
+	for range 10 {
+		v.allow(a, 5000)
+	}
+	for i := range 20000 {
+		v.allow(netip.AddrFrom4([4]byte{byte(i >> 16), byte(i >> 8), byte(i), 1}), 5000)
+	}
+	if v.allow(a, 5000) {
+		t.Error("a drained /24 got a token back from other sources' churn")
+	}
+
+	// Fractions of a token are kept: at 100/s, two datagrams every 15 ms
+	// for 1.5 s get 150 tokens, not the 100 that dropping each refill's
+	// remainder would give.
+	f := newSendLimiter(100)
+	for range 100 {
+		f.allow(a, 0)
+	}
+	allowed := 0
+	for i := 1; i <= 100; i++ {
+		for range 2 {
+			if f.allow(a, uint32(15*i)) {
+				allowed++
+			}
+		}
+	}
+	if allowed < 149 || allowed > 151 {
+		t.Errorf("%d datagrams allowed in 1.5 s at 100/s, want 150", allowed)
+	}
+
 	off := newSendLimiter(0)
 	for range 1000 {
 		if !off.allow(a, 0) {
