@@ -67,6 +67,17 @@ const (
 // wraps after 13 years).
 type tick uint32
 
+// since is how long ago t was at now, and 0 when t is later than now: the
+// data loops read the clock once per batch, so a peer may carry a tick
+// another goroutine stored after this batch's clock was read, and plain
+// unsigned subtraction would make that "a long time ago".
+func since(now, t tick) tick {
+	if int32(now-t) < 0 {
+		return 0
+	}
+	return now - t
+}
+
 // selfState is Self with what the data path derives from it.
 type selfState struct {
 	Self
@@ -214,12 +225,12 @@ func (e *Engine) Tick(out *Out) {
 			if q.outgoing == 0 {
 				// Only packets from the peer wait. Their test is not
 				// repeated: anyone can send them with a spoofed source.
-				if now-p.lastTx >= incomingWait {
+				if since(now, p.lastTx) >= incomingWait {
 					e.dropQueue(s.takeQueue(idx), DropQueueExpired, c)
 				}
 				continue
 			}
-			if now-p.lastTx < probeSpacing {
+			if since(now, p.lastTx) < probeSpacing {
 				continue
 			}
 			if p.probes < maxProbes {
@@ -355,10 +366,10 @@ func (e *Engine) isBubbleSource(peer, dst *[16]byte, now tick) bool {
 // from in the last 30 s (its mapping is known to work; moving it is what a
 // forger would want).
 func answersBubble(p *peer, now tick) bool {
-	if p.probes == 0 || now-p.lastTx > bubbleAnswerTicks {
+	if p.probes == 0 || since(now, p.lastTx) > bubbleAnswerTicks {
 		return false
 	}
-	return !p.has(fTrusted) || now-p.lastRx >= validTicks
+	return !p.has(fTrusted) || since(now, p.lastRx) >= validTicks
 }
 
 // unreachable writes an ICMPv6 destination unreachable about invoking to

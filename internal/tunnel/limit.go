@@ -94,7 +94,7 @@ func (g *replyGate) allow(origin netip.AddrPort, now tick) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	sl := &g.slots[mix(k^g.seed)%replySlots]
-	if sl.origin == k && now-sl.last < probeSpacing {
+	if sl.origin == k && since(now, sl.last) < probeSpacing {
 		return false
 	}
 	if !g.b.take(now) {

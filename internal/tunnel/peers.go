@@ -154,7 +154,7 @@ func (s *shard) lookup(a *[16]byte) (uint32, bool) {
 // of its list at most once a second.
 func (s *shard) touch(i uint32, now tick) {
 	p := &s.peers[i]
-	if now-p.lastUse < ticksPerSecond {
+	if since(now, p.lastUse) < ticksPerSecond {
 		return
 	}
 	p.lastUse = now
@@ -222,7 +222,7 @@ func (s *shard) insert(a *[16]byte, now tick, d queueDrop) (uint32, insertResult
 		victim := s.lists[probation].head
 		if victim == noIndex {
 			victim = s.lists[protected].head
-			if victim == noIndex || now-s.peers[victim].lastUse <= validTicks {
+			if victim == noIndex || since(now, s.peers[victim].lastUse) <= validTicks {
 				return noIndex, refused
 			}
 		}
@@ -250,7 +250,7 @@ func (s *shard) insert(a *[16]byte, now tick, d queueDrop) (uint32, insertResult
 	s.n++
 	// An address whose earlier entry went away keeps its running budget.
 	h := addrHash(a, s.seed)
-	if m := &s.memo[h%budgetSlots]; m.tag == memoTag(h) && now-m.last <= probeWindow {
+	if m := &s.memo[h%budgetSlots]; m.tag == memoTag(h) && since(now, m.last) <= probeWindow {
 		s.peers[i].probes, s.peers[i].lastTx = m.probes, m.last
 	}
 	return i, res
@@ -266,7 +266,7 @@ func (s *shard) remember(p *peer, now tick) {
 	case m.tag == tag && p.probes == 0:
 		*m = budgetMemo{} // answered since: nothing to remember
 	case p.probes == 0:
-	case m.tag == tag || m.tag == 0 || now-m.last > probeWindow || m.probes <= p.probes:
+	case m.tag == tag || m.tag == 0 || since(now, m.last) > probeWindow || m.probes <= p.probes:
 		*m = budgetMemo{tag: tag, last: p.lastTx, probes: p.probes}
 	}
 }
@@ -324,7 +324,7 @@ func (s *shard) expire(now, idle tick, budget int, d queueDrop) int {
 	for l := range s.lists {
 		for n < budget {
 			i := s.lists[l].head
-			if i == noIndex || now-s.peers[i].lastUse <= idle {
+			if i == noIndex || since(now, s.peers[i].lastUse) <= idle {
 				break
 			}
 			s.remove(i, now, d, DropQueueExpired)

@@ -279,7 +279,7 @@ func (e *Engine) deliverable(dst *[16]byte, self *selfState, prefix uint32) bool
 // echo reply carrying p's nonce, or a destination unreachable from p
 // quoting our echo request (Miredo accepts both), within 30 s of the test.
 func (e *Engine) isPingReply(ip proto.IPv6, p *peer, self *selfState, now tick) bool {
-	if now-p.lastTx > pingLifetime || ip.NextHeader() != proto.ProtoICMPv6 {
+	if since(now, p.lastTx) > pingLifetime || ip.NextHeader() != proto.ProtoICMPv6 {
 		return false
 	}
 	m, err := proto.ParseICMPv6(ip)

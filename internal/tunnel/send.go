@@ -109,7 +109,7 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 	if found {
 		p := &s.peers[idx]
 		s.touch(idx, now)
-		if p.has(fTrusted) && now-p.lastRx < validTicks {
+		if p.has(fTrusted) && since(now, p.lastRx) < validTicks {
 			p.lastTx = now
 			if !p.has(fProtected) {
 				s.protect(idx)
@@ -174,13 +174,13 @@ const (
 // last one and then starts afresh).
 func (e *Engine) mayProbe(p *peer, now tick) probeDecision {
 	if p.probes >= maxProbes {
-		if now-p.lastTx <= probeWindow {
+		if since(now, p.lastTx) <= probeWindow {
 			return probeNo
 		}
 		p.probes = 0
 		p.flags &^= fPinging
 	}
-	if p.probes > 0 && now-p.lastTx < probeSpacing {
+	if p.probes > 0 && since(now, p.lastTx) < probeSpacing {
 		return probeLater
 	}
 	return probeNow
