@@ -438,6 +438,18 @@ func (l *Lab) track(c io.Closer) {
 }
 
 // Close stops every daemon, closes the sockets the lab opened and deletes the
+// Finish closes a lab a command built: it removes the daemons' logs when
+// the run went well and keeps them when it failed, returning the kept
+// directory ("" when removed) for the caller to print.
+func (l *Lab) Finish(failed bool) (keptLogs string, err error) {
+	err = l.Close()
+	if failed {
+		return l.LogDir, err
+	}
+	_ = os.RemoveAll(l.LogDir)
+	return "", err
+}
+
 // namespaces (and with them every interface). It is safe to call twice.
 func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {

@@ -134,13 +134,12 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	}
 	failed := true
 	defer func() {
-		if err := l.Close(); err != nil {
+		kept, err := l.Finish(failed)
+		if err != nil {
 			opt.Log.Warn("lab not removed cleanly", "err", err)
 		}
-		if failed {
-			fmt.Fprintf(out, "relaybench: the daemons' logs are kept in %s\n", l.LogDir)
-		} else {
-			_ = os.RemoveAll(l.LogDir)
+		if kept != "" {
+			fmt.Fprintf(out, "relaybench: the daemons' logs are kept in %s\n", kept)
 		}
 	}()
 	b := &bench{opt: opt, lab: l, bins: bins, client: l.Host(clientHost), relay: l.Host(lab.Relay), native: l.Host(lab.Native)}
@@ -380,7 +379,7 @@ func (b *bench) startClient(ctx context.Context, r role, name string) (*lab.Proc
 
 // measure runs one iperf3 test and samples the daemons' CPU around it.
 func (b *bench) measure(ctx context.Context, t traffic, relay, client *lab.Process, name string) (Sample, error) {
-	var recs []*perfRecording
+	var recs []*proccpu.PerfRecording
 	if b.opt.PerfDir != "" {
 		for _, p := range []struct {
 			proc *lab.Process
@@ -389,7 +388,7 @@ func (b *bench) measure(ctx context.Context, t traffic, relay, client *lab.Proce
 			if p.proc == nil {
 				continue
 			}
-			r, err := startPerf(ctx, b.opt.PerfDir, name+"-"+p.role, p.proc.Pid())
+			r, err := proccpu.StartPerf(ctx, b.opt.PerfDir, name+"-"+p.role, p.proc.Pid())
 			if err != nil {
 				stopPerf(b.opt.Log, recs)
 				return Sample{}, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,13 +149,12 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	}
 	failed := true
 	defer func() {
-		if err := l.Close(); err != nil {
+		kept, err := l.Finish(failed)
+		if err != nil {
 			opt.Log.Warn("lab not removed cleanly", "err", err)
 		}
-		if failed {
-			fmt.Fprintf(out, "serverbench: the servers' logs are kept in %s\n", l.LogDir)
-		} else {
-			_ = os.RemoveAll(l.LogDir)
+		if kept != "" {
+			fmt.Fprintf(out, "serverbench: the servers' logs are kept in %s\n", kept)
 		}
 	}()
 	sources, err := addSources(ctx, l.Host(lab.Pub), opt.Sources)
@@ -274,9 +272,9 @@ func (b *bench) measure(ctx context.Context, t target, round int) (Sample, error
 	if err := poll(ctx, 10*time.Second, func() bool { return g.Counters().Answered > 0 }); err != nil {
 		return Sample{}, fmt.Errorf("no advertisement from %s: %w\n%s", t.name, err, p.Tail(10))
 	}
-	var perf *perfRecording
+	var perf *proccpu.PerfRecording
 	if b.opt.ProfileDir != "" {
-		if perf, err = startPerf(ctx, b.opt.ProfileDir, name, p.Pid()); err != nil {
+		if perf, err = proccpu.StartPerf(ctx, b.opt.ProfileDir, name, p.Pid()); err != nil {
 			return Sample{}, err
 		}
 	}
@@ -292,7 +290,7 @@ func (b *bench) measure(ctx context.Context, t target, round int) (Sample, error
 		return Sample{}, err
 	}
 	if perf != nil {
-		if err := perf.stop(); err != nil {
+		if err := perf.Stop(); err != nil {
 			b.opt.Log.Warn("perf", "server", t.name, "err", err)
 		}
 	}
@@ -389,57 +387,5 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
-	}
-}
-
-// perfRecording is a perf-record process attached to a server.
-type perfRecording struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-// startPerf records call graphs of the process tree under pid (every
-// thread) into dir/name.perf.data until stop.
-func startPerf(ctx context.Context, dir, name string, pid int) (*perfRecording, error) {
-	if _, err := exec.LookPath("perf"); err != nil {
-		return nil, fmt.Errorf("-perf: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	tree, err := proccpu.ReadTree(pid)
-	if err != nil {
-		return nil, err
-	}
-	var pids []string
-	for p := range tree {
-		pids = append(pids, fmt.Sprint(p))
-	}
-	out := filepath.Join(dir, name+".perf.data")
-	cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-g", "-F", "999", "-o", out, "-p", strings.Join(pids, ","))
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("perf record: %w", err)
-	}
-	r := &perfRecording{cmd: cmd, done: make(chan error, 1)}
-	go func() { r.done <- cmd.Wait() }()
-	return r, nil
-}
-
-// stop ends the recording the way perf expects (SIGINT) and waits for it to
-// write its file, at most 10 s.
-func (r *perfRecording) stop() error {
-	_ = r.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-r.done:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return nil // perf exits non-zero on SIGINT
-		}
-		return err
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		return errors.New("perf record did not stop")
 	}
 }
