@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,7 +210,7 @@ func TestPairCloseUnblocksRead(t *testing.T) {
 			_, err := d.Read(bufs, sizes, 0)
 			errc <- err
 		}()
-		time.Sleep(10 * time.Millisecond) // let the Read park (it does not matter if it has not)
+		waitParked(t, "netcfg.(*tunDevice).read")
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -372,4 +374,22 @@ func BenchmarkPairWrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+// waitParked polls the goroutine dump until a goroutine is inside fn and
+// waiting in the netpoller, so a test closes a Read that really blocks.
+func waitParked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, "runtime_pollWait") {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("no goroutine parked in %s within 10 s", fn)
 }
