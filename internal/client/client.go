@@ -493,26 +493,9 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 	)
 	m.Start(time.Now(), &a)
 	for {
-		if len(a.Send) > 0 {
-			sendMsgs = sendMsgs[:0]
-			for _, d := range a.Send {
-				sendMsgs = append(sendMsgs, udpio.Message{Buf: d.Payload, N: len(d.Payload), Addr: d.To})
-			}
-			if sent, err := c.conn.WriteBatch(sendMsgs); err != nil {
-				c.st.sendErrors.Add(uint64(len(sendMsgs) - sent))
-				c.log.Debug("solicitation not sent", "err", err)
-			}
+		if err := c.act(ctx, m, &a, &applied, &sendMsgs, resolved); err != nil {
+			return err
 		}
-		if a.Resolve {
-			go c.resolve(ctx, resolved)
-		}
-		if a.Changed {
-			st := m.Status()
-			if err := c.apply(st, &applied); err != nil {
-				return err
-			}
-		}
-		a.Reset()
 		if d := m.Deadline(); !d.IsZero() {
 			timer.Reset(max(time.Until(d), 0))
 		} else {
@@ -574,10 +557,49 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 	}
 }
 
+// act carries out what the machine asked for in a, then resets a: it
+// sends the solicitations, starts a resolution and applies a changed
+// status. Only a dead helper is an error.
+//
+// The socket loop picks our server's answers out of the traffic by the
+// server's addresses, so those are published before a solicitation leaves:
+// an answer can come back before this goroutine gets to apply, and one that
+// the socket loop did not recognise went to the Engine and was lost, which
+// cost a 4 s retry whenever the answer won that race.
+func (c *Client) act(ctx context.Context, m *Machine, a *Actions, applied *Status, msgs *[]udpio.Message, resolved chan<- resolution) error {
+	defer a.Reset()
+	if len(a.Send) > 0 {
+		st := m.Status()
+		c.setServers(st.Server, st.Server2)
+		*msgs = (*msgs)[:0]
+		for _, d := range a.Send {
+			*msgs = append(*msgs, udpio.Message{Buf: d.Payload, N: len(d.Payload), Addr: d.To})
+		}
+		if sent, err := c.conn.WriteBatch(*msgs); err != nil {
+			c.st.sendErrors.Add(uint64(len(*msgs) - sent))
+			c.log.Debug("solicitation not sent", "err", err)
+		}
+	}
+	if a.Resolve {
+		go c.resolve(ctx, resolved)
+	}
+	if a.Changed {
+		return c.apply(m.Status(), applied)
+	}
+	return nil
+}
+
+// setServers publishes the server addresses to the socket loop.
+func (c *Client) setServers(primary, secondary netip.Addr) {
+	if s := c.servers.Load(); s[0] != primary || s[1] != secondary {
+		c.servers.Store(&[2]netip.Addr{primary, secondary})
+	}
+}
+
 // apply makes the interface and the Engine match st; applied is what was
 // applied before, updated on return. Only a dead helper is an error.
 func (c *Client) apply(st Status, applied *Status) error {
-	c.servers.Store(&[2]netip.Addr{st.Server, st.Server2})
+	c.setServers(st.Server, st.Server2)
 	prev := *applied
 	*applied = st
 	defer func() {

@@ -24,6 +24,9 @@ type fakeConn struct {
 	sent    []udpio.Message
 	closed  chan struct{}
 	once    sync.Once
+	// onWrite, if set, sees each datagram as it is sent, before
+	// WriteBatch returns: a fast network's answer.
+	onWrite func(udpio.Message)
 }
 
 func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan struct{})} }
@@ -50,6 +53,9 @@ func (f *fakeConn) WriteBatch(msgs []udpio.Message) (int, error) {
 	defer f.mu.Unlock()
 	for _, m := range msgs {
 		f.sent = append(f.sent, udpio.Message{Buf: append([]byte(nil), m.Buf[:m.N]...), N: m.N, Addr: m.Addr})
+		if f.onWrite != nil {
+			f.onWrite(m)
+		}
 	}
 	return len(msgs), nil
 }
@@ -354,5 +360,57 @@ func TestToMaintenance(t *testing.T) {
 	}
 	if len(last.b) != len(b) || last.b[5] != 0x55 || last.from != from {
 		t.Errorf("queued %d bytes (byte 5 %#x) from %v, want a copy of the %d bytes from %v", len(last.b), last.b[5], last.from, len(b), from)
+	}
+}
+
+// TestAnswerBeforeSendReturns: the server's answer can reach the socket loop
+// before the maintenance goroutine has finished sending the solicitation.
+// It must still be recognised as maintenance traffic and qualify the
+// client; it used to go to the Engine (the server addresses were published
+// only after the send) and qualification waited 4 s for the retry.
+func TestAnswerBeforeSendReturns(t *testing.T) {
+	c, conn, _ := newTestClient(t)
+	primary, secondary := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
+	mapping := netip.MustParseAddrPort("198.51.100.2:40000")
+	conn.onWrite = func(m udpio.Message) {
+		var e proto.Envelope
+		if err := proto.ParseEnvelope(m.Buf[:m.N], &e); err != nil {
+			t.Errorf("solicitation: %v", err)
+			return
+		}
+		ra := proto.AppendRouterAdvertisement(nil, proto.RAFields{Nonce: e.Auth.Nonce, Client: mapping,
+			Dst: e.IPv6.Src(), Server: primary, Prefix: proto.DefaultPrefix, MTU: 1280})
+		var out tunnel.Out
+		c.receive([]udpio.Message{{Buf: ra, N: len(ra), Addr: m.Addr}}, &out)
+	}
+	m := NewMachine(MachineConfig{Log: c.log})
+	var (
+		a       Actions
+		applied Status
+		msgs    []udpio.Message
+	)
+	now := time.Now()
+	m.Start(now, &a)
+	a.Reset()
+	m.Resolved(now, primary, secondary, nil, &a)
+	if err := c.act(t.Context(), m, &a, &applied, &msgs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(conn.sent) != 1 {
+		t.Fatalf("sent %d datagrams, want the solicitation", len(conn.sent))
+	}
+	if s := c.eng.Stats(); s.FromUDP != 0 {
+		t.Fatalf("the answer went to the Engine: %+v", s)
+	}
+	select {
+	case d := <-c.maint:
+		if err := m.Receive(d.at, d.b, d.from, &a); err != nil {
+			t.Fatalf("answer refused: %v", err)
+		}
+	default:
+		t.Fatal("the answer did not reach the state machine")
+	}
+	if st := m.Status(); st.Phase != PhaseQualified || st.Mapping != mapping {
+		t.Fatalf("status %+v, want qualified with mapping %v", st, mapping)
 	}
 }
