@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -15,14 +16,16 @@ import (
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/netcfg"
-	"github.com/miredo-go/miredo/pkg/proto"
 )
 
 func main() {
 	os.Exit(daemon.Main(newApp(), os.Args, os.Stderr))
 }
 
-func newApp() *cli.App {
+func newApp() *cli.App { return appWith(run) }
+
+// appWith is the client's command line with action to run: run, or a test's.
+func appWith(action cli.ActionFunc) *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "server", Usage: "Teredo server host name or IPv4 address (ServerAddress)"},
 		&cli.StringFlag{Name: "server2", Usage: "secondary server address (ServerAddress2; default: primary+1)"},
@@ -46,45 +49,32 @@ func newApp() *cli.App {
 	return daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
 			"reads Miredo's miredo.conf (client mode). An optional argument names the server, as in Miredo.",
-		true, flags, run)
+		true, flags, action)
 }
 
-func run(c *cli.Context) error {
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
-	if c.Bool(client.HelperFlag) {
-		log := daemon.NewLogger(os.Stderr, c.App.Name, level).With("process", "helper")
-		return client.RunHelper(client.HelperConfig{
-			Interface: c.String("interface"), Hook: c.String("hook"), User: c.String("user"),
-		}, log)
-	}
-	// SIGHUP (the if-up hook, a reload) must not kill the client while it
-	// starts; once it runs, it re-qualifies on it (client.Run).
-	signal.Ignore(syscall.SIGHUP)
+// settings is the merged configuration and what the merge noticed.
+type settings struct {
+	cfg client.Config
+	daemon.Loaded
+}
+
+// configure reads the configuration file and merges the command line over
+// it: a flag given wins over the file, the file over the flag's default.
+func configure(c *cli.Context) (settings, error) {
+	var s settings
 	if c.NArg() > 1 {
-		return daemon.Usagef("at most one server name may be given")
+		return s, daemon.Usagef("at most one server name may be given")
 	}
-	file, warns, err := daemon.LoadConfig(c.String("config"), c.IsSet("config"), conf.ClientSchema,
-		conf.Options{LookupIPv4: conf.NetLookup(c.Context, nil), IsGlobalUnicast: proto.IsGlobalUnicastIPv4})
+	ld, err := daemon.Load(c, conf.ClientSchema)
 	if err != nil {
-		return err
+		return s, err
 	}
+	s.Loaded = ld
+	file, m := ld.File, ld.Merge
 	if file.RelayType != conf.ModeClient {
-		return &daemon.UsageError{Err: file.ErrorAt(conf.RelayType,
+		return s, &daemon.UsageError{Err: file.ErrorAt(conf.RelayType,
 			errors.New("this is a relay configuration: run miredo-relay for it; miredo-client takes client or autoclient"))}
 	}
-	log, closeLog, err := daemon.NewDaemonLogger(daemon.LogOptions{
-		Program: c.App.Name, Level: level, Stderr: os.Stderr,
-		Syslog: c.Bool("syslog") || file.IsSet(conf.SyslogFacility), Facility: file.SyslogFacility,
-	})
-	if err != nil {
-		return err
-	}
-	defer closeLog()
-	daemon.LogWarnings(log, warns)
-
 	cfg := client.Config{
 		Server:      file.ServerAddress,
 		Server2:     file.ServerAddress2,
@@ -104,14 +94,19 @@ func run(c *cli.Context) error {
 	if file.IsSet(conf.InterfaceName) && !c.IsSet("interface") {
 		cfg.Interface = file.InterfaceName
 	}
+	m.Given("interface", conf.InterfaceName, cfg.Interface)
 	// As in Miredo, a server named on the command line replaces the file's;
 	// the file's secondary address then no longer applies.
 	server := c.String("server")
 	if c.NArg() == 1 {
 		if server != "" {
-			return daemon.Usagef("give the server either as an argument or with --server, not both")
+			return s, daemon.Usagef("give the server either as an argument or with --server, not both")
 		}
 		server = c.Args().First()
+		m.Replaced(conf.ServerAddress, "the server argument", server, server)
+		m.Replaced(conf.ServerAddress2, "the server argument", server, "")
+	} else if m.Given("server", conf.ServerAddress, server) {
+		m.Replaced(conf.ServerAddress2, "--server", server, "")
 	}
 	if server != "" {
 		cfg.Server, cfg.Server2 = server, ""
@@ -119,34 +114,63 @@ func run(c *cli.Context) error {
 		for _, d := range []conf.Directive{conf.ServerAddress, conf.ServerAddress2} {
 			if v := file.Raw(d); file.IsSet(d) && v != "" {
 				if err := client.CheckServerName(v); err != nil {
-					return &daemon.UsageError{Err: file.ErrorAt(d, err)}
+					return s, &daemon.UsageError{Err: file.ErrorAt(d, err)}
 				}
 			}
 		}
 	}
 	if c.IsSet("server2") {
 		cfg.Server2 = c.String("server2")
+		m.Given("server2", conf.ServerAddress2, cfg.Server2)
 	}
-	if s := c.String("bind-address"); s != "" {
-		if cfg.BindAddress, err = netip.ParseAddr(s); err != nil {
-			return daemon.Usagef("--bind-address: %w", err)
+	if a := c.String("bind-address"); a != "" {
+		if cfg.BindAddress, err = netip.ParseAddr(a); err != nil {
+			return s, daemon.Usagef("--bind-address: %w", err)
 		}
+		m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
 	}
 	if c.IsSet("bind-port") {
 		p := c.Uint("bind-port")
 		if p > 65535 {
-			return daemon.Usagef("--bind-port %d: out of range", p)
+			return s, daemon.Usagef("--bind-port %d: out of range", p)
 		}
 		cfg.BindPort = uint16(p)
+		m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
 	}
-	if _, err := cfg.Check(); err != nil {
+	if s.cfg, err = cfg.Check(); err != nil {
 		if errors.Is(err, client.ErrNoServer) && file.Name != "" {
-			return daemon.Usagef("%s: ServerAddress not set and no server given: %w", file.Name, err)
+			return s, daemon.Usagef("%s: ServerAddress not set and no server given: %w", file.Name, err)
 		}
-		return &daemon.UsageError{Err: err}
+		return s, &daemon.UsageError{Err: err}
 	}
+	return s, nil
+}
+
+func run(c *cli.Context) error {
+	level, err := daemon.ParseLogLevel(c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	if c.Bool(client.HelperFlag) {
+		log := daemon.NewLogger(os.Stderr, c.App.Name, level).With("process", "helper")
+		return client.RunHelper(client.HelperConfig{
+			Interface: c.String("interface"), Hook: c.String("hook"), User: c.String("user"),
+		}, log)
+	}
+	// SIGHUP (the if-up hook, a reload) must not kill the client while it
+	// starts; once it runs, it re-qualifies on it (client.Run).
+	signal.Ignore(syscall.SIGHUP)
+	s, err := configure(c)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := s.OpenLog(c, level)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return client.Run(ctx, cfg, log)
+	return client.Run(ctx, s.cfg, log)
 }

@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/miredo-go/miredo/pkg/daemon"
 )
@@ -62,6 +67,76 @@ func TestUsageErrors(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("stderr %q does not say %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestFlagsWinOverFile: a flag (or the server argument) given on the
+// command line replaces the file's directive, with one warning naming what
+// was ignored; the file wins over a flag's default; a flag that agrees with
+// the file warns of nothing.
+func TestFlagsWinOverFile(t *testing.T) {
+	dir := t.TempDir()
+	type want struct {
+		server, server2 string
+		iface           string
+		bind            string
+		overrides       []string // each the end of one Override.String
+	}
+	full := "ServerAddress teredo.example.net\nServerAddress2 192.0.2.77\nInterfaceName t1\nBindAddress 10.0.0.2\nBindPort 3545\n"
+	cases := []struct {
+		name string
+		conf string
+		args []string
+		want want
+	}{
+		{"file values kept", full, nil, want{"teredo.example.net", "192.0.2.77", "t1", "10.0.0.2:3545", nil}},
+		{"--server", full, []string{"--server", "192.0.2.10"}, want{"192.0.2.10", "", "t1", "10.0.0.2:3545", []string{
+			":1: ServerAddress teredo.example.net ignored: --server 192.0.2.10 given",
+			":2: ServerAddress2 192.0.2.77 ignored: --server 192.0.2.10 given",
+		}}},
+		{"server argument", full, []string{"192.0.2.10"}, want{"192.0.2.10", "", "t1", "10.0.0.2:3545", []string{
+			":1: ServerAddress teredo.example.net ignored: the server argument 192.0.2.10 given",
+			":2: ServerAddress2 192.0.2.77 ignored: the server argument 192.0.2.10 given",
+		}}},
+		{"every flag", full, []string{"--server", "192.0.2.10", "--server2", "192.0.2.12", "--interface", "t2", "--bind-address", "10.0.0.3", "--bind-port", "3546"},
+			want{"192.0.2.10", "192.0.2.12", "t2", "10.0.0.3:3546", []string{
+				":3: InterfaceName t1 ignored: --interface t2 given",
+				":1: ServerAddress teredo.example.net ignored: --server 192.0.2.10 given",
+				":2: ServerAddress2 192.0.2.77 ignored: --server 192.0.2.10 given",
+				":2: ServerAddress2 192.0.2.77 ignored: --server2 192.0.2.12 given",
+				":4: BindAddress 10.0.0.2 ignored: --bind-address 10.0.0.3 given",
+				":5: BindPort 3545 ignored: --bind-port 3546 given",
+			}}},
+		{"flags equal to the file", "ServerAddress 192.0.2.10\nInterfaceName teredo\n", []string{"--server", "192.0.2.10", "--interface", "teredo"},
+			want{"192.0.2.10", "", "teredo", "0.0.0.0:0", nil}},
+		{"no file directives", "", []string{"--server", "192.0.2.10"}, want{"192.0.2.10", "", "teredo", "0.0.0.0:0", nil}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("%d.conf", i))
+			if err := os.WriteFile(path, []byte(tc.conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var s settings
+			app := appWith(func(c *cli.Context) error {
+				var err error
+				s, err = configure(c)
+				return err
+			})
+			var stderr bytes.Buffer
+			if code := daemon.Main(app, append([]string{"miredo-client", "-c", path}, tc.args...), &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			got := want{s.cfg.Server, s.cfg.Server2, s.cfg.Interface,
+				netip.AddrPortFrom(s.cfg.BindAddress, s.cfg.BindPort).String(), nil}
+			got.overrides = s.Strings()
+			for i := range tc.want.overrides {
+				tc.want.overrides[i] = path + tc.want.overrides[i]
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -17,12 +18,14 @@ import (
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/netcfg"
-	"github.com/miredo-go/miredo/pkg/proto"
 )
 
 func main() { os.Exit(daemon.Main(newApp(), os.Args, os.Stderr)) }
 
-func newApp() *cli.App {
+func newApp() *cli.App { return appWith(run) }
+
+// appWith is the relay's command line with action to run: run, or a test's.
+func appWith(action cli.ActionFunc) *cli.App {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "cone", Usage: "cone relay: indirect bubbles only (default; RelayType cone)"},
 		&cli.BoolFlag{Name: "restricted", Usage: "restricted relay: also send direct bubbles, for a relay behind a NAT (RelayType restricted)"},
@@ -32,7 +35,7 @@ func newApp() *cli.App {
 		&cli.StringFlag{Name: "bind-address", Usage: "local IPv4 address of the UDP socket (BindAddress; default: any)"},
 		&cli.UintFlag{Name: "bind-port", Usage: "local UDP port (BindPort; default: ephemeral)"},
 		&cli.IntFlag{Name: "max-peers", Value: 1 << 20, Usage: "most peers remembered at once"},
-		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "/etc/miredo/miredo.conf", Usage: "Miredo configuration file, used when present"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: DefaultConfig, Usage: "configuration file in Miredo's miredo.conf format, used when present (Miredo's own /etc/miredo/miredo.conf only when named)"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Value: "nobody", Usage: "unprivileged user to run as"},
 		&cli.StringFlag{Name: "chroot", Aliases: []string{"t"}, Usage: "directory to chroot into after start"},
 		&cli.StringFlag{Name: "pidfile", Aliases: []string{"p"}, Usage: "pid file to write"},
@@ -47,52 +50,38 @@ func newApp() *cli.App {
 	return daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
 			"reads Miredo's miredo.conf (RelayType cone or restricted).",
-		false, flags, run)
+		false, flags, action)
 }
 
 // errClientConfig is what a client's miredo.conf gets.
 var errClientConfig = errors.New("this binary is the Teredo relay (RelayType cone or restricted); for a client use miredo-client")
 
-func run(c *cli.Context) error {
-	// SIGHUP (a reload, Debian's if-up hook) must not kill the relay; it
-	// is answered once the log is open.
-	hup, stopHup := daemon.CatchHangup()
-	defer stopHup()
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
+// DefaultConfig is the relay's own configuration file, in Miredo's format.
+// It is not Miredo's miredo.conf: on a host with Debian's miredo installed,
+// that file configures Miredo's client, and a relay started with its usage
+// line must not pick it up (it is read when named with -c).
+const DefaultConfig = "/etc/miredo/miredo-relay.conf"
+
+// settings is the merged configuration and what the merge noticed.
+type settings struct {
+	cfg relay.Config
+	daemon.Loaded
+}
+
+// configure reads the configuration file and merges the command line over
+// it: a flag given wins over the file, the file over the flag's default.
+func configure(c *cli.Context) (settings, error) {
+	var s settings
 	if c.Bool("cone") && c.Bool("restricted") {
-		return daemon.Usagef("--cone and --restricted exclude each other")
+		return s, daemon.Usagef("--cone and --restricted exclude each other")
 	}
 	path := c.String("config")
-	_, statErr := os.Stat(path)
-	present := statErr == nil || !errors.Is(statErr, fs.ErrNotExist)
-	file, warns, err := daemon.LoadConfig(path, c.IsSet("config"), conf.RelaySchema,
-		conf.Options{LookupIPv4: conf.NetLookup(c.Context, nil), IsGlobalUnicast: proto.IsGlobalUnicastIPv4})
+	ld, err := daemon.Load(c, conf.RelaySchema)
 	if err != nil {
-		return err
+		return s, err
 	}
-	if present {
-		// A file the relay reads must say it is for a relay: Miredo's
-		// default RelayType is client.
-		switch {
-		case !file.IsSet(conf.RelayType):
-			return daemon.Usagef("%s: RelayType not set, which means client: %w", path, errClientConfig)
-		case file.RelayType == conf.ModeClient:
-			return &daemon.UsageError{Err: file.ErrorAt(conf.RelayType, errClientConfig)}
-		}
-	}
-	log, closeLog, err := daemon.NewDaemonLogger(daemon.LogOptions{
-		Program: c.App.Name, Level: level, Stderr: os.Stderr,
-		Syslog: c.Bool("syslog") || file.IsSet(conf.SyslogFacility), Facility: file.SyslogFacility,
-	})
-	if err != nil {
-		return err
-	}
-	defer closeLog()
-	daemon.LogWarnings(log, warns)
-
+	s.Loaded = ld
+	file, m := ld.File, ld.Merge
 	cfg := relay.Config{
 		Restricted:  file.RelayType == conf.ModeRestricted,
 		Prefix:      file.Prefix.Addr(),
@@ -109,43 +98,80 @@ func run(c *cli.Context) error {
 		NoGRO:       c.Bool("no-gro"),
 		TunBackend:  netcfg.Backend(c.String("tun-backend")),
 	}
-	// Flags given on the command line win over the file; the file wins
-	// over flag defaults.
 	switch {
-	case c.Bool("cone"):
+	case m.Given("cone", conf.RelayType, conf.ModeCone.String()):
 		cfg.Restricted = false
-	case c.Bool("restricted"):
+	case m.Given("restricted", conf.RelayType, conf.ModeRestricted.String()):
 		cfg.Restricted = true
+	case file.RelayType == conf.ModeClient && file.IsSet(conf.RelayType):
+		return s, &daemon.UsageError{Err: file.ErrorAt(conf.RelayType, errClientConfig)}
+	case file.Name != "" && fileExists(path) && !file.IsSet(conf.RelayType):
+		// Miredo's default RelayType is client: a file the relay
+		// reads must say it is for a relay, or the command line must.
+		return s, daemon.Usagef("%s: RelayType not set, which means client (set it, or give --cone or --restricted): %w", path, errClientConfig)
 	}
-	if c.IsSet("prefix") || !file.IsSet(conf.Prefix) {
-		if cfg.Prefix, err = netip.ParseAddr(c.String("prefix")); err != nil {
-			return daemon.Usagef("--prefix %q: %w", c.String("prefix"), err)
+	if pfx := c.String("prefix"); c.IsSet("prefix") || !file.IsSet(conf.Prefix) {
+		if cfg.Prefix, err = netip.ParseAddr(pfx); err != nil {
+			return s, daemon.Usagef("--prefix %q: %w", pfx, err)
 		}
+		m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 	}
 	if c.IsSet("interface") || !file.IsSet(conf.InterfaceName) {
 		cfg.Interface = c.String("interface")
+		m.Given("interface", conf.InterfaceName, cfg.Interface)
 	}
 	if c.IsSet("mtu") || !file.IsSet(conf.InterfaceMTU) {
 		cfg.MTU = c.Int("mtu")
+		m.Given("mtu", conf.InterfaceMTU, strconv.Itoa(cfg.MTU))
 	}
-	if s := c.String("bind-address"); s != "" {
-		if cfg.BindAddress, err = netip.ParseAddr(s); err != nil {
-			return daemon.Usagef("--bind-address %q: %w", s, err)
+	if a := c.String("bind-address"); a != "" {
+		if cfg.BindAddress, err = netip.ParseAddr(a); err != nil {
+			return s, daemon.Usagef("--bind-address %q: %w", a, err)
 		}
+		m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
 	}
 	if c.IsSet("bind-port") {
 		p := c.Uint("bind-port")
 		if p > 65535 {
-			return daemon.Usagef("--bind-port %d: out of range", p)
+			return s, daemon.Usagef("--bind-port %d: out of range", p)
 		}
 		cfg.BindPort = uint16(p)
+		m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
 	}
-	if cfg, err = cfg.Check(); err != nil {
-		return &daemon.UsageError{Err: fmt.Errorf("configuration: %w", err)}
+	if s.cfg, err = cfg.Check(); err != nil {
+		return s, &daemon.UsageError{Err: fmt.Errorf("configuration: %w", err)}
 	}
+	return s, nil
+}
+
+// fileExists reports whether path names something (a file the parser could
+// not read has already been reported).
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil || !errors.Is(err, fs.ErrNotExist)
+}
+
+func run(c *cli.Context) error {
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the relay; it
+	// is answered once the log is open.
+	hup, stopHup := daemon.CatchHangup()
+	defer stopHup()
+	level, err := daemon.ParseLogLevel(c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	s, err := configure(c)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := s.OpenLog(c, level)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the relay to apply changes (its tunnel and socket cannot be reopened after the privilege drop)")
-	return relay.Run(ctx, cfg, log)
+	return relay.Run(ctx, s.cfg, log)
 }

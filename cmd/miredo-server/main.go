@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -13,10 +14,12 @@ import (
 	"github.com/miredo-go/miredo/internal/server"
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
-	"github.com/miredo-go/miredo/pkg/proto"
 )
 
-func main() {
+func main() { os.Exit(daemon.Main(appWith(run), os.Args, os.Stderr)) }
+
+// appWith is the server's command line with action to run: run, or a test's.
+func appWith(action cli.ActionFunc) *cli.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "primary", Usage: "primary server IPv4 address (ServerBindAddress)"},
 		&cli.StringFlag{Name: "secondary", Usage: "secondary server IPv4 address (ServerBindAddress2; default: primary+1)"},
@@ -33,41 +36,32 @@ func main() {
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
 		daemon.LogLevelFlag,
 	}
-	app := daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
+	return daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
 		"Answers Teredo router solicitations on the primary and secondary addresses (UDP 3544)\n"+
 			"and forwards bubbles and connectivity tests; reads Miredo's miredo-server.conf.\n"+
 			"An optional argument names the primary address, as in Miredo.",
-		true, flags, run)
-	os.Exit(daemon.Main(app, os.Args, os.Stderr))
+		true, flags, action)
 }
 
-func run(c *cli.Context) error {
-	// SIGHUP (a reload, Debian's if-up hook) must not kill the server; it
-	// is answered once the log is open.
-	hup, stopHup := daemon.CatchHangup()
-	defer stopHup()
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
-	if c.NArg() > 1 {
-		return daemon.Usagef("at most one server address may be given")
-	}
-	file, warns, err := daemon.LoadConfig(c.String("config"), c.IsSet("config"), conf.ServerSchema,
-		conf.Options{LookupIPv4: conf.NetLookup(c.Context, nil), IsGlobalUnicast: proto.IsGlobalUnicastIPv4})
-	if err != nil {
-		return err
-	}
-	log, closeLog, err := daemon.NewDaemonLogger(daemon.LogOptions{
-		Program: c.App.Name, Level: level, Stderr: os.Stderr,
-		Syslog: c.Bool("syslog") || file.IsSet(conf.SyslogFacility), Facility: file.SyslogFacility,
-	})
-	if err != nil {
-		return err
-	}
-	defer closeLog()
-	daemon.LogWarnings(log, warns)
+// settings is the merged configuration and what the merge noticed.
+type settings struct {
+	cfg server.Config
+	daemon.Loaded
+}
 
+// configure reads the configuration file and merges the command line over
+// it: a flag given wins over the file, the file over the flag's default.
+func configure(c *cli.Context) (settings, error) {
+	var s settings
+	if c.NArg() > 1 {
+		return s, daemon.Usagef("at most one server address may be given")
+	}
+	ld, err := daemon.Load(c, conf.ServerSchema)
+	if err != nil {
+		return s, err
+	}
+	s.Loaded = ld
+	file, m := ld.File, ld.Merge
 	cfg := server.Config{
 		Primary:   file.ServerBindAddress,
 		Secondary: file.ServerBindAddress2,
@@ -82,35 +76,64 @@ func run(c *cli.Context) error {
 	}
 	// As in Miredo, a server address on the command line replaces the
 	// file's pair: the secondary is then derived from it.
-	primary := c.String("primary")
+	primary, what := c.String("primary"), "--primary"
 	if c.NArg() == 1 {
-		primary = c.Args().First()
+		if primary != "" {
+			return s, daemon.Usagef("give the primary address either as an argument or with --primary, not both")
+		}
+		primary, what = c.Args().First(), "the address argument"
 	}
 	if primary != "" {
 		if cfg.Primary, err = netip.ParseAddr(primary); err != nil {
-			return daemon.Usagef("primary address %q: %w", primary, err)
+			return s, daemon.Usagef("primary address %q: %w", primary, err)
 		}
 		cfg.Secondary = netip.Addr{}
+		m.Replaced(conf.ServerBindAddress, what, primary, cfg.Primary.String())
+		m.Replaced(conf.ServerBindAddress2, what, primary, "")
 	}
-	if s := c.String("secondary"); s != "" {
-		if cfg.Secondary, err = netip.ParseAddr(s); err != nil {
-			return daemon.Usagef("--secondary %q: %w", s, err)
+	if a := c.String("secondary"); a != "" {
+		if cfg.Secondary, err = netip.ParseAddr(a); err != nil {
+			return s, daemon.Usagef("--secondary %q: %w", a, err)
 		}
+		m.Given("secondary", conf.ServerBindAddress2, cfg.Secondary.String())
 	}
-	if c.IsSet("prefix") || !file.IsSet(conf.Prefix) {
-		if cfg.Prefix, err = netip.ParseAddr(c.String("prefix")); err != nil {
-			return daemon.Usagef("--prefix %q: %w", c.String("prefix"), err)
+	if pfx := c.String("prefix"); c.IsSet("prefix") || !file.IsSet(conf.Prefix) {
+		if cfg.Prefix, err = netip.ParseAddr(pfx); err != nil {
+			return s, daemon.Usagef("--prefix %q: %w", pfx, err)
 		}
+		m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 	}
 	if c.IsSet("mtu") {
 		cfg.MTU = c.Int("mtu")
+		m.Given("mtu", conf.InterfaceMTU, strconv.Itoa(cfg.MTU))
 	}
-	if _, err := cfg.Check(); err != nil {
-		return &daemon.UsageError{Err: err}
+	if s.cfg, err = cfg.Check(); err != nil {
+		return s, &daemon.UsageError{Err: err}
 	}
+	return s, nil
+}
+
+func run(c *cli.Context) error {
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the server; it
+	// is answered once the log is open.
+	hup, stopHup := daemon.CatchHangup()
+	defer stopHup()
+	level, err := daemon.ParseLogLevel(c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	s, err := configure(c)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := s.OpenLog(c, level)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the server to apply changes (its sockets cannot be reopened after the privilege drop)")
-	return server.Run(ctx, cfg, log)
+	return server.Run(ctx, s.cfg, log)
 }

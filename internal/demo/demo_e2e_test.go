@@ -4,12 +4,20 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/miredo-go/miredo/internal/lab"
 )
+
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	lab.RemoveBinaries()
+	os.Exit(code)
+}
 
 // TestDemo keeps the README's demo command true: it builds the three
 // binaries and runs the demo end to end behind a symmetric NAT.
@@ -18,7 +26,6 @@ func TestDemo(t *testing.T) {
 		t.Skip("lab: " + reason)
 	}
 	dir := filepath.Dir(lab.Binary(t, "miredo-server"))
-	defer lab.RemoveBinaries()
 	var out bytes.Buffer
 	err := run(t.Context(), &out, dir, lab.Symmetric.String(), false)
 	t.Log(out.String())

@@ -80,6 +80,15 @@ func (f *File) Raw(d Directive) string {
 	return f.set[d].raw
 }
 
+// Text returns d's value as Format writes it ("relay" as "cone", "10.1" as
+// "10.0.0.1"), or "": the form to compare with a command-line value.
+func (f *File) Text(d Directive) string {
+	if d == 0 || d >= numDirectives {
+		return ""
+	}
+	return f.set[d].text
+}
+
 // ErrorAt builds an error about d at the line that set it, for checks the
 // role makes after parsing ("ServerAddress not set", a derived secondary
 // address that is not global): the operator gets the same "file:line:
