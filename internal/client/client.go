@@ -34,6 +34,7 @@ import (
 	"github.com/miredo-go/miredo/internal/tunnel"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
+	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
@@ -63,15 +64,6 @@ const (
 	// maintQueue bounds the advertisements waiting for the maintenance
 	// goroutine; more are dropped (a flood of fake ones, most likely).
 	maintQueue = 16
-	// maxErrorRun bounds a read loop's consecutive failures, as the
-	// relay's loops do: a descriptor that fails for good ends the client
-	// (and the service manager restarts it) instead of spinning.
-	maxErrorRun = 100
-	// errorPause is the wait after a failed read, one more for each
-	// failure in a row up to maxErrorPause: a transient error (ENOBUFS,
-	// ENOMEM) costs a millisecond; a run of maxErrorRun about a second.
-	errorPause    = time.Millisecond
-	maxErrorPause = 10 * time.Millisecond
 )
 
 // Stats counts what the client's own loops did; the data path's counters
@@ -124,21 +116,12 @@ type resolution struct {
 	err                error
 }
 
-// packetConn is the Teredo socket as the loops use it: a *udpio.Conn, or a
-// fake in tests.
-type packetConn interface {
-	ReadBatch(msgs []udpio.Message) (int, error)
-	WriteBatch(msgs []udpio.Message) (int, error)
-	LocalAddr() netip.AddrPort
-	Close() error
-}
-
 // Client is a running Teredo client's packet process.
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
 	dev    netcfg.Device
-	conn   packetConn
+	conn   udpio.PacketConn
 	helper *helper
 	eng    *tunnel.Engine
 
@@ -244,70 +227,60 @@ func (c *Client) mono() int64 { return int64(time.Since(c.start)) + 1 }
 // Serve runs the client until ctx ends or something fails for good (the
 // helper died, a socket broke).
 func (c *Client) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	var wg sync.WaitGroup
-	for _, loop := range []func() error{c.tunnelLoop, c.socketLoop} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := loop(); err != nil {
-				errc <- err
-			}
-		}()
-	}
-	err := c.maintain(ctx, errc)
-	// The helper goes first, while the interface exists: it takes it down
-	// and runs the last hooks. Then closing unblocks the loops.
-	if herr := c.helper.Close(helperTimeout); herr != nil {
-		c.log.Warn("privileged helper", "err", herr)
-	}
-	c.conn.Close()
-	c.dev.Close()
-	wg.Wait()
-	return err
+	g := loop.NewGroup(ctx)
+	g.Go(c.tunnelLoop)
+	g.Go(c.socketLoop)
+	maintained := make(chan struct{})
+	g.Go(func(ctx context.Context) error {
+		defer close(maintained)
+		return c.maintain(ctx)
+	})
+	return g.Wait(func() {
+		// The state machine stops first (it may be talking to the
+		// helper), then the helper, while the interface exists: it takes
+		// it down and runs the last hooks. Then closing unblocks the
+		// loops.
+		<-maintained
+		if herr := c.helper.Close(helperTimeout); herr != nil {
+			c.log.Warn("privileged helper", "err", herr)
+		}
+		c.conn.Close()
+		c.dev.Close()
+	})
 }
 
 // tunnelLoop moves host packets into the Teredo socket.
-func (c *Client) tunnelLoop() error {
+func (c *Client) tunnelLoop(context.Context) error {
 	bs := c.dev.BatchSize()
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
 	for i := range bufs {
 		bufs[i] = make([]byte, tunHeadroom+tunBufSize)
 	}
-	var (
-		out  tunnel.Out
-		errs errorRun
-	)
-	for {
-		n, err := c.dev.Read(bufs, sizes, tunHeadroom)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
+	var out tunnel.Out
+	return loop.Read("tunnel read",
+		func() (int, error) { return c.dev.Read(bufs, sizes, tunHeadroom) },
+		func(n int) error {
+			for i := range n {
+				c.eng.FromTunnel(bufs[i][tunHeadroom:tunHeadroom+sizes[i]], &out)
 			}
-			c.st.readErrors.Add(1)
-			c.log.Debug("tunnel read failed", "err", err)
-			if err := errs.failed("tunnel read", err); err != nil {
-				return err
+			if len(out.UDP) > 0 {
+				// Something went out that should be answered: remember
+				// when, unless an earlier packet is already waiting.
+				if c.firstUnanswer.Load() <= c.lastRecv.Load() {
+					c.firstUnanswer.Store(c.mono())
+				}
 			}
-			continue
-		}
-		errs.reset()
-		for i := range n {
-			c.eng.FromTunnel(bufs[i][tunHeadroom:tunHeadroom+sizes[i]], &out)
-		}
-		if len(out.UDP) > 0 {
-			// Something went out that should be answered: remember when,
-			// unless an earlier packet is already waiting.
-			if c.firstUnanswer.Load() <= c.lastRecv.Load() {
-				c.firstUnanswer.Store(c.mono())
-			}
-		}
-		if err := c.flush(&out); err != nil {
-			return nil
-		}
+			return c.flush(&out)
+		},
+		c.failed("tunnel read failed"))
+}
+
+// failed counts a failed read and logs it at debug level.
+func (c *Client) failed(msg string) func(error) {
+	return func(err error) {
+		c.st.readErrors.Add(1)
+		c.log.Debug(msg, "err", err)
 	}
 }
 
@@ -325,35 +298,20 @@ func (c *Client) flush(out *tunnel.Out) error {
 
 // socketLoop reads Teredo datagrams: maintenance traffic goes to the state
 // machine, everything else to the Engine.
-func (c *Client) socketLoop() error {
+func (c *Client) socketLoop(context.Context) error {
 	msgs := make([]udpio.Message, udpio.MaxBatch)
 	buf := make([]byte, udpio.MaxBatch*udpBufSize)
 	for i := range msgs {
 		msgs[i].Buf = buf[i*udpBufSize : (i+1)*udpBufSize]
 	}
-	var (
-		out  tunnel.Out
-		errs errorRun
-	)
-	for {
-		n, err := c.conn.ReadBatch(msgs)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			c.st.readErrors.Add(1)
-			c.log.Debug("socket read failed", "err", err)
-			if err := errs.failed("socket read", err); err != nil {
-				return err
-			}
-			continue
-		}
-		errs.reset()
-		c.receive(msgs[:n], &out)
-		if err := c.flush(&out); err != nil {
-			return nil
-		}
-	}
+	var out tunnel.Out
+	return loop.Read("socket read",
+		func() (int, error) { return c.conn.ReadBatch(msgs) },
+		func(n int) error {
+			c.receive(msgs[:n], &out)
+			return c.flush(&out)
+		},
+		c.failed("socket read failed"))
 }
 
 // receive handles one batch of datagrams: advertisements from our server
@@ -420,24 +378,6 @@ func (c *Client) fromServer(b []byte, from netip.AddrPort, out *tunnel.Out) {
 // tests.
 func accepted(s tunnel.Stats) uint64 { return s.Delivered + s.BubblesIn + s.PingReplies }
 
-// errorRun counts a read loop's consecutive failures.
-type errorRun struct{ n int }
-
-// failed records one more failure of what: it pauses a little longer each
-// time, and returns the error the loop must end with once the run is
-// longer than maxErrorRun.
-func (r *errorRun) failed(what string, err error) error {
-	r.n++
-	if r.n > maxErrorRun {
-		return fmt.Errorf("%s: %d failures in a row: %w", what, r.n, err)
-	}
-	time.Sleep(min(time.Duration(r.n)*errorPause, maxErrorPause))
-	return nil
-}
-
-// reset ends the run: the read worked.
-func (r *errorRun) reset() { r.n = 0 }
-
 // initMaintenance makes the advertisement queue and its buffers, all
 // allocated up front: whoever can forge our server's address decides how
 // many advertisements arrive, but not how much we allocate.
@@ -469,7 +409,7 @@ func (c *Client) maintDone(d datagram) { c.maintFree <- d.b[:0] }
 // maintain owns the state machine: it runs its timers, feeds it
 // advertisements and resolutions, applies what it decides, and ticks the
 // Engine each second.
-func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
+func (c *Client) maintain(ctx context.Context) error {
 	timing := DefaultTiming()
 	timing.Refresh = c.cfg.Refresh
 	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, Log: c.log})
@@ -505,8 +445,6 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-loopErr:
-			return err
 		case <-c.helper.Done():
 			return errors.New("the privileged helper exited")
 		case <-timer.C:
@@ -543,7 +481,7 @@ func (c *Client) maintain(ctx context.Context, loopErr <-chan error) error {
 			}
 			c.eng.Tick(&tickOut)
 			if err := c.flush(&tickOut); err != nil {
-				return nil
+				return nil // closed: Serve is stopping
 			}
 		case <-usr1:
 			c.log.Info("status", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())

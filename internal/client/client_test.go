@@ -1,141 +1,25 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/miredo-go/miredo/internal/fakeio"
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
 
-// fakeConn is the Teredo socket of a Client under test: reads fail with
-// readErr (or wait until Close), sends are recorded.
-type fakeConn struct {
-	mu      sync.Mutex
-	readErr error
-	reads   int
-	sent    []udpio.Message
-	closed  chan struct{}
-	once    sync.Once
-	// onWrite, if set, sees each datagram as it is sent, before
-	// WriteBatch returns: a fast network's answer.
-	onWrite func(udpio.Message)
-}
-
-func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan struct{})} }
-
-func (f *fakeConn) ReadBatch(msgs []udpio.Message) (int, error) {
-	f.mu.Lock()
-	f.reads++
-	err := f.readErr
-	f.mu.Unlock()
-	select {
-	case <-f.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	if err != nil {
-		return 0, err
-	}
-	<-f.closed
-	return 0, net.ErrClosed
-}
-
-func (f *fakeConn) WriteBatch(msgs []udpio.Message) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, m := range msgs {
-		f.sent = append(f.sent, udpio.Message{Buf: append([]byte(nil), m.Buf[:m.N]...), N: m.N, Addr: m.Addr})
-		if f.onWrite != nil {
-			f.onWrite(m)
-		}
-	}
-	return len(msgs), nil
-}
-
-func (f *fakeConn) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("10.0.0.2:40000") }
-
-func (f *fakeConn) Close() error {
-	f.once.Do(func() { close(f.closed) })
-	return nil
-}
-
-func (f *fakeConn) readCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.reads
-}
-
-// fakeDev is the tunnel device of a Client under test: reads fail with
-// readErr (or wait until Close); writes are recorded, and the packets
-// whose first byte is in refuse fail.
-type fakeDev struct {
-	mu      sync.Mutex
-	readErr error
-	reads   int
-	written [][]byte
-	refuse  map[byte]bool
-	closed  chan struct{}
-	once    sync.Once
-}
-
-func newFakeDev() *fakeDev { return &fakeDev{closed: make(chan struct{}), refuse: map[byte]bool{}} }
-
-func (f *fakeDev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	f.mu.Lock()
-	f.reads++
-	err := f.readErr
-	f.mu.Unlock()
-	select {
-	case <-f.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	if err != nil {
-		return 0, err
-	}
-	<-f.closed
-	return 0, net.ErrClosed
-}
-
-func (f *fakeDev) Write(bufs [][]byte, offset int) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i, b := range bufs {
-		if len(b) > offset && f.refuse[b[offset]] {
-			return i, syscall.EINVAL
-		}
-		f.written = append(f.written, append([]byte(nil), b[offset:]...))
-	}
-	return len(bufs), nil
-}
-
-func (f *fakeDev) BatchSize() int    { return 1 }
-func (f *fakeDev) MTU() (int, error) { return 1280, nil }
-func (f *fakeDev) Name() string      { return "teredo" }
-func (f *fakeDev) Close() error {
-	f.once.Do(func() { close(f.closed) })
-	return nil
-}
-
-func (f *fakeDev) readCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.reads
-}
-
 // newTestClient is a Client around fakes, with no helper: enough for its
 // loops.
-func newTestClient(t *testing.T) (*Client, *fakeConn, *fakeDev) {
+func newTestClient(t *testing.T) (*Client, *fakeio.Conn, *fakeio.Dev) {
 	t.Helper()
-	conn, dev := newFakeConn(), newFakeDev()
+	conn, dev := fakeio.NewConn(), fakeio.NewDev()
 	c := &Client{
 		log:   slog.New(slog.DiscardHandler),
 		dev:   dev,
@@ -156,14 +40,16 @@ func TestReadLoopsGiveUp(t *testing.T) {
 	broken := errors.New("read: bad file descriptor")
 	cases := []struct {
 		name  string
-		setup func(c *fakeConn, d *fakeDev)
-		loop  func(c *Client) error
-		reads func(c *fakeConn, d *fakeDev) int
+		setup func(c *fakeio.Conn, d *fakeio.Dev)
+		loop  func(c *Client, ctx context.Context) error
+		reads func(c *fakeio.Conn, d *fakeio.Dev) int
 	}{
-		{"socket", func(c *fakeConn, _ *fakeDev) { c.readErr = broken }, (*Client).socketLoop,
-			func(c *fakeConn, _ *fakeDev) int { return c.readCount() }},
-		{"tunnel", func(_ *fakeConn, d *fakeDev) { d.readErr = broken }, (*Client).tunnelLoop,
-			func(_ *fakeConn, d *fakeDev) int { return d.readCount() }},
+		{"socket", func(c *fakeio.Conn, _ *fakeio.Dev) {
+			c.ReadFunc = func([]udpio.Message) (int, error) { return 0, broken }
+		}, (*Client).socketLoop, func(c *fakeio.Conn, _ *fakeio.Dev) int { return c.Reads() }},
+		{"tunnel", func(_ *fakeio.Conn, d *fakeio.Dev) {
+			d.ReadFunc = func([][]byte, []int, int) (int, error) { return 0, broken }
+		}, (*Client).tunnelLoop, func(_ *fakeio.Conn, d *fakeio.Dev) int { return d.Reads() }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,7 +57,7 @@ func TestReadLoopsGiveUp(t *testing.T) {
 			tc.setup(conn, dev)
 			done := make(chan error, 1)
 			start := time.Now()
-			go func() { done <- tc.loop(c) }()
+			go func() { done <- tc.loop(c, t.Context()) }()
 			select {
 			case err := <-done:
 				if !errors.Is(err, broken) {
@@ -181,43 +67,20 @@ func TestReadLoopsGiveUp(t *testing.T) {
 				t.Fatalf("loop still running after %d failed reads", tc.reads(conn, dev))
 			}
 			took := time.Since(start)
-			if n := tc.reads(conn, dev); n != maxErrorRun+1 {
-				t.Errorf("%d reads, want %d", n, maxErrorRun+1)
+			if n := tc.reads(conn, dev); n != loop.MaxErrorRun+1 {
+				t.Errorf("%d reads, want %d", n, loop.MaxErrorRun+1)
 			}
-			if got := c.Stats().ReadErrors; got != maxErrorRun+1 {
-				t.Errorf("ReadErrors %d, want %d", got, maxErrorRun+1)
+			if got := c.Stats().ReadErrors; got != loop.MaxErrorRun+1 {
+				t.Errorf("ReadErrors %d, want %d", got, loop.MaxErrorRun+1)
 			}
-			// The pauses add up to about a second: no spinning.
-			if took < 500*time.Millisecond {
-				t.Errorf("gave up after %v: no pause between failed reads", took)
-			}
-			t.Logf("gave up after %d reads in %v", maxErrorRun+1, took.Round(time.Millisecond))
+			t.Logf("gave up after %d reads in %v", loop.MaxErrorRun+1, took.Round(time.Millisecond))
 		})
-	}
-}
-
-// TestErrorRun: the run gives up on failure maxErrorRun+1, and a good
-// read starts it over.
-func TestErrorRun(t *testing.T) {
-	var r errorRun
-	err := errors.New("ENOBUFS")
-	r.n = maxErrorRun - 1 // skip most pauses
-	if got := r.failed("read", err); got != nil {
-		t.Fatalf("failure %d gave up: %v", maxErrorRun, got)
-	}
-	r.reset()
-	if got := r.failed("read", err); got != nil {
-		t.Fatalf("first failure after a good read gave up: %v", got)
-	}
-	r.n = maxErrorRun
-	if got := r.failed("read", err); !errors.Is(got, err) {
-		t.Errorf("failure %d: %v, want the error", maxErrorRun+1, got)
 	}
 }
 
 // qualifiedClient is a test Client whose Engine is qualified with server
 // 192.0.2.10 (secondary .11), mapped to 198.51.100.2:40000.
-func qualifiedClient(t *testing.T) (c *Client, conn *fakeConn, dev *fakeDev, self netip.Addr, server netip.AddrPort) {
+func qualifiedClient(t *testing.T) (c *Client, conn *fakeio.Conn, dev *fakeio.Dev, self netip.Addr, server netip.AddrPort) {
 	c, conn, dev = newTestClient(t)
 	primary, secondary := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
 	server = netip.AddrPortFrom(primary, proto.Port)
@@ -290,7 +153,7 @@ func TestHeardAndReceived(t *testing.T) {
 			if got := len(c.maint) > 0; got != tc.maintenance {
 				t.Errorf("handed to the state machine: %v, want %v", got, tc.maintenance)
 			}
-			t.Logf("engine: %v; written to the host: %d", c.eng.Stats(), len(dev.written))
+			t.Logf("engine: %v; written to the host: %d", c.eng.Stats(), len(dev.Written()))
 		})
 	}
 }
@@ -300,7 +163,7 @@ func TestHeardAndReceived(t *testing.T) {
 // next batch.
 func TestFlushRefusedPacket(t *testing.T) {
 	c, _, dev := newTestClient(t)
-	dev.refuse[0xbb] = true
+	dev.Refuse = func(pkt []byte) bool { return len(pkt) > 0 && pkt[0] == 0xbb }
 	var out tunnel.Out
 	out.Local = make([][]byte, 0, 8)
 	for _, first := range []byte{0xaa, 0xbb, 0xcc, 0xbb, 0xdd} {
@@ -310,7 +173,7 @@ func TestFlushRefusedPacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []byte
-	for _, p := range dev.written {
+	for _, p := range dev.Written() {
 		got = append(got, p[0])
 	}
 	if string(got) != "\xaa\xcc\xdd" {
@@ -372,7 +235,7 @@ func TestAnswerBeforeSendReturns(t *testing.T) {
 	c, conn, _ := newTestClient(t)
 	primary, secondary := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")
 	mapping := netip.MustParseAddrPort("198.51.100.2:40000")
-	conn.onWrite = func(m udpio.Message) {
+	conn.OnWrite = func(m udpio.Message) {
 		var e proto.Envelope
 		if err := proto.ParseEnvelope(m.Buf[:m.N], &e); err != nil {
 			t.Errorf("solicitation: %v", err)
@@ -396,8 +259,8 @@ func TestAnswerBeforeSendReturns(t *testing.T) {
 	if err := c.act(t.Context(), m, &a, &applied, &msgs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if len(conn.sent) != 1 {
-		t.Fatalf("sent %d datagrams, want the solicitation", len(conn.sent))
+	if n := len(conn.Sent()); n != 1 {
+		t.Fatalf("sent %d datagrams, want the solicitation", n)
 	}
 	if s := c.eng.Stats(); s.FromUDP != 0 {
 		t.Fatalf("the answer went to the Engine: %+v", s)

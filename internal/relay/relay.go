@@ -18,7 +18,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,6 +35,7 @@ import (
 	"github.com/miredo-go/miredo/internal/tunnel"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
+	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
@@ -47,10 +47,6 @@ var linkLocal = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfe, 0x80, 10: 0xff,
 
 // routeMetric is the metric of the prefix route, Miredo's.
 const routeMetric = 1024
-
-// udpHeadroom is room past the MTU for Teredo headers in a datagram (an
-// authentication header and an origin indication) and RFC 6081 trailers.
-const udpHeadroom = 256
 
 // Stats are the relay's own counters; the data path's are tunnel.Stats.
 type Stats struct {
@@ -81,12 +77,14 @@ type Relay struct {
 	cfg  Config
 	log  *slog.Logger
 	dev  netcfg.Device
-	conn *udpio.Conn
+	conn udpio.PacketConn
 	eng  *tunnel.Engine
 	st   counters
 	// devWrite serialises writes to the device, which takes one writer at
 	// a time; three loops write to it.
 	devWrite sync.Mutex
+	// offloads says whether the socket got UDP GSO and GRO.
+	offloads udpio.Stats
 }
 
 // Open does the privileged part: the tunnel interface with its MTU,
@@ -113,12 +111,13 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	bind := netip.AddrPortFrom(cfg.BindAddress, cfg.BindPort)
-	r.conn, err = udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20,
+	conn, err := udpio.Listen(bind, udpio.Options{RecvBuffer: 4 << 20, SendBuffer: 4 << 20,
 		NoBatch: cfg.NoBatch, GSO: !cfg.NoGSO, GRO: !cfg.NoGRO})
 	if err != nil {
 		r.dev.Close()
 		return nil, fmt.Errorf("UDP socket on %v: %w", bind, err)
 	}
+	r.conn, r.offloads = conn, conn.Stats()
 	r.eng = tunnel.New(tunnel.Config{Mode: cfg.mode(), Prefix: proto.PrefixOf(cfg.Prefix), MaxPeers: cfg.MaxPeers})
 	return r, nil
 }
@@ -188,33 +187,12 @@ func (r *Relay) TunStats() netcfg.OffloadStats {
 // Serve runs the loops until ctx ends or one fails for good, then closes
 // the socket and the tunnel.
 func (r *Relay) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 3)
-	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context) error{r.tunnelLoop, r.socketLoop, r.timerLoop} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := loop(ctx); err != nil {
-				errc <- err
-			}
-		}()
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	r.Close()
-	wg.Wait()
-	return err
+	g := loop.NewGroup(ctx)
+	g.Go(r.tunnelLoop)
+	g.Go(r.socketLoop)
+	g.Go(r.timerLoop)
+	return g.Wait(r.Close)
 }
-
-// maxErrorRun bounds consecutive read errors before a loop gives up: a
-// broken descriptor must not spin.
-const maxErrorRun = 100
 
 // tunnelLoop moves host packets to Teredo peers.
 func (r *Relay) tunnelLoop(context.Context) error {
@@ -225,95 +203,71 @@ func (r *Relay) tunnelLoop(context.Context) error {
 		bufs[i] = make([]byte, r.cfg.MTU)
 	}
 	var out tunnel.Out
-	errRun := 0
-	for {
-		n, err := r.dev.Read(bufs, sizes, 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
+	return loop.Read("tunnel read",
+		func() (int, error) { return r.dev.Read(bufs, sizes, 0) },
+		func(n int) error {
+			for i := range n {
+				r.eng.FromTunnel(bufs[i][:sizes[i]], &out)
 			}
-			r.st.tunRead.Add(1)
-			if errRun++; errRun > maxErrorRun {
-				return fmt.Errorf("tunnel read: %w", err)
-			}
-			r.log.Debug("tunnel read failed", "err", err)
-			continue
-		}
-		errRun = 0
-		for i := range n {
-			r.eng.FromTunnel(bufs[i][:sizes[i]], &out)
-		}
-		if err := r.flush(&out); err != nil {
-			return err
-		}
-	}
+			return r.flush(&out)
+		},
+		r.failed(&r.st.tunRead, "tunnel read failed"))
 }
 
 // socketLoop moves Teredo datagrams to the host.
 func (r *Relay) socketLoop(context.Context) error {
-	size := r.cfg.MTU + udpHeadroom
+	size := r.cfg.MTU + tunnel.UDPHeadroom
 	msgs := make([]udpio.Message, udpio.MaxBatch)
 	backing := make([]byte, len(msgs)*size)
 	for i := range msgs {
 		msgs[i].Buf = backing[i*size : (i+1)*size : (i+1)*size]
 	}
 	var out tunnel.Out
-	errRun := 0
-	for {
-		n, err := r.conn.ReadBatch(msgs)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
+	return loop.Read("socket read",
+		func() (int, error) { return r.conn.ReadBatch(msgs) },
+		func(n int) error {
+			for i := range n {
+				m := &msgs[i]
+				if m.Truncated {
+					r.st.truncated.Add(1)
+					continue
+				}
+				r.eng.FromUDP(m.Buf[:m.N], m.Addr, &out)
 			}
-			r.st.udpRead.Add(1)
-			if errRun++; errRun > maxErrorRun {
-				return fmt.Errorf("socket read: %w", err)
-			}
-			r.log.Debug("socket read failed", "err", err)
-			continue
-		}
-		errRun = 0
-		for i := range n {
-			m := &msgs[i]
-			if m.Truncated {
-				r.st.truncated.Add(1)
-				continue
-			}
-			r.eng.FromUDP(m.Buf[:m.N], m.Addr, &out)
-		}
-		if err := r.flush(&out); err != nil {
-			return err
-		}
-	}
+			return r.flush(&out)
+		},
+		r.failed(&r.st.udpRead, "socket read failed"))
 }
 
 // timerLoop runs the engine's timers once a second.
 func (r *Relay) timerLoop(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	var out tunnel.Out
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return loop.Every(ctx, time.Second, func() error {
 		r.eng.Tick(&out)
-		if err := r.flush(&out); err != nil {
-			return err
-		}
+		return r.flush(&out)
+	})
+}
+
+// failed counts a failed read in n and logs it at debug level.
+func (r *Relay) failed(n *atomic.Uint64, msg string) func(error) {
+	return func(err error) {
+		n.Add(1)
+		r.log.Debug(msg, "err", err)
 	}
 }
 
 // flush sends and writes what the engine produced, then resets out. It
-// returns an error only when the socket or the tunnel is closed; failures
-// are counted (and logged at debug level).
+// returns net.ErrClosed once the socket or the tunnel is closed, which
+// ends the loop; other failures are counted (and logged at debug level).
 func (r *Relay) flush(out *tunnel.Out) error {
 	f := out.Flush(r.conn, r.dev, &r.devWrite)
 	if f.UDPFailed > 0 || f.TunFailed > 0 {
 		r.st.udpSend.Add(uint64(f.UDPFailed))
 		r.st.tunWrite.Add(uint64(f.TunFailed))
 		r.log.Debug("some packets not sent", "udp", f.UDPFailed, "tunnel", f.TunFailed)
+	}
+	if f.Closed {
+		return net.ErrClosed
 	}
 	return nil
 }
@@ -335,7 +289,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer release()
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
 		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend,
-		"gso", r.conn.Stats().GSO, "gro", r.conn.Stats().GRO)
+		"gso", r.offloads.GSO, "gro", r.offloads.GRO)
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

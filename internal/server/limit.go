@@ -3,32 +3,48 @@ package server
 import (
 	"hash/maphash"
 	"net/netip"
+	"sync"
 )
 
 // sendLimiter bounds how many datagrams the server sends to one IPv4 /24
 // per second. A router solicitation with a spoofed source gets an
 // advertisement about twice its size back, so without a bound the server
 // is a reflector anyone can aim; with it, a victim network gets at most
-// rate datagrams a second from each socket loop. Real clients refresh once
+// rate datagrams a second from the whole server. Real clients refresh once
 // every 30 s, so the default (5000/s with an equal burst) leaves room for
 // well over 100,000 clients behind one /24 of carrier-grade NAT.
 //
-// Each loop owns its limiter: no locks. Slots are found by a keyed hash of
-// the /24, so an attacker cannot aim collisions; /24s that collide share a
-// bucket, which errs on the side of limiting (a collision must never hand
-// a victim's /24 a fresh burst).
+// One limiter serves every socket loop: a per-loop bound would be
+// multiplied by the number of sockets, over which spoofed source ports
+// spread. Slots are found by a keyed hash of the /24, so an attacker cannot
+// aim collisions; /24s that collide share a bucket, which errs on the side
+// of limiting (a collision must never hand a victim's /24 a fresh burst).
+// The slots are split into stripes, each behind its own mutex on its own
+// cache lines, so two loops rarely wait for each other.
 type sendLimiter struct {
-	rate  uint32 // tokens per second; 0 turns the limiter off
-	seed  maphash.Seed
-	slots [limiterSlots]limiterSlot
+	rate    uint32 // tokens per second; 0 turns the limiter off
+	seed    maphash.Seed
+	stripes [limiterStripes]limiterStripe
 }
 
-const limiterSlots = 4096
+const (
+	limiterSlots   = 4096
+	limiterStripes = 64
+)
+
+type limiterStripe struct {
+	mu    sync.Mutex
+	slots [limiterSlots / limiterStripes]limiterSlot
+	_     [64]byte
+}
 
 type limiterSlot struct {
 	key    uint32 // the /24 (top 24 bits) plus 1, so zero means empty
 	tokens uint32
-	last   uint32 // milliseconds of the last refill
+	// last is the time of the last refill in milliseconds: 64 bits, so no
+	// idle time makes the difference wrap (a 32-bit clock refused a slot
+	// drained and then left alone for 25 days, forever).
+	last int64
 }
 
 func newSendLimiter(rate uint32) *sendLimiter {
@@ -36,14 +52,18 @@ func newSendLimiter(rate uint32) *sendLimiter {
 }
 
 // allow takes one token for a datagram to a at time now (milliseconds on
-// any monotonic origin).
-func (l *sendLimiter) allow(a netip.Addr, now uint32) bool {
+// any monotonic origin). It is safe for concurrent use.
+func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
 	if l.rate == 0 || !a.Is4() {
 		return true
 	}
 	b := a.As4()
 	key := (uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])) + 1
-	s := &l.slots[maphash.Bytes(l.seed, b[:3])%limiterSlots]
+	h := maphash.Bytes(l.seed, b[:3]) % limiterSlots
+	st := &l.stripes[h/(limiterSlots/limiterStripes)]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := &st.slots[h%(limiterSlots/limiterStripes)]
 	switch {
 	case s.key == 0:
 		*s = limiterSlot{key: key, tokens: l.rate, last: now}
@@ -52,14 +72,14 @@ func (l *sendLimiter) allow(a netip.Addr, now uint32) bool {
 		// so churning slots with other sources never refills a victim's.
 		s.key = key
 	}
-	if elapsed := now - s.last; int32(elapsed) > 0 {
+	if elapsed := now - s.last; elapsed > 0 {
 		if add := uint64(elapsed) * uint64(l.rate) / 1000; add > 0 {
 			if t := uint64(s.tokens) + add; t >= uint64(l.rate) {
 				s.tokens, s.last = l.rate, now
 			} else {
 				// Keep the fraction of a token not yet earned.
 				s.tokens = uint32(t)
-				s.last += uint32(add * 1000 / uint64(l.rate))
+				s.last += int64(add * 1000 / uint64(l.rate))
 			}
 		}
 	}

@@ -63,7 +63,7 @@ func TestSendLimiter(t *testing.T) {
 	allowed := 0
 	for i := 1; i <= 100; i++ {
 		for range 2 {
-			if f.allow(a, uint32(15*i)) {
+			if f.allow(a, int64(15*i)) {
 				allowed++
 			}
 		}
@@ -83,8 +83,29 @@ func TestSendLimiter(t *testing.T) {
 func TestSendLimiterAllocatesNothing(t *testing.T) {
 	l := newSendLimiter(5000)
 	a := netip.MustParseAddr("198.51.100.2")
-	now := uint32(0)
+	now := int64(0)
 	if n := testing.AllocsPerRun(1000, func() { now++; l.allow(a, now) }); n != 0 {
 		t.Errorf("allow allocates %v times", n)
+	}
+}
+
+// TestSendLimiterLongIdle: a /24 drained and then silent for longer than a
+// 32-bit millisecond clock can tell apart from "earlier" (25 to 50 days)
+// gets its burst back; with the old clock it stayed refused for good.
+func TestSendLimiterLongIdle(t *testing.T) {
+	a := netip.MustParseAddr("198.51.100.2")
+	day := int64(24 * 3600 * 1000)
+	for _, idle := range []int64{1, 24, 25, 30, 49, 50, 60, 400} {
+		l := newSendLimiter(10)
+		start := int64(1000)
+		for range 10 {
+			l.allow(a, start)
+		}
+		if l.allow(a, start) {
+			t.Fatal("not drained")
+		}
+		if !l.allow(a, start+idle*day) {
+			t.Errorf("after %d days idle: still refused", idle)
+		}
 	}
 }

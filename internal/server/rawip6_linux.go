@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,7 +14,10 @@ import (
 // server with the client's Teredo source address, so the reply goes to the
 // nearest relay and not back to us. Opening it needs CAP_NET_RAW; sending on
 // it afterwards needs nothing, so the server drops every capability.
-type rawIPv6 struct{ fd int }
+type rawIPv6 struct {
+	fd   int
+	once sync.Once
+}
 
 func openRawIPv6() (*rawIPv6, error) {
 	// IPPROTO_RAW implies IPV6_HDRINCL on Linux: we supply the header.
@@ -50,4 +54,9 @@ func (r *rawIPv6) send(pkt []byte, dst netip.Addr) error {
 	return fmt.Errorf("raw IPv6 send to %v: %w", dst, err)
 }
 
-func (r *rawIPv6) close() error { return unix.Close(r.fd) }
+// close closes the socket once; later calls do nothing (the number may
+// belong to another descriptor by then).
+func (r *rawIPv6) close() (err error) {
+	r.once.Do(func() { err = unix.Close(r.fd) })
+	return err
+}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
+	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
@@ -70,10 +70,19 @@ type Server struct {
 	cfg   Config
 	h     *Handler
 	log   *slog.Logger
-	conns [2][]*udpio.Conn // primary, secondary; index i of each pairs up
-	raw   *rawIPv6
+	conns [2][]udpio.PacketConn // primary, secondary; index i of each pairs up
+	raw   ipv6Sender
+	limit *sendLimiter // one for all loops: the bound is per /24, server-wide
 	stats []*loopStats
-	start time.Time // origin of the limiters' millisecond clock
+	start time.Time // origin of the limiter's millisecond clock
+	close sync.Once
+}
+
+// ipv6Sender sends connectivity tests to native IPv6: a raw socket, or a
+// fake in tests.
+type ipv6Sender interface {
+	send(pkt []byte, dst netip.Addr) error
+	close() error
 }
 
 // Listen opens the server's sockets: UDP 3544 on both addresses (several
@@ -88,41 +97,71 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 	if n <= 0 {
 		n = udpio.GroupSize()
 	}
-	s := &Server{
-		cfg:   cfg,
-		start: time.Now(),
-		h:     NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)),
-		log:   log,
+	var conns [2][]udpio.PacketConn
+	closeAll := func() {
+		for _, cs := range conns {
+			for _, c := range cs {
+				c.Close()
+			}
+		}
 	}
 	opt := udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch}
 	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
 		cs, err := udpio.ListenGroup(netip.AddrPortFrom(a, proto.Port), n, opt)
 		if err != nil {
-			s.Close()
+			closeAll()
 			return nil, err
 		}
-		s.conns[i] = cs
+		for _, c := range cs {
+			conns[i] = append(conns[i], c)
+		}
 	}
-	if s.raw, err = openRawIPv6(); err != nil {
-		s.Close()
+	raw, err := openRawIPv6()
+	if err != nil {
+		closeAll()
 		return nil, err
 	}
-	for range 2 * n {
-		s.stats = append(s.stats, new(loopStats))
-	}
-	return s, nil
+	return newServer(cfg, conns, raw, log), nil
 }
 
-// Close closes every socket; running loops return.
-func (s *Server) Close() {
+// newServer assembles a server around open sockets: pairs of primary and
+// secondary sockets, and the IPv6 sender.
+func newServer(cfg Config, conns [2][]udpio.PacketConn, raw ipv6Sender, log *slog.Logger) *Server {
+	s := &Server{
+		cfg:   cfg,
+		start: time.Now(),
+		h:     NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)),
+		log:   log,
+		conns: conns,
+		raw:   raw,
+		limit: newSendLimiter(cfg.RateLimit),
+	}
+	for range len(conns[0]) + len(conns[1]) {
+		s.stats = append(s.stats, new(loopStats))
+	}
+	return s
+}
+
+// closeSockets closes the UDP sockets: the loops' reads return.
+func (s *Server) closeSockets() {
 	for _, cs := range s.conns {
 		for _, c := range cs {
 			c.Close()
 		}
 	}
-	if s.raw != nil {
-		s.raw.close()
-	}
+}
+
+// Close closes every socket, once. The raw socket is a bare descriptor:
+// closing it while a loop may still send on it, or twice, could hit
+// another descriptor that took its number, so Serve closes it only after
+// every loop has returned.
+func (s *Server) Close() {
+	s.close.Do(func() {
+		s.closeSockets()
+		if err := s.raw.close(); err != nil {
+			s.log.Warn("closing the raw IPv6 socket", "err", err)
+		}
+	})
 }
 
 // Stats sums the counters of every loop.
@@ -134,30 +173,19 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// Serve runs one loop per socket until ctx ends, then closes the sockets.
+// Serve runs one loop per socket until ctx ends or a loop fails for good,
+// then closes the sockets.
 func (s *Server) Serve(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errc := make(chan error, 2*len(s.conns[0]))
+	g := loop.NewGroup(ctx)
 	for via := range s.conns {
 		for i, c := range s.conns[via] {
 			ls := s.stats[via*len(s.conns[via])+i]
-			out := [2]*udpio.Conn{s.conns[ViaPrimary][i], s.conns[ViaSecondary][i]}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := s.loop(c, Via(via), out, ls); err != nil {
-					errc <- err
-				}
-			}()
+			out := [2]udpio.PacketConn{s.conns[ViaPrimary][i], s.conns[ViaSecondary][i]}
+			g.Go(func(context.Context) error { return s.loop(c, Via(via), out, ls) })
 		}
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
+	err := g.Wait(s.closeSockets)
 	s.Close()
-	wg.Wait()
 	return err
 }
 
@@ -165,21 +193,10 @@ func (s *Server) Serve(ctx context.Context) error {
 // small packets, and reads larger ones only to drop them.
 const bufSize = 2048
 
-// A loop's reads that fail in a row: each failure pauses a little longer
-// (errorPause more each time, up to maxErrorPause), so a transient error
-// (ENOBUFS, ENOMEM) costs a millisecond; after maxErrorRun of them, about a
-// second, the loop gives up with the error and the server stops, rather
-// than spinning on a descriptor that fails for good.
-const (
-	maxErrorRun   = 100
-	errorPause    = time.Millisecond
-	maxErrorPause = 10 * time.Millisecond
-)
-
 // loop reads datagrams from c (on server address "on") in batches, applies
 // the handler, and writes the answers in batches from the address each one
 // must leave from. Buffers are allocated once per loop.
-func (s *Server) loop(c *udpio.Conn, on Via, out [2]*udpio.Conn, st *loopStats) error {
+func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *loopStats) error {
 	in := make([]udpio.Message, udpio.MaxBatch)
 	inBuf := make([]byte, udpio.MaxBatch*bufSize)
 	for i := range in {
@@ -191,66 +208,55 @@ func (s *Server) loop(c *udpio.Conn, on Via, out [2]*udpio.Conn, st *loopStats) 
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
-	limit := newSendLimiter(s.cfg.RateLimit)
-	errRun := 0
-	for {
-		n, err := c.ReadBatch(in)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
+	return loop.Read("read on "+c.LocalAddr().String(),
+		func() (int, error) { return c.ReadBatch(in) },
+		func(n int) error {
+			st.received.Add(uint64(n))
+			batches[0], batches[1] = batches[0][:0], batches[1][:0]
+			now := int64(time.Since(s.start) / time.Millisecond)
+			for i := range n {
+				m := &in[i]
+				slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
+				r := s.h.Handle(m.Buf[:m.N], m.Addr, on, slot, &e)
+				switch r.Verdict {
+				case Drop:
+					st.dropped[r.Reason].Add(1)
+				case SendUDP:
+					if !s.limit.allow(r.To.Addr(), now) {
+						st.dropped[DropRateLimited].Add(1)
+						continue
+					}
+					batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
+					if isRA(r.Packet) {
+						st.answered.Add(1)
+					} else {
+						st.forwarded.Add(1)
+					}
+				case SendIPv6:
+					pkt := proto.IPv6(r.Packet)
+					if err := s.raw.send(r.Packet, pkt.Dst()); err != nil {
+						st.sendErrors.Add(1)
+						s.log.Debug("connectivity test not sent", "dst", pkt.Dst(), "err", err)
+					} else {
+						st.toIPv6.Add(1)
+					}
+				}
 			}
-			if errRun++; errRun > maxErrorRun {
-				return fmt.Errorf("read on %v: %d failures in a row: %w", c.LocalAddr(), errRun, err)
-			}
-			s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err)
-			time.Sleep(min(time.Duration(errRun)*errorPause, maxErrorPause))
-			continue
-		}
-		errRun = 0
-		st.received.Add(uint64(n))
-		batches[0], batches[1] = batches[0][:0], batches[1][:0]
-		now := uint32(time.Since(s.start) / time.Millisecond)
-		for i := range n {
-			m := &in[i]
-			slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-			r := s.h.Handle(m.Buf[:m.N], m.Addr, on, slot, &e)
-			switch r.Verdict {
-			case Drop:
-				st.dropped[r.Reason].Add(1)
-			case SendUDP:
-				if !limit.allow(r.To.Addr(), now) {
-					st.dropped[DropRateLimited].Add(1)
+			for via, b := range batches {
+				if len(b) == 0 {
 					continue
 				}
-				batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
-				if isRA(r.Packet) {
-					st.answered.Add(1)
-				} else {
-					st.forwarded.Add(1)
-				}
-			case SendIPv6:
-				pkt := proto.IPv6(r.Packet)
-				if err := s.raw.send(r.Packet, pkt.Dst()); err != nil {
-					st.sendErrors.Add(1)
-					s.log.Debug("connectivity test not sent", "dst", pkt.Dst(), "err", err)
-				} else {
-					st.toIPv6.Add(1)
+				if sent, err := out[via].WriteBatch(b); err != nil {
+					if errors.Is(err, net.ErrClosed) {
+						return err
+					}
+					st.sendErrors.Add(uint64(len(b) - sent))
+					s.log.Debug("send failed", "addr", out[via].LocalAddr(), "err", err)
 				}
 			}
-		}
-		for via, b := range batches {
-			if len(b) == 0 {
-				continue
-			}
-			if sent, err := out[via].WriteBatch(b); err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return nil
-				}
-				st.sendErrors.Add(uint64(len(b) - sent))
-				s.log.Debug("send failed", "addr", out[via].LocalAddr(), "err", err)
-			}
-		}
-	}
+			return nil
+		},
+		func(err error) { s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err) })
 }
 
 // isRA tells an advertisement (which starts with an authentication header)

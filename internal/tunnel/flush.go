@@ -8,6 +8,12 @@ import (
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
 
+// UDPHeadroom is room past the tunnel MTU in a Teredo datagram's buffer for
+// its headers (an authentication header and an origin indication) and
+// RFC 6081 trailers: a socket buffer of MTU+UDPHeadroom bytes carries any
+// datagram a peer may send for that MTU.
+const UDPHeadroom = 256
+
 // BatchSender is the Teredo socket as Flush needs it (*udpio.Conn).
 type BatchSender interface {
 	WriteBatch(msgs []udpio.Message) (int, error)

@@ -140,6 +140,21 @@ type Message struct {
 	Truncated bool
 }
 
+// PacketConn is a batched datagram socket as the daemons' loops use it:
+// a *Conn, or a fake in their tests.
+type PacketConn interface {
+	// ReadBatch blocks until at least one datagram arrives and reads up to
+	// len(msgs); it returns an error wrapping net.ErrClosed once closed.
+	ReadBatch(msgs []Message) (int, error)
+	// WriteBatch sends msgs[i].Buf[:N] to msgs[i].Addr and returns how
+	// many were sent.
+	WriteBatch(msgs []Message) (int, error)
+	LocalAddr() netip.AddrPort
+	Close() error
+}
+
+var _ PacketConn = (*Conn)(nil)
+
 // Stats are counters of one socket since it was opened. They only grow.
 type Stats struct {
 	// ReadCalls counts receive system calls that returned datagrams, and

@@ -1,0 +1,148 @@
+// Package loop is the skeleton every daemon's data path runs on: read loops
+// that ride out a transient error and give up on a descriptor that fails
+// for good, a ticker, and a group that starts them, stops them together and
+// reports the first failure. The client, the relay and the server each had
+// their own copy of this, and the copies drifted (one gave up after a burst
+// of ENOBUFS lasting microseconds); written once, they cannot.
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// How a read loop treats failed reads in a row: each pauses a little longer
+// than the last (ErrorPause more, up to MaxErrorPause), so a transient
+// error (ENOBUFS, ENOMEM) costs a millisecond and a run of MaxErrorRun
+// about a second, after which the loop gives up with the error and the
+// daemon exits for its service manager to restart it, rather than spin on
+// a descriptor that fails for good.
+const (
+	MaxErrorRun   = 100
+	ErrorPause    = time.Millisecond
+	MaxErrorPause = 10 * time.Millisecond
+)
+
+// ErrorRun counts a loop's consecutive failures.
+type ErrorRun struct {
+	n     int
+	sleep func(time.Duration) // time.Sleep; tests count the pauses
+}
+
+// Failed records one more failure of what: it pauses, and returns the error
+// the loop must end with once the run is longer than MaxErrorRun.
+func (r *ErrorRun) Failed(what string, err error) error {
+	r.n++
+	if r.n > MaxErrorRun {
+		return fmt.Errorf("%s: %d failures in a row: %w", what, r.n, err)
+	}
+	sleep := r.sleep
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	sleep(min(time.Duration(r.n)*ErrorPause, MaxErrorPause))
+	return nil
+}
+
+// Reset ends the run: an operation worked.
+func (r *ErrorRun) Reset() { r.n = 0 }
+
+// Read runs a read loop until its descriptor is closed: read fills a batch
+// and returns how many it read; handle processes them. A read that fails
+// is passed to failed (to be counted; it may be nil) and retried as
+// ErrorRun says. Read returns nil once read or handle returns an error
+// wrapping net.ErrClosed (closing the descriptor is how a loop is
+// stopped), and otherwise the error that ended it.
+func Read(what string, read func() (int, error), handle func(n int) error, failed func(error)) error {
+	return readWith(&ErrorRun{}, what, read, handle, failed)
+}
+
+func readWith(run *ErrorRun, what string, read func() (int, error), handle func(n int) error, failed func(error)) error {
+	for {
+		n, err := read()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			if failed != nil {
+				failed(err)
+			}
+			if err := run.Failed(what, err); err != nil {
+				return err
+			}
+			continue
+		}
+		run.Reset()
+		if err := handle(n); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// Every calls fn every d until ctx ends (it then returns nil) or fn
+// returns an error (returned as it is, unless it wraps net.ErrClosed).
+func Every(ctx context.Context, d time.Duration, fn func() error) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := fn(); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// Group runs a daemon's loops until its context ends or one of them fails.
+type Group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// NewGroup returns a group whose loops run until ctx ends.
+func NewGroup(ctx context.Context) *Group {
+	ctx, cancel := context.WithCancel(ctx)
+	return &Group{ctx: ctx, cancel: cancel}
+}
+
+// Go starts fn on its own goroutine with the group's context, which ends
+// when the parent's does or when any loop of the group fails.
+func (g *Group) Go(fn func(ctx context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(g.ctx); err != nil {
+			g.once.Do(func() { g.err = err })
+			g.cancel()
+		}
+	}()
+}
+
+// Wait waits until the context ends or a loop fails, then calls stop,
+// which must make every loop return (by closing the descriptors they block
+// on), waits for all of them, and returns the first failure, or nil.
+// Descriptors the loops write to after a read returns must stay open until
+// Wait returns: close them afterwards, never in stop.
+func (g *Group) Wait(stop func()) error {
+	<-g.ctx.Done()
+	stop()
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}

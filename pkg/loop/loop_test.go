@@ -1,0 +1,178 @@
+package loop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRead drives a read loop through scripted reads: each step is a read
+// result; the loop must pause before retrying a failure, give up after
+// MaxErrorRun failures in a row (not in all), and end quietly on a closed
+// descriptor.
+func TestRead(t *testing.T) {
+	broken := errors.New("read: bad file descriptor")
+	type step struct {
+		n   int
+		err error
+	}
+	fails := func(k int, err error) []step {
+		s := make([]step, k)
+		for i := range s {
+			s[i].err = err
+		}
+		return s
+	}
+	concat := func(parts ...[]step) []step {
+		var s []step
+		for _, p := range parts {
+			s = append(s, p...)
+		}
+		return s
+	}
+	closed := []step{{err: fmt.Errorf("read: %w", net.ErrClosed)}}
+	cases := []struct {
+		name      string
+		steps     []step
+		handleErr error // returned by handle for batches of size 99
+		wantErr   error // nil: the loop ends quietly
+		wantFail  int   // reads passed to failed
+		wantPause time.Duration
+		handled   int
+	}{
+		{"closed at once", closed, nil, nil, 0, 0, 0},
+		{"batches then closed", concat([]step{{n: 3}, {n: 5}}, closed), nil, nil, 0, 0, 8},
+		{"broken for good", fails(MaxErrorRun+1, broken), nil, broken, MaxErrorRun + 1, pauses(MaxErrorRun), 0},
+		{"ENOBUFS bursts between reads", concat(fails(MaxErrorRun, syscall.ENOBUFS), []step{{n: 1}}, fails(MaxErrorRun, syscall.ENOBUFS), closed),
+			nil, nil, 2 * MaxErrorRun, 2 * pauses(MaxErrorRun), 1},
+		{"handle fails", []step{{n: 2}, {n: 99}}, errors.New("boom"), errors.New("boom"), 0, 0, 101},
+		{"handle sees the descriptor closed", []step{{n: 99}}, net.ErrClosed, nil, 0, 0, 99},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			i, handled, failed := 0, 0, 0
+			var paused time.Duration
+			run := &ErrorRun{sleep: func(d time.Duration) { paused += d }}
+			read := func() (int, error) {
+				if i == len(tc.steps) {
+					t.Fatal("read after the last step")
+				}
+				s := tc.steps[i]
+				i++
+				return s.n, s.err
+			}
+			handle := func(n int) error {
+				handled += n
+				if n == 99 {
+					return tc.handleErr
+				}
+				return nil
+			}
+			err := readWith(run, "socket read", read, handle, func(error) { failed++ })
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Errorf("ended with %v, want nil", err)
+			case tc.wantErr != nil && (err == nil || !errors.Is(err, tc.wantErr) && err.Error() != tc.wantErr.Error()):
+				t.Errorf("ended with %v, want %v", err, tc.wantErr)
+			}
+			if failed != tc.wantFail || paused != tc.wantPause || handled != tc.handled {
+				t.Errorf("failed %d, paused %v, handled %d; want %d, %v, %d", failed, paused, handled, tc.wantFail, tc.wantPause, tc.handled)
+			}
+		})
+	}
+}
+
+// pauses is the total pause of k failures in a row.
+func pauses(k int) time.Duration {
+	var d time.Duration
+	for i := 1; i <= k; i++ {
+		d += min(time.Duration(i)*ErrorPause, MaxErrorPause)
+	}
+	return d
+}
+
+// TestReadSurvivesTransientBurst: with real pauses, failures for 50 ms in
+// a row are a short run (each pause is at least a millisecond), so the loop
+// carries on; without pauses it would have given up in microseconds.
+func TestReadSurvivesTransientBurst(t *testing.T) {
+	start := time.Now()
+	reads := 0
+	err := Read("socket read", func() (int, error) {
+		reads++
+		if time.Since(start) < 50*time.Millisecond {
+			return 0, syscall.ENOBUFS
+		}
+		if reads > MaxErrorRun+10 {
+			return 0, net.ErrClosed
+		}
+		return 1, nil
+	}, func(int) error { return net.ErrClosed }, nil)
+	if err != nil {
+		t.Fatalf("gave up on a 50 ms burst after %d reads: %v", reads, err)
+	}
+}
+
+// TestGroup: the first loop to fail stops the others through stop, and
+// its error is the group's; a context that ends stops them without error.
+func TestGroup(t *testing.T) {
+	for _, fail := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			g := NewGroup(ctx)
+			stopped := make(chan struct{})
+			var ended atomic.Int32
+			for range 3 {
+				g.Go(func(context.Context) error {
+					<-stopped // blocked in a read until stop closes it
+					ended.Add(1)
+					return nil
+				})
+			}
+			boom := errors.New("boom")
+			g.Go(func(ctx context.Context) error {
+				if fail {
+					return boom
+				}
+				<-ctx.Done()
+				return nil
+			})
+			if !fail {
+				cancel()
+			}
+			stops := 0
+			err := g.Wait(func() { stops++; close(stopped) })
+			if fail && !errors.Is(err, boom) || !fail && err != nil {
+				t.Errorf("Wait: %v", err)
+			}
+			if stops != 1 || ended.Load() != 3 {
+				t.Errorf("stop called %d times, %d loops ended; want 1 and 3", stops, ended.Load())
+			}
+		})
+	}
+}
+
+// TestEvery: the ticker stops on a closed descriptor without error, and
+// passes on other errors.
+func TestEvery(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		ret, want error
+	}{{net.ErrClosed, nil}, {boom, boom}} {
+		n := 0
+		err := Every(t.Context(), time.Millisecond, func() error {
+			if n++; n == 3 {
+				return tc.ret
+			}
+			return nil
+		})
+		if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) || n != 3 {
+			t.Errorf("Every returned %v after %d calls, want %v after 3", err, n, tc.want)
+		}
+	}
+}
