@@ -16,6 +16,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,9 +42,13 @@ import (
 )
 
 const (
-	// udpBufSize holds any Teredo datagram of a 1280-byte MTU link with
-	// room to spare; longer ones are counted as truncated and dropped.
+	// udpBufSize holds any Teredo datagram for a link MTU up to maxMTU;
+	// longer ones are counted as truncated and dropped.
 	udpBufSize = 2048
+	// maxMTU is the largest MTU the client applies: what udpBufSize carries
+	// with the Teredo headers and trailers. Servers advertise 1280; a
+	// larger advertised MTU is lowered to this one.
+	maxMTU = udpBufSize - tunnel.UDPHeadroom
 	// tunBufSize holds the largest IPv6 packet the tunnel can carry.
 	tunBufSize = 65536
 	// tunHeadroom is reserved in front of packets read from the tunnel for
@@ -59,12 +64,25 @@ const (
 	// Engine accepted a datagram from our server; the refresh it may
 	// postpone is 22-30 s away.
 	heardCheckEvery = 250 * time.Millisecond
+	// applyRetryMin and applyRetryMax bound the wait before retrying an
+	// interface change the helper could not make.
+	applyRetryMin = time.Second
+	applyRetryMax = 30 * time.Second
 	// resolveTimeout bounds one resolution of the server names.
 	resolveTimeout = 10 * time.Second
 	// maintQueue bounds the advertisements waiting for the maintenance
 	// goroutine; more are dropped (a flood of fake ones, most likely).
 	maintQueue = 16
 )
+
+// ifHelper is the privileged helper as the packet process uses it: a
+// *helper, or a fake in tests.
+type ifHelper interface {
+	Up(addr netip.Addr, mtu int) (hookStatus int, err error)
+	Down() (hookStatus int, err error)
+	Done() <-chan struct{}
+	Close(timeout time.Duration) error
+}
 
 // Stats counts what the client's own loops did; the data path's counters
 // are the Engine's.
@@ -122,7 +140,10 @@ type Client struct {
 	log    *slog.Logger
 	dev    netcfg.Device
 	conn   udpio.PacketConn
-	helper *helper
+	helper ifHelper
+	// applyRetryMin is the first wait before retrying a status the helper
+	// could not apply (0: applyRetryMin).
+	applyRetryMin time.Duration
 	eng    *tunnel.Engine
 
 	// servers are the primary and secondary server addresses, read by the
@@ -412,7 +433,7 @@ func (c *Client) maintDone(d datagram) { c.maintFree <- d.b[:0] }
 func (c *Client) maintain(ctx context.Context) error {
 	timing := DefaultTiming()
 	timing.Refresh = c.cfg.Refresh
-	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, Log: c.log})
+	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, MaxMTU: maxMTU, Log: c.log})
 	resolved := make(chan resolution, 1)
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -431,9 +452,19 @@ func (c *Client) maintain(ctx context.Context) error {
 		tickOut  tunnel.Out
 		sendMsgs []udpio.Message
 	)
+	retry := retryApply{timer: time.NewTimer(time.Hour), min: cmp.Or(c.applyRetryMin, applyRetryMin)}
+	retry.timer.Stop()
+	defer retry.timer.Stop()
+	apply := func(st Status) error {
+		ok, err := c.apply(st, &applied)
+		if err == nil {
+			retry.after(ok, c.log)
+		}
+		return err
+	}
 	m.Start(time.Now(), &a)
 	for {
-		if err := c.act(ctx, m, &a, &applied, &sendMsgs, resolved); err != nil {
+		if err := c.act(ctx, m, &a, apply, &sendMsgs, resolved); err != nil {
 			return err
 		}
 		if d := m.Deadline(); !d.IsZero() {
@@ -447,6 +478,10 @@ func (c *Client) maintain(ctx context.Context) error {
 			return nil
 		case <-c.helper.Done():
 			return errors.New("the privileged helper exited")
+		case <-retry.c:
+			if err := apply(m.Status()); err != nil {
+				return err
+			}
 		case <-timer.C:
 			if h := c.lastHeard.Load(); h != 0 { // the refresh may be moot
 				m.Heard(c.start.Add(time.Duration(h)))
@@ -504,7 +539,7 @@ func (c *Client) maintain(ctx context.Context) error {
 // an answer can come back before this goroutine gets to apply, and one that
 // the socket loop did not recognise went to the Engine and was lost, which
 // cost a 4 s retry whenever the answer won that race.
-func (c *Client) act(ctx context.Context, m *Machine, a *Actions, applied *Status, msgs *[]udpio.Message, resolved chan<- resolution) error {
+func (c *Client) act(ctx context.Context, m *Machine, a *Actions, apply func(Status) error, msgs *[]udpio.Message, resolved chan<- resolution) error {
 	defer a.Reset()
 	if len(a.Send) > 0 {
 		st := m.Status()
@@ -522,7 +557,7 @@ func (c *Client) act(ctx context.Context, m *Machine, a *Actions, applied *Statu
 		go c.resolve(ctx, resolved)
 	}
 	if a.Changed {
-		return c.apply(m.Status(), applied)
+		return apply(m.Status())
 	}
 	return nil
 }
@@ -535,56 +570,85 @@ func (c *Client) setServers(primary, secondary netip.Addr) {
 }
 
 // apply makes the interface and the Engine match st; applied is what was
-// applied before, updated on return. Only a dead helper is an error.
-func (c *Client) apply(st Status, applied *Status) error {
+// applied before, updated only once everything is. It returns false when
+// the helper could not change the interface (a transient netlink error,
+// say): the caller retries, and until then the status says the interface
+// is not configured and the Engine keeps what the interface carries. Only
+// a helper that is gone is an error.
+func (c *Client) apply(st Status, applied *Status) (bool, error) {
 	c.setServers(st.Server, st.Server2)
 	prev := *applied
-	*applied = st
+	ok := true
 	defer func() {
+		if ok {
+			*applied = st
+		}
+		st.Configured = ok && st.Phase == PhaseQualified
 		c.status.Store(&st)
 		c.st.statusChanges.Add(1)
 	}()
-	self := tunnel.Self{Addr: st.Addr, Server: netip.AddrPortFrom(st.Server, proto.Port), Cone: st.NAT == NATCone}
 	if st.Phase == PhaseQualified {
 		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.MTU != prev.MTU {
 			status, err := c.helper.Up(st.Addr, st.MTU)
 			if err != nil {
+				ok = false
 				c.st.helperFailures.Add(1)
-				c.log.Error("cannot configure the tunnel interface", "address", st.Addr, "err", err)
-				if isHelperGone(c.helper) {
-					return err
-				}
+				c.log.Error("cannot configure the tunnel interface", "address", st.Addr, "mtu", st.MTU, "err", err)
+				return false, c.helperGone(err)
 			}
 			c.log.Info("Teredo interface up", "interface", c.dev.Name(), "address", st.Addr, "mtu", st.MTU,
 				"nat", st.NAT.String(), "hook_status", status)
 		}
 		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.NAT != prev.NAT {
-			c.eng.SetSelf(self)
+			c.eng.SetSelf(tunnel.Self{Addr: st.Addr, Server: netip.AddrPortFrom(st.Server, proto.Port), Cone: st.NAT == NATCone})
 		}
-		return nil
+		return true, nil
 	}
 	if prev.Phase == PhaseQualified {
 		c.eng.SetSelf(tunnel.Self{})
 		status, err := c.helper.Down()
 		if err != nil {
+			ok = false
 			c.st.helperFailures.Add(1)
 			c.log.Error("cannot take the tunnel interface down", "err", err)
-			if isHelperGone(c.helper) {
-				return err
-			}
+			return false, c.helperGone(err)
 		}
 		c.log.Info("Teredo interface down", "interface", c.dev.Name(), "hook_status", status)
 	}
-	return nil
+	return true, nil
 }
 
-func isHelperGone(h *helper) bool {
+// helperGone returns err if the helper has exited (nothing can be retried
+// then), and nil if it is alive.
+func (c *Client) helperGone(err error) error {
 	select {
-	case <-h.Done():
-		return true
+	case <-c.helper.Done():
+		return err
 	case <-time.After(100 * time.Millisecond):
-		return false
+		return nil
 	}
+}
+
+// retryApply is the back-off between attempts to apply a status the
+// helper could not: from applyRetryMin, doubling up to applyRetryMax.
+type retryApply struct {
+	timer *time.Timer
+	c     <-chan time.Time // nil when nothing waits
+	delay time.Duration
+	min   time.Duration
+}
+
+// after records the outcome of an attempt: success ends the retries,
+// failure schedules the next one.
+func (r *retryApply) after(ok bool, log *slog.Logger) {
+	if ok {
+		r.c, r.delay = nil, 0
+		return
+	}
+	r.delay = min(max(2*r.delay, r.min), applyRetryMax)
+	r.timer.Reset(r.delay)
+	r.c = r.timer.C
+	log.Warn("will retry configuring the tunnel interface", "in", r.delay)
 }
 
 // resolve looks up the server names (the secondary defaults to the

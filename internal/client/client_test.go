@@ -1,10 +1,13 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,7 +259,8 @@ func TestAnswerBeforeSendReturns(t *testing.T) {
 	m.Start(now, &a)
 	a.Reset()
 	m.Resolved(now, primary, secondary, nil, &a)
-	if err := c.act(t.Context(), m, &a, &applied, &msgs, nil); err != nil {
+	apply := func(st Status) error { _, err := c.apply(st, &applied); return err }
+	if err := c.act(t.Context(), m, &a, apply, &msgs, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(conn.Sent()); n != 1 {
@@ -275,5 +279,140 @@ func TestAnswerBeforeSendReturns(t *testing.T) {
 	}
 	if st := m.Status(); st.Phase != PhaseQualified || st.Mapping != mapping {
 		t.Fatalf("status %+v, want qualified with mapping %v", st, mapping)
+	}
+}
+
+// fakeHelper is the privileged helper of a Client under test: its first
+// failUps Up calls fail.
+type fakeHelper struct {
+	mu      sync.Mutex
+	failUps int
+	ups     []netip.Addr
+	downs   int
+	done    chan struct{}
+}
+
+func (h *fakeHelper) Up(addr netip.Addr, mtu int) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ups = append(h.ups, addr)
+	if len(h.ups) <= h.failUps {
+		return hookNotRun, errors.New("privileged helper: netlink: resource temporarily unavailable")
+	}
+	return 0, nil
+}
+
+func (h *fakeHelper) Down() (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.downs++
+	return 0, nil
+}
+
+func (h *fakeHelper) Done() <-chan struct{}     { return h.done }
+func (h *fakeHelper) Close(time.Duration) error { return nil }
+
+func (h *fakeHelper) upCalls() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ups)
+}
+
+// TestInterfaceRetried: when the helper cannot configure the interface of
+// a qualified client, the failure is reported (not "interface up"), the
+// status says the interface is not configured, the Engine is left alone,
+// and the change is retried until it works.
+func TestInterfaceRetried(t *testing.T) {
+	c, conn, _ := newTestClient(t)
+	var logs safeBuffer
+	c.log = slog.New(slog.NewTextHandler(&logs, nil))
+	c.cfg = Config{Server: "192.0.2.10", Refresh: 30 * time.Second}
+	h := &fakeHelper{failUps: 2, done: make(chan struct{})}
+	c.helper, c.applyRetryMin = h, 20*time.Millisecond
+	primary := netip.MustParseAddr("192.0.2.10")
+	mapping := netip.MustParseAddrPort("198.51.100.2:40000")
+	conn.OnWrite = func(m udpio.Message) { // the server answers the qualifying solicitation
+		var e proto.Envelope
+		if proto.ParseEnvelope(m.Buf[:m.N], &e) != nil || m.Addr.Addr() != primary {
+			return
+		}
+		if rs, err := proto.ParseRouterSolicitation(e.IPv6); err != nil || rs.Cone {
+			return
+		}
+		ra := proto.AppendRouterAdvertisement(nil, proto.RAFields{Nonce: e.Auth.Nonce, Client: mapping,
+			Dst: e.IPv6.Src(), Server: primary, Prefix: proto.DefaultPrefix, MTU: 1280})
+		var out tunnel.Out
+		c.receive([]udpio.Message{{Buf: ra, N: len(ra), Addr: m.Addr}}, &out)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.maintain(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("maintain: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	sawUnconfigured := false
+	for !c.Status().Configured {
+		if st := c.Status(); st.Phase == PhaseQualified && h.upCalls() > 0 {
+			sawUnconfigured = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("interface never configured after %d attempts:\n%s", h.upCalls(), logs.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	st := c.Status()
+	if n := h.upCalls(); n != 3 || !sawUnconfigured || st.Phase != PhaseQualified {
+		t.Errorf("%d Up calls (want 2 failed and 1 good), saw unconfigured %v, status %+v", n, sawUnconfigured, st)
+	}
+	if got := c.Stats().HelperFailures; got != 2 {
+		t.Errorf("HelperFailures %d, want 2", got)
+	}
+	// Reported up once, after the last failure.
+	l := logs.String()
+	if n := strings.Count(l, "Teredo interface up"); n != 1 ||
+		strings.Index(l, "Teredo interface up") < strings.LastIndex(l, "cannot configure the tunnel interface") {
+		t.Errorf("\"Teredo interface up\" logged %d times, want once after the failures:\n%s", n, l)
+	}
+	// The Engine knows our address now: a host packet is not refused as
+	// unqualified.
+	var out tunnel.Out
+	c.eng.FromTunnel(proto.AppendEchoRequest(nil, proto.EchoFields{Src: st.Addr, Dst: netip.MustParseAddr("2001:db8:2::2"), HopLimit: 64, ID: 1, Seq: 1}), &out)
+	if s := c.eng.Stats(); s.Dropped[tunnel.DropNotQualified] != 0 {
+		t.Errorf("engine not qualified after the interface was configured: %+v", s)
+	}
+}
+
+// safeBuffer is a bytes.Buffer for a logger written from one goroutine and
+// read from another.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestBuffersCarryMaxMTU: a datagram for the largest MTU the client
+// applies, with the Teredo headers, fits the socket buffers.
+func TestBuffersCarryMaxMTU(t *testing.T) {
+	pkt := proto.AppendEchoRequest(nil, proto.EchoFields{Src: netip.MustParseAddr("2001:db8::1"),
+		Dst: netip.MustParseAddr("2001::1"), HopLimit: 64, Data: make([]byte, maxMTU-proto.IPv6HeaderLen-8)})
+	auth := proto.AppendNonceAuth(nil, [proto.NonceLen]byte{})
+	d := append(proto.AppendOrigin(auth, netip.MustParseAddrPort("192.0.2.10:3544")), pkt...)
+	if len(pkt) != maxMTU || len(d) > udpBufSize {
+		t.Errorf("a %d-byte packet with headers is %d bytes; the buffers hold %d", len(pkt), len(d), udpBufSize)
 	}
 }

@@ -108,6 +108,10 @@ type Status struct {
 	Since time.Time
 	// RTT is the round trip of the last answered solicitation.
 	RTT time.Duration
+	// Configured says the tunnel interface carries Addr and MTU. The
+	// machine never sets it: the client does, once the helper has applied
+	// them (it retries while the helper cannot).
+	Configured bool
 }
 
 // LogValue prints a Status with stable keys.
@@ -115,7 +119,7 @@ func (s Status) LogValue() slog.Value {
 	attrs := []slog.Attr{slog.String("phase", s.Phase.String())}
 	if s.Addr.IsValid() {
 		attrs = append(attrs, slog.String("address", s.Addr.String()), slog.Int("mtu", s.MTU),
-			slog.String("mapping", s.Mapping.String()))
+			slog.String("mapping", s.Mapping.String()), slog.Bool("configured", s.Configured))
 	}
 	if s.Server.IsValid() {
 		attrs = append(attrs, slog.String("server", s.Server.String()), slog.String("server2", s.Server2.String()))
@@ -169,6 +173,9 @@ type MachineConfig struct {
 	// Prefix is the Teredo prefix the server must advertise; 0 means
 	// proto.DefaultPrefix.
 	Prefix uint32
+	// MaxMTU is the largest link MTU the client's buffers carry; a larger
+	// advertised MTU is lowered to it (0 means no limit below 65535).
+	MaxMTU int
 	// Rand fills nonces, flag bits and timer jitter; tests pass a seeded
 	// source, daemons crypto/rand.
 	Rand func([]byte)
@@ -591,6 +598,14 @@ func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actio
 	mtu := int(ra.MTU)
 	if mtu == 0 {
 		mtu = proto.MinMTU
+	}
+	if m.cfg.MaxMTU > 0 && mtu > m.cfg.MaxMTU {
+		// Datagrams for a larger MTU would not fit our buffers and be
+		// dropped as truncated: advertise less to the host instead.
+		if m.st.MTU != m.cfg.MaxMTU {
+			m.log.Warn("advertised MTU larger than the client carries", "advertised", mtu, "using", m.cfg.MaxMTU)
+		}
+		mtu = m.cfg.MaxMTU
 	}
 	s := &m.rs[k]
 	s.active = false

@@ -821,3 +821,21 @@ func TestRediscover(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newWorld(t, natPortRestricted)) })
 	}
 }
+
+// TestMTUClamped: an advertised MTU larger than the client's buffers carry
+// is lowered to MaxMTU (datagrams for it would be dropped as truncated),
+// and a smaller one is kept.
+func TestMTUClamped(t *testing.T) {
+	for _, tc := range []struct{ advertised, max, want uint32 }{
+		{9000, 1792, 1792}, {65535, 1792, 1792}, {1792, 1792, 1792}, {1500, 1792, 1500}, {9000, 0, 9000},
+	} {
+		w := newWorldWith(t, natPortRestricted, func(w *world) {
+			w.mtu = tc.advertised
+			w.m = NewMachine(MachineConfig{MaxMTU: int(tc.max)})
+		})
+		w.run(time.Second)
+		if st := w.m.Status(); st.Phase != PhaseQualified || st.MTU != int(tc.want) {
+			t.Errorf("advertised %d, max %d: status %v MTU %d, want qualified with %d", tc.advertised, tc.max, st.Phase, st.MTU, tc.want)
+		}
+	}
+}
