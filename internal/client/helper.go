@@ -3,18 +3,22 @@ package client
 // The privileged helper: a small process that keeps CAP_NET_ADMIN and
 // nothing else, configures the tunnel interface for the packet process and
 // runs the operator's hook, so that the process that parses packets from
-// the Internet holds no privilege at all (Miredo's miredo-privproc,
-// ../shared/reference/teredo.md §1.6). It is our own binary, re-executed
-// with a hidden flag; the two talk over a SOCK_SEQPACKET socket pair, one
-// fixed-size message per request and per reply.
+// the Internet holds no privilege at all (Miredo splits its client the same
+// way, with a privileged child that applies addresses and runs the hook).
+// It is our own binary, re-executed with a hidden flag; the two talk over a
+// SOCK_SEQPACKET socket pair, one fixed-size message per request and per
+// reply.
 //
-// Request (19 bytes): state (1 up, 2 down), IPv6 address (16), MTU (2, big
-// endian). Up needs an address in the Teredo prefix and an MTU in
-// 1280-65535; down needs the zero address. Anything else is refused and
-// the helper exits: only a compromised packet process sends it.
+// Request (23 bytes): request id (4, big endian), state (1 up, 2 down),
+// IPv6 address (16), MTU (2, big endian). Up needs an address in the
+// Teredo prefix and an MTU in 1280-65535; down needs the zero address.
+// Anything else is refused and the helper exits: only a compromised packet
+// process sends it.
 //
-// Reply: result (0 done, 1 failed), hook exit status (4, big endian, -1
-// when no hook ran), then a UTF-8 error message.
+// Reply: the request's id (4), result (0 done, 1 failed), hook exit status
+// (4, big endian, -1 when no hook ran), then a UTF-8 error message. The id
+// keeps the two in step: a reply that comes after its request timed out is
+// recognised as late and skipped, not taken as the next request's answer.
 
 import (
 	"context"
@@ -62,8 +66,8 @@ const (
 	stateUp   = 1
 	stateDown = 2
 
-	requestLen    = 19
-	replyHeadLen  = 5
+	requestLen    = 23
+	replyHeadLen  = 9
 	maxReplyLen   = 1024
 	hookNotRun    = -1
 	replyDone     = 0
@@ -81,49 +85,52 @@ type request struct {
 	mtu  int
 }
 
-func (r request) marshal() []byte {
+func (r request) marshal(id uint32) []byte {
 	b := make([]byte, requestLen)
-	b[0] = stateDown
+	binary.BigEndian.PutUint32(b, id)
+	b[4] = stateDown
 	if r.up {
-		b[0] = stateUp
+		b[4] = stateUp
 		a := r.addr.As16()
-		copy(b[1:17], a[:])
-		binary.BigEndian.PutUint16(b[17:], uint16(r.mtu))
+		copy(b[5:21], a[:])
+		binary.BigEndian.PutUint16(b[21:], uint16(r.mtu))
 	}
 	return b
 }
 
 // parseRequest reads and validates a request: the helper's whole attack
 // surface.
-func parseRequest(b []byte) (request, error) {
+func parseRequest(b []byte) (id uint32, req request, err error) {
 	if len(b) != requestLen {
-		return request{}, fmt.Errorf("%w: %d bytes", ErrBadRequest, len(b))
+		return 0, request{}, fmt.Errorf("%w: %d bytes", ErrBadRequest, len(b))
 	}
-	addr := netip.AddrFrom16([16]byte(b[1:17]))
-	mtu := int(binary.BigEndian.Uint16(b[17:]))
-	switch b[0] {
+	id = binary.BigEndian.Uint32(b)
+	addr := netip.AddrFrom16([16]byte(b[5:21]))
+	mtu := int(binary.BigEndian.Uint16(b[21:]))
+	switch b[4] {
 	case stateUp:
 		if !proto.HasPrefix(addr, proto.DefaultPrefix) || addr.Is4In6() {
-			return request{}, fmt.Errorf("%w: address %v is not a Teredo address", ErrBadRequest, addr)
+			return id, request{}, fmt.Errorf("%w: address %v is not a Teredo address", ErrBadRequest, addr)
 		}
 		if mtu < netcfg.MinMTU || mtu > netcfg.MaxMTU {
-			return request{}, fmt.Errorf("%w: MTU %d outside 1280-65535", ErrBadRequest, mtu)
+			return id, request{}, fmt.Errorf("%w: MTU %d outside 1280-65535", ErrBadRequest, mtu)
 		}
-		return request{up: true, addr: addr, mtu: mtu}, nil
+		return id, request{up: true, addr: addr, mtu: mtu}, nil
 	case stateDown:
 		if addr != netip.IPv6Unspecified() || mtu != 0 {
-			return request{}, fmt.Errorf("%w: down with address %v MTU %d", ErrBadRequest, addr, mtu)
+			return id, request{}, fmt.Errorf("%w: down with address %v MTU %d", ErrBadRequest, addr, mtu)
 		}
-		return request{}, nil
+		return id, request{}, nil
 	}
-	return request{}, fmt.Errorf("%w: state %d", ErrBadRequest, b[0])
+	return id, request{}, fmt.Errorf("%w: state %d", ErrBadRequest, b[4])
 }
 
-func marshalReply(err error, hookStatus int) []byte {
+func marshalReply(id uint32, err error, hookStatus int) []byte {
 	b := make([]byte, replyHeadLen, maxReplyLen)
-	binary.BigEndian.PutUint32(b[1:], uint32(int32(hookStatus)))
+	binary.BigEndian.PutUint32(b, id)
+	binary.BigEndian.PutUint32(b[5:], uint32(int32(hookStatus)))
 	if err != nil {
-		b[0] = replyFailed
+		b[4] = replyFailed
 		msg := err.Error()
 		if len(msg) > maxReplyLen-replyHeadLen {
 			msg = msg[:maxReplyLen-replyHeadLen]
@@ -133,15 +140,16 @@ func marshalReply(err error, hookStatus int) []byte {
 	return b
 }
 
-func parseReply(b []byte) (hookStatus int, err error) {
+func parseReply(b []byte) (id uint32, hookStatus int, err error) {
 	if len(b) < replyHeadLen {
-		return hookNotRun, fmt.Errorf("privileged helper: short reply (%d bytes)", len(b))
+		return 0, hookNotRun, fmt.Errorf("privileged helper: short reply (%d bytes)", len(b))
 	}
-	hookStatus = int(int32(binary.BigEndian.Uint32(b[1:])))
-	if b[0] != replyDone {
-		return hookStatus, fmt.Errorf("privileged helper: %s", b[replyHeadLen:])
+	id = binary.BigEndian.Uint32(b)
+	hookStatus = int(int32(binary.BigEndian.Uint32(b[5:])))
+	if b[4] != replyDone {
+		return id, hookStatus, fmt.Errorf("privileged helper: %s", b[replyHeadLen:])
 	}
-	return hookStatus, nil
+	return id, hookStatus, nil
 }
 
 // HelperConfig is what the helper is started with.
@@ -268,7 +276,7 @@ func (hp *helperProc) serve(sock io.ReadWriter) error {
 			}
 			return fmt.Errorf("privileged helper: read: %w", err)
 		}
-		req, err := parseRequest(buf[:n])
+		id, req, err := parseRequest(buf[:n])
 		if err != nil {
 			hp.log.Error("refusing request", "err", err)
 			hp.finish()
@@ -280,7 +288,7 @@ func (hp *helperProc) serve(sock io.ReadWriter) error {
 		}
 		status := hp.hook(req, hp.cur)
 		hp.cur = req
-		if _, err := sock.Write(marshalReply(cfgErr, status)); err != nil {
+		if _, err := sock.Write(marshalReply(id, cfgErr, status)); err != nil {
 			hp.finish()
 			return nil
 		}
@@ -432,12 +440,14 @@ func envValue(env []string, key string) string {
 
 // helper is the packet process's handle on the privileged helper.
 type helper struct {
-	cmd    *exec.Cmd
-	sock   *os.File
-	mu     sync.Mutex // one request at a time
-	done   chan struct{}
-	closed sync.Once
-	err    error // from Close
+	cmd     *exec.Cmd
+	sock    *os.File
+	mu      sync.Mutex // one request at a time
+	lastID  uint32     // of the last request sent; mu held
+	timeout time.Duration
+	done    chan struct{}
+	closed  sync.Once
+	err     error // from Close
 }
 
 // startHelper re-executes our binary (self) as the privileged helper,
@@ -471,7 +481,7 @@ func startHelper(self string, cfg HelperConfig, logLevel string) (*helper, error
 		ours.Close()
 		return nil, fmt.Errorf("privileged helper: start %s: %w", self, err)
 	}
-	h := &helper{cmd: cmd, sock: ours, done: make(chan struct{})}
+	h := &helper{cmd: cmd, sock: ours, timeout: helperTimeout, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(h.done)
@@ -513,19 +523,30 @@ func (h *helper) Down() (int, error) { return h.do(request{}) }
 func (h *helper) do(req request) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.sock.SetDeadline(time.Now().Add(helperTimeout))
-	if _, err := h.sock.Write(req.marshal()); err != nil {
+	h.lastID++
+	id := h.lastID
+	h.sock.SetDeadline(time.Now().Add(h.timeout))
+	if _, err := h.sock.Write(req.marshal(id)); err != nil {
 		return hookNotRun, fmt.Errorf("privileged helper: %w", err)
 	}
 	buf := make([]byte, maxReplyLen)
-	n, err := h.sock.Read(buf)
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-			err = errors.New("the process has exited")
+	for {
+		n, err := h.sock.Read(buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				err = errors.New("the process has exited")
+			}
+			return hookNotRun, fmt.Errorf("privileged helper: %w", err)
 		}
-		return hookNotRun, fmt.Errorf("privileged helper: %w", err)
+		got, status, err := parseReply(buf[:n])
+		if n >= replyHeadLen && got != id {
+			if got < id {
+				continue // the late answer to a request that timed out
+			}
+			return hookNotRun, fmt.Errorf("privileged helper: reply to request %d, want %d", got, id)
+		}
+		return status, err
 	}
-	return parseReply(buf[:n])
 }
 
 // Done is closed when the helper has exited.

@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/miredo-go/miredo/pkg/netcfg"
 )
@@ -20,10 +23,11 @@ func TestParseRequest(t *testing.T) {
 	teredo := netip.MustParseAddr("2001:0:c000:20a:3a4f:63bf:3c9b:fffd")
 	raw := func(state byte, addr netip.Addr, mtu uint16) []byte {
 		b := make([]byte, requestLen)
-		b[0] = state
+		b[3] = 7 // id
+		b[4] = state
 		a := addr.As16()
-		copy(b[1:], a[:])
-		b[17], b[18] = byte(mtu>>8), byte(mtu)
+		copy(b[5:], a[:])
+		b[21], b[22] = byte(mtu>>8), byte(mtu)
 		return b
 	}
 	cases := []struct {
@@ -44,13 +48,13 @@ func TestParseRequest(t *testing.T) {
 		{"down with an MTU", raw(stateDown, netip.IPv6Unspecified(), 1280), request{}, false},
 		{"unknown state", raw(3, teredo, 1280), request{}, false},
 		{"zero state", raw(0, teredo, 1280), request{}, false},
-		{"short", raw(stateUp, teredo, 1280)[:18], request{}, false},
+		{"short", raw(stateUp, teredo, 1280)[:22], request{}, false},
 		{"long", append(raw(stateUp, teredo, 1280), 0), request{}, false},
 		{"empty", nil, request{}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseRequest(tc.b)
+			id, got, err := parseRequest(tc.b)
 			if tc.ok != (err == nil) {
 				t.Fatalf("parseRequest: %v, want ok=%v", err, tc.ok)
 			}
@@ -61,8 +65,11 @@ func TestParseRequest(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 			if tc.ok {
-				if again, err := parseRequest(got.marshal()); err != nil || again != got {
-					t.Errorf("round trip: %+v, %v", again, err)
+				if id != 7 {
+					t.Errorf("id %d, want 7", id)
+				}
+				if againID, again, err := parseRequest(got.marshal(9)); err != nil || again != got || againID != 9 {
+					t.Errorf("round trip: %d %+v, %v", againID, again, err)
 				}
 			}
 		})
@@ -74,15 +81,15 @@ func TestReply(t *testing.T) {
 		err    error
 		status int
 	}{{nil, 0}, {nil, hookNotRun}, {errors.New("ip -6 addr add: permission denied"), 1}, {errors.New(strings.Repeat("x", 5000)), 2}} {
-		st, err := parseReply(marshalReply(tc.err, tc.status))
-		if st != tc.status || (err == nil) != (tc.err == nil) {
+		id, st, err := parseReply(marshalReply(42, tc.err, tc.status))
+		if id != 42 || st != tc.status || (err == nil) != (tc.err == nil) {
 			t.Errorf("reply(%v, %d) read back as %d, %v", tc.err, tc.status, st, err)
 		}
 		if tc.err != nil && len(tc.err.Error()) < 100 && !strings.Contains(err.Error(), tc.err.Error()) {
 			t.Errorf("message lost: %v", err)
 		}
 	}
-	if _, err := parseReply([]byte{0, 0}); err == nil {
+	if _, _, err := parseReply([]byte{0, 0, 0, 0, 0, 0, 0, 0}); err == nil {
 		t.Error("short reply accepted")
 	}
 }
@@ -182,10 +189,10 @@ func TestHelperSequence(t *testing.T) {
 	a1 := netip.MustParseAddr("2001:0:c000:20a:3a4f:63bf:3c9b:fffd")
 	a2 := netip.MustParseAddr("2001:0:c000:20a:1234:63bf:3c9b:fffc")
 	sock := &script{reqs: [][]byte{
-		request{up: true, addr: a1, mtu: 1280}.marshal(),
-		request{up: true, addr: a2, mtu: 1400}.marshal(),
-		request{}.marshal(),
-		request{up: true, addr: a2, mtu: 1400}.marshal(),
+		request{up: true, addr: a1, mtu: 1280}.marshal(1),
+		request{up: true, addr: a2, mtu: 1400}.marshal(1),
+		request{}.marshal(1),
+		request{up: true, addr: a2, mtu: 1400}.marshal(1),
 	}}
 	link := &fakeLink{}
 	var logs bytes.Buffer
@@ -198,7 +205,7 @@ func TestHelperSequence(t *testing.T) {
 		t.Fatalf("%d replies to 4 requests", len(sock.replies))
 	}
 	for i, r := range sock.replies {
-		if st, err := parseReply(r); st != 3 || err != nil {
+		if _, st, err := parseReply(r); st != 3 || err != nil {
 			t.Errorf("reply %d: hook status %d, %v", i, st, err)
 		}
 	}
@@ -236,9 +243,9 @@ func TestHelperSequence(t *testing.T) {
 func TestHelperRefuses(t *testing.T) {
 	a1 := netip.MustParseAddr("2001:0:c000:20a:3a4f:63bf:3c9b:fffd")
 	sock := &script{reqs: [][]byte{
-		request{up: true, addr: a1, mtu: 1280}.marshal(),
-		request{up: true, addr: netip.MustParseAddr("2001:db8::1"), mtu: 1280}.marshal(),
-		request{}.marshal(),
+		request{up: true, addr: a1, mtu: 1280}.marshal(1),
+		request{up: true, addr: netip.MustParseAddr("2001:db8::1"), mtu: 1280}.marshal(1),
+		request{}.marshal(1),
 	}}
 	link := &fakeLink{}
 	hp := &helperProc{link: link, cfg: HelperConfig{Interface: "teredo"}, log: slog.New(slog.DiscardHandler)}
@@ -251,4 +258,72 @@ func TestHelperRefuses(t *testing.T) {
 	if last := link.calls[len(link.calls)-1]; last != "down" {
 		t.Errorf("interface left %q", last)
 	}
+}
+
+// TestLateReplySkipped: a reply that arrives after its request timed out
+// is not taken as the answer to the next request.
+func TestLateReplySkipped(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	defer theirs.Close()
+	h := &helper{sock: ours, timeout: 200 * time.Millisecond, done: make(chan struct{})}
+	defer ours.Close()
+	// The helper answers the first request too late, with hook status 1,
+	// then the second at once with hook status 2.
+	timedOut := make(chan struct{})
+	go func() {
+		buf := make([]byte, 64)
+		var ids []uint32
+		for range 2 {
+			n, err := theirs.Read(buf)
+			if err != nil {
+				return
+			}
+			id, _, err := parseRequest(buf[:n])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids = append(ids, id)
+			if len(ids) == 1 {
+				<-timedOut
+			}
+		}
+		theirs.Write(marshalReply(ids[0], nil, 1))
+		theirs.Write(marshalReply(ids[1], nil, 2))
+	}()
+	a := netip.MustParseAddr("2001:0:c000:20a:3a4f:63bf:3c9b:fffd")
+	if _, err := h.Up(a, 1280); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("first request: %v, want a timeout", err)
+	}
+	close(timedOut)
+	st, err := h.Down()
+	if err != nil || st != 2 {
+		t.Errorf("second request: hook status %d, %v; want 2 (its own answer), nil", st, err)
+	}
+}
+
+// FuzzHelperMessages: whatever the packet process (request) or the helper
+// (reply) sends, parsing never panics, and what parses re-encodes to the
+// same bytes.
+func FuzzHelperMessages(f *testing.F) {
+	a := netip.MustParseAddr("2001:0:c000:20a:3a4f:63bf:3c9b:fffd")
+	f.Add(request{up: true, addr: a, mtu: 1280}.marshal(1))
+	f.Add(request{}.marshal(2))
+	f.Add(marshalReply(3, errors.New("failed"), 1))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if id, req, err := parseRequest(b); err == nil && !bytes.Equal(req.marshal(id), b) {
+			t.Errorf("request % x parsed as %d %+v, which encodes as % x", b, id, req, req.marshal(id))
+		}
+		if id, st, err := parseReply(b); len(b) >= replyHeadLen && b[4] == replyDone && (err != nil || !bytes.Equal(marshalReply(id, nil, st), b[:replyHeadLen])) {
+			t.Errorf("reply % x parsed as %d %d %v", b, id, st, err)
+		}
+	})
 }
