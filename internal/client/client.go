@@ -144,7 +144,7 @@ type Client struct {
 	// applyRetryMin is the first wait before retrying a status the helper
 	// could not apply (0: applyRetryMin).
 	applyRetryMin time.Duration
-	eng    *tunnel.Engine
+	eng           *tunnel.Engine
 
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
