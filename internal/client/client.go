@@ -519,7 +519,7 @@ func (c *Client) maintain(ctx context.Context) error {
 				return nil // closed: Serve is stopping
 			}
 		case <-usr1:
-			c.log.Info("status", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
+			c.log.Info("statistics", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
 		case <-c.hup:
 			// Debian's if-up hook and the service manager's reload send
 			// it: the network changed. The configuration is not read

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,6 +93,51 @@ func (l *Lab) Start(ctx context.Context, h *Host, name string, argv ...string) (
 
 // Pid is the process id (ip netns exec execs the command in place).
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// RSS is the resident memory of the process and everything it started
+// (its process group: Miredo forks its worker), in bytes (VmRSS).
+func (p *Process) RSS() (uint64, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("lab: %s: %w", p.Name, err)
+	}
+	var total uint64
+	found := false
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err != nil || pgid != p.Pid() {
+			continue
+		}
+		rss, err := vmRSS(pid)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		total += rss
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("lab: %s: no process in group %d", p.Name, p.Pid())
+	}
+	return total, nil
+}
+
+// vmRSS reads one process's VmRSS in bytes.
+func vmRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
+}
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }

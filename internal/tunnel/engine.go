@@ -57,7 +57,10 @@ const (
 
 // Defaults for Config fields left zero.
 const (
+	// DefaultMaxPeers is a relay's bound (Miredo's); a client talks to few
+	// peers and gets DefaultClientMaxPeers.
 	DefaultMaxPeers       = 1 << 20
+	DefaultClientMaxPeers = 4096
 	DefaultPeerQueueBytes = 4096
 	DefaultMaxQueueBytes  = 4 << 20
 )
@@ -107,8 +110,10 @@ type Engine struct {
 
 	// hostTests and peerTests budget connectivity tests triggered by the
 	// host (and their repeats) and by packets from native peers; replies
-	// budgets bubbles to origin indications.
+	// budgets bubbles to origin indications; newPeers the Teredo peers a
+	// client takes into its table unasked.
 	hostTests, peerTests limiter
+	newPeers             limiter
 	replies              replyGate
 
 	st engineCounters
@@ -127,6 +132,9 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.MaxPeers <= 0 {
 		cfg.MaxPeers = DefaultMaxPeers
+		if cfg.Mode == Client {
+			cfg.MaxPeers = DefaultClientMaxPeers
+		}
 	}
 	if cfg.PeerQueueBytes <= 0 {
 		cfg.PeerQueueBytes = DefaultPeerQueueBytes
@@ -135,7 +143,8 @@ func New(cfg Config) *Engine {
 		cfg.MaxQueueBytes = DefaultMaxQueueBytes
 	}
 	e := &Engine{cfg: cfg, start: cfg.Now(), pools: newBufPools(),
-		hostTests: newLimiter(testsPerSecond, testBurst), peerTests: newLimiter(testsPerSecond, testBurst)}
+		hostTests: newLimiter(testsPerSecond, testBurst), peerTests: newLimiter(testsPerSecond, testBurst),
+		newPeers: newLimiter(newPeersPerSecond, newPeerBurst)}
 	var seed [16 + 2 + 8]byte
 	cfg.Rand(seed[:])
 	cfg.Rand(e.bubbleKey[:])

@@ -23,6 +23,13 @@ const (
 	// replySlots remembers the last reply to that many origins (more
 	// recent ones take the place of older ones).
 	replySlots = 256
+	// newPeersPerSecond and newPeerBurst bound the Teredo peers a client
+	// adds to its table from datagrams it did not ask for (a peer's
+	// bubble or first packet): a peer needs only its own address to pass
+	// the checks, so without a bound a flood of spoofed sources fills the
+	// table at line rate. Peers the host sends to are not counted.
+	newPeersPerSecond = 100
+	newPeerBurst      = 200
 )
 
 // bucket is a token bucket on the engine's clock: burst sends at once, then

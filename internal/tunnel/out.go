@@ -25,20 +25,40 @@ type outBuffers struct {
 // which is more than one batch normally makes.
 const arenaChunk = 16 << 10
 
+// Out keeps what it grew to between batches, up to these sizes: a data
+// batch is at most udpio.MaxBatch packets, but one Tick after a flood can
+// probe thousands of peers at once, and that need not stay allocated.
+const (
+	keepMessages = 1024
+	keepArena    = 4 * arenaChunk
+)
+
 // Reset empties o for the next batch and recycles the buffers it owned.
 // Packets it held must not be used after Reset.
 func (o *Out) Reset() {
 	clear(o.UDP) // drop references to the batch's buffers
-	o.UDP = o.UDP[:0]
+	o.UDP = trim(o.UDP)
 	clear(o.Local)
-	o.Local = o.Local[:0]
+	o.Local = trim(o.Local)
 	for i, b := range o.held {
 		b.pool.Put(b)
 		o.held[i] = nil
 	}
-	o.held = o.held[:0]
+	o.held = trim(o.held)
 	o.arena = o.arena[:0]
+	if cap(o.arena) > keepArena {
+		o.arena = nil
+	}
 	o.clockOf = nil
+}
+
+// trim empties s, keeping its backing array unless it grew past
+// keepMessages.
+func trim[S ~[]E, E any](s S) S {
+	if cap(s) > keepMessages {
+		return nil
+	}
+	return s[:0]
 }
 
 // space returns an empty slice with room for n bytes at the end of the

@@ -318,7 +318,8 @@ func (s *shard) queueOf(i uint32) *queue {
 
 // expire removes entries unused for idle, oldest first, at most budget of
 // them, and returns how many it removed. Their queues are dropped through
-// d.
+// d. A shard left with a quarter or less of the slab it grew to is
+// compacted.
 func (s *shard) expire(now, idle tick, budget int, d queueDrop) int {
 	n := 0
 	for l := range s.lists {
@@ -331,7 +332,44 @@ func (s *shard) expire(now, idle tick, budget int, d queueDrop) int {
 			n++
 		}
 	}
+	if n > 0 && len(s.peers) >= compactMin && s.n <= len(s.peers)/4 {
+		s.compact()
+	}
 	return n
+}
+
+// compactMin is the least slab worth compacting.
+const compactMin = 256
+
+// compact moves the live entries into a slab and an index sized for them,
+// so that the memory a flood of peers took comes back once they expire: a
+// Go map never shrinks, and the slab only reuses its free slots. Entries
+// get new indices: the LRU lists and the queues are rebuilt in order.
+func (s *shard) compact() {
+	peers := make([]peer, 0, s.n)
+	index := make(map[[16]byte]uint32, s.n)
+	queues := make(map[uint32]*queue, len(s.queues))
+	var lists [2]list
+	for l := range s.lists {
+		lists[l] = list{noIndex, noIndex}
+		for i := s.lists[l].head; i != noIndex; i = s.peers[i].next {
+			p := s.peers[i]
+			ni := uint32(len(peers))
+			p.prev, p.next = lists[l].tail, noIndex
+			if p.prev != noIndex {
+				peers[p.prev].next = ni
+			} else {
+				lists[l].head = ni
+			}
+			lists[l].tail = ni
+			peers = append(peers, p)
+			index[p.addr] = ni
+			if p.has(fQueued) {
+				queues[ni] = s.queues[i]
+			}
+		}
+	}
+	s.peers, s.index, s.queues, s.lists, s.free = peers, index, queues, lists, noIndex
 }
 
 // reset empties the shard and forgets every budget (a new address of ours
@@ -340,9 +378,10 @@ func (s *shard) reset(d queueDrop) {
 	for _, q := range s.queues {
 		d.drop(q, DropQueueReset)
 	}
-	clear(s.queues)
-	clear(s.index)
-	s.peers = s.peers[:0]
+	// Fresh maps and slab: the old ones keep the size they grew to.
+	s.queues = make(map[uint32]*queue)
+	s.index = make(map[[16]byte]uint32)
+	s.peers = nil
 	s.free = noIndex
 	s.lists = [2]list{{noIndex, noIndex}, {noIndex, noIndex}}
 	s.n = 0

@@ -25,7 +25,8 @@ package tunnel
 //     peer from (a peer behind a symmetric NAT), while that bubble is
 //     recent and unanswered and the peer is not trusted and active: the
 //     mapping is verified. A relay only accepts peers it has sent to
-//     (§5.4.2 allows dropping the others);
+//     (§5.4.2 allows dropping the others); a client takes new peers this
+//     way within a global budget (a spoofed flood must not outrun expiry);
 //  8. client, native source not verified: the packet is queued and the
 //     source tested; it is delivered if the test's reply comes from the
 //     same mapping (case 6). The test is not repeated by Tick (only more
@@ -34,7 +35,8 @@ package tunnel
 //     most one echo request, and all of them together 10 a second.
 //
 // Every verification flushes the peer's queue into out. Bubbles are never
-// delivered.
+// delivered. Each step is a function below; those that use the peer table
+// run with its shard locked by fromUDP, which unlocks it on return.
 
 import (
 	"bytes"
@@ -62,6 +64,20 @@ func (e *Engine) fromUDPCounted(b []byte, from netip.AddrPort, out *Out) verdict
 	return v
 }
 
+// datagram is one datagram from the Teredo side, parsed and checked
+// enough for the rules to look at it.
+type datagram struct {
+	ip        proto.IPv6
+	src, dst  *[16]byte
+	from      netip.AddrPort
+	origin    netip.AddrPort // the origin indication, if hasOrigin
+	hasOrigin bool
+	bubble    bool
+	srcTeredo bool // the source is in our Teredo prefix
+	self      *selfState
+	now       tick
+}
+
 func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) verdict {
 	self := e.self.Load()
 	client := e.cfg.Mode == Client
@@ -76,149 +92,165 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 	if !proto.IsGlobalUnicastIPv4(from.Addr()) || from.Port() == 0 {
 		return drop(DropNonGlobal)
 	}
-	ip := env.IPv6
-	src, dst := (*[16]byte)(ip[8:24]), (*[16]byte)(ip[24:40])
-	bubble := ip.IsBubble()
-	now := e.batchNow(out)
 	prefix := e.cfg.Prefix
 	if client {
 		prefix = self.prefix
 	}
-	srcTeredo := be32(src[0:4]) == prefix
+	d := datagram{ip: env.IPv6, from: from, origin: env.Origin, hasOrigin: env.HasOrigin,
+		bubble: env.IPv6.IsBubble(), self: self, now: e.batchNow(out)}
+	d.src, d.dst = (*[16]byte)(d.ip[8:24]), (*[16]byte)(d.ip[24:40])
+	d.srcTeredo = be32(d.src[0:4]) == prefix
 
 	if client && from == self.Server {
-		origin, ok := env.Origin, env.HasOrigin
-		if !ok && bubble && srcTeredo {
-			// Some servers forward bubbles without an origin
-			// indication; the source address still tells the mapping.
-			origin, ok = embeddedMapping(src[:]), true
-		}
-		// Only for a packet to us, and within budget: whoever can forge
-		// our server's address chooses the origin.
-		forUs := *dst == self.addr
-		if ok && forUs && proto.IsGlobalUnicastIPv4(origin.Addr()) && origin.Port() != 0 {
-			if e.replies.allow(origin, now) {
-				reply := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), ip.Dst(), ip.Src(), 0))
-				out.sendUDP(reply, origin)
-				c.reply.Add(1)
-			} else {
-				c.replyLimited.Add(1)
-			}
-		}
-		if bubble {
-			if !forUs {
-				return drop(DropBadDst)
-			}
-			c.bubblesIn.Add(1)
-			return consumed
+		if v, done := e.fromOurServer(&d, out, c); done {
+			return v
 		}
 	}
 	switch {
-	case src[0] == 0xfe && src[1]&0xc0 == 0x80:
+	case d.src[0] == 0xfe && d.src[1]&0xc0 == 0x80:
 		return drop(DropLinkLocalSrc)
-	case !client && !srcTeredo:
+	case !client && !d.srcTeredo:
 		return drop(DropNotTeredoSrc)
-	case dst[0] == 0xff:
+	case d.dst[0] == 0xff:
 		return drop(DropMulticast)
-	case bubble && !srcTeredo:
+	case d.bubble && !d.srcTeredo:
 		// A native peer answers our test with an echo reply; its bubble
 		// answers nothing and must not make us test it.
 		return drop(DropNativeBubble)
-	case !bubble && !e.deliverable(dst, self, prefix):
+	case !d.bubble && !e.deliverable(d.dst, self, prefix):
 		return drop(DropBadDst)
 	}
-
-	s := e.table.shardOf(src)
+	s := e.table.shardOf(d.src)
 	s.mu.Lock()
-	idx, found := s.lookup(src)
+	defer s.mu.Unlock()
+	idx, found := s.lookup(d.src)
 	if found {
-		p := &s.peers[idx]
-		if p.has(fTrusted) && p.mapped(from) {
-			e.accept(s, idx, now, out, c)
-			return deliver(ip, bubble, out, c)
-		}
-		if client && p.has(fPinging) && e.isPingReply(ip, p, self, now) {
-			p.flags = p.flags&^fPinging | fTrusted
-			p.setMapping(from)
-			c.trusted.Add(1)
-			c.replies.Add(1)
-			e.accept(s, idx, now, out, c)
-			return consumed
+		if v, done := e.fromKnownPeer(s, idx, &d, out, c); done {
+			return v
 		}
 	}
-	if srcTeredo {
-		if embeddedMapping(src[:]) != from {
-			// Only the answer to our recent bubble, addressed to the
-			// link-local source we sent it from, may come from elsewhere
-			// (a peer behind a symmetric NAT). The table is checked
-			// before the HMAC, so forged bubbles cost no hashing.
-			if !bubble || !found || !answersBubble(&s.peers[idx], now) || !e.isBubbleSource(src, dst, now) {
-				s.mu.Unlock()
-				return drop(DropMismatch)
-			}
-		}
-		if !found {
-			if !client {
-				s.mu.Unlock()
-				return drop(DropUnknownPeer)
-			}
-			var res insertResult
-			if idx, res = s.insert(src, now, queueDrop{e, c}); res == refused {
-				s.mu.Unlock()
-				return drop(DropTableFull)
-			}
-			e.countInsert(res, c)
-		}
-		p := &s.peers[idx]
-		p.setMapping(from)
-		if !p.has(fTrusted) {
-			p.flags |= fTrusted
-			c.trusted.Add(1)
-		}
-		e.accept(s, idx, now, out, c)
-		return deliver(ip, bubble, out, c)
+	if d.srcTeredo {
+		return e.fromTeredoPeer(s, idx, found, &d, out, c)
 	}
+	return e.fromNativePeer(s, idx, found, &d, out, c)
+}
 
-	// Client, native source, mapping not verified (case 6). Its test draws
-	// on the budget for tests triggered from outside, which is checked
-	// before a new source takes a table entry.
+// fromOurServer handles what a client's own server forwards (step 3): a
+// packet for us with an origin indication, or a bubble, makes us send a
+// direct bubble to the origin, within the reply budget. It reports done
+// for a bubble, which stops there.
+func (e *Engine) fromOurServer(d *datagram, out *Out, c *counters) (verdict, bool) {
+	origin, ok := d.origin, d.hasOrigin
+	if !ok && d.bubble && d.srcTeredo {
+		// Some servers forward bubbles without an origin indication; the
+		// source address still tells the mapping.
+		origin, ok = embeddedMapping(d.src[:]), true
+	}
+	// Only for a packet to us, and within budget: whoever can forge our
+	// server's address chooses the origin.
+	forUs := *d.dst == d.self.addr
+	if ok && forUs && proto.IsGlobalUnicastIPv4(origin.Addr()) && origin.Port() != 0 {
+		if e.replies.allow(origin, d.now) {
+			reply := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), d.ip.Dst(), d.ip.Src(), 0))
+			out.sendUDP(reply, origin)
+			c.reply.Add(1)
+		} else {
+			c.replyLimited.Add(1)
+		}
+	}
+	if !d.bubble {
+		return verdict{}, false
+	}
+	if !forUs {
+		return drop(DropBadDst), true
+	}
+	c.bubblesIn.Add(1)
+	return consumed, true
+}
+
+// fromKnownPeer handles a datagram from a peer in the table whose mapping
+// is verified (step 5), or the reply to our connectivity test to it
+// (step 6). It reports whether it decided. s.mu is held.
+func (e *Engine) fromKnownPeer(s *shard, idx uint32, d *datagram, out *Out, c *counters) (verdict, bool) {
+	p := &s.peers[idx]
+	if p.has(fTrusted) && p.mapped(d.from) {
+		e.accept(s, idx, d.now, out, c)
+		return deliver(d.ip, d.bubble, out, c), true
+	}
+	if e.cfg.Mode == Client && p.has(fPinging) && e.isPingReply(d.ip, p, d.self, d.now) {
+		p.flags = p.flags&^fPinging | fTrusted
+		p.setMapping(d.from)
+		c.trusted.Add(1)
+		c.replies.Add(1)
+		e.accept(s, idx, d.now, out, c)
+		return consumed, true
+	}
+	return verdict{}, false
+}
+
+// fromTeredoPeer verifies a Teredo peer's mapping (step 7): its embedded
+// mapping is the datagram's source, or the datagram answers our recent
+// bubble. A client takes a new peer this way within the new-peer budget;
+// a relay takes none it has not sent to. s.mu is held.
+func (e *Engine) fromTeredoPeer(s *shard, idx uint32, found bool, d *datagram, out *Out, c *counters) verdict {
+	if embeddedMapping(d.src[:]) != d.from {
+		// Only the answer to our recent bubble, addressed to the
+		// link-local source we sent it from, may come from elsewhere (a
+		// peer behind a symmetric NAT). The table is checked before the
+		// HMAC, so forged bubbles cost no hashing.
+		if !d.bubble || !found || !answersBubble(&s.peers[idx], d.now) || !e.isBubbleSource(d.src, d.dst, d.now) {
+			return drop(DropMismatch)
+		}
+	}
 	if !found {
-		if !e.peerTests.take(now) {
-			s.mu.Unlock()
+		if e.cfg.Mode != Client {
+			return drop(DropUnknownPeer)
+		}
+		// Anyone can send such a datagram from any address it can
+		// spoof: new peers from outside are budgeted, so a flood cannot
+		// fill the table faster than expiry empties it.
+		if !e.newPeers.take(d.now) {
+			return drop(DropPeerLimited)
+		}
+		var res insertResult
+		if idx, res = s.insert(d.src, d.now, queueDrop{e, c}); res == refused {
+			return drop(DropTableFull)
+		}
+		e.countInsert(res, c)
+	}
+	p := &s.peers[idx]
+	p.setMapping(d.from)
+	if !p.has(fTrusted) {
+		p.flags |= fTrusted
+		c.trusted.Add(1)
+	}
+	e.accept(s, idx, d.now, out, c)
+	return deliver(d.ip, d.bubble, out, c)
+}
+
+// fromNativePeer handles a packet from a native source whose mapping is
+// not verified (client, step 8): it waits while the source is tested. The
+// test draws on the budget for tests triggered from outside, which is
+// checked before a new source takes a table entry. s.mu is held.
+func (e *Engine) fromNativePeer(s *shard, idx uint32, found bool, d *datagram, out *Out, c *counters) verdict {
+	if !found {
+		if !e.peerTests.take(d.now) {
 			c.pingsLimited.Add(1)
 			return drop(DropProbeLimited)
 		}
 		var res insertResult
-		if idx, res = s.insert(src, now, queueDrop{e, c}); res == refused {
-			s.mu.Unlock()
+		if idx, res = s.insert(d.src, d.now, queueDrop{e, c}); res == refused {
 			return drop(DropTableFull)
 		}
 		e.countInsert(res, c)
 		s.peers[idx].flags |= fNative
 	}
-	s.touch(idx, now)
-	p := &s.peers[idx]
-	switch e.mayProbe(p, now) {
-	case probeNo:
-		s.mu.Unlock()
-		return drop(DropUnreachable)
-	case probeNow:
-		if found && !e.peerTests.take(now) {
-			s.mu.Unlock()
-			c.pingsLimited.Add(1)
-			return drop(DropProbeLimited)
-		}
-		e.probe(s, idx, self, now, out, c, nil)
+	s.touch(idx, d.now)
+	if found && e.mayProbe(&s.peers[idx], d.now) == probeNow && !e.peerTests.take(d.now) {
+		c.pingsLimited.Add(1)
+		return drop(DropProbeLimited)
 	}
-	ok := e.enqueue(s.queueOf(idx), ip, true, from)
-	if len(s.queues[idx].items) == 0 {
-		s.takeQueue(idx)
-	}
-	s.mu.Unlock()
-	if !ok {
-		return drop(DropQueueFull)
-	}
-	return queuedV
+	return e.queueProbing(s, idx, d.ip, d.from, d.self, d.now, out, c, nil)
 }
 
 func (e *Engine) countInsert(res insertResult, c *counters) {
@@ -230,28 +262,25 @@ func (e *Engine) countInsert(res insertResult, c *counters) {
 
 // accept records a packet from verified peer idx: the peer was heard from
 // (its probe budget starts afresh) and its queue is flushed to its mapping.
-// It unlocks s.
+// s.mu is held.
 func (e *Engine) accept(s *shard, idx uint32, now tick, out *Out, c *counters) {
 	p := &s.peers[idx]
 	p.lastRx = now
 	p.probes = 0
 	s.touch(idx, now)
 	q := s.takeQueue(idx)
-	to := p.mapping()
-	if q != nil {
-		for i := range q.items {
-			if !q.items[i].in {
-				// We are sending it data: it has earned protection.
-				s.protect(idx)
-				p.lastTx = now
-				break
-			}
+	if q == nil {
+		return
+	}
+	for i := range q.items {
+		if !q.items[i].in {
+			// We are sending it data: it has earned protection.
+			s.protect(idx)
+			p.lastTx = now
+			break
 		}
 	}
-	s.mu.Unlock()
-	if q != nil {
-		e.flush(q, to, out, c)
-	}
+	e.flush(q, p.mapping(), out, c)
 }
 
 // deliver hands an accepted packet to the host, unless it is a bubble.

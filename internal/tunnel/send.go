@@ -105,6 +105,7 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 
 	s := e.table.shardOf(dst)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	idx, found := s.lookup(dst)
 	if found {
 		p := &s.peers[idx]
@@ -114,24 +115,17 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 			if !p.has(fProtected) {
 				s.protect(idx)
 			}
-			to := p.mapping()
-			s.mu.Unlock()
-			if !out.sendUDP(ip, to) {
+			if !out.sendUDP(ip, p.mapping()) {
 				return drop(DropNonGlobal)
 			}
 			return sent
 		}
 	} else {
 		var res insertResult
-		idx, res = s.insert(dst, now, queueDrop{e, c})
-		if res == refused {
-			s.mu.Unlock()
+		if idx, res = s.insert(dst, now, queueDrop{e, c}); res == refused {
 			return drop(DropTableFull)
 		}
-		if res == insertedEvicting {
-			c.evicted.Add(1)
-		}
-		c.created.Add(1)
+		e.countInsert(res, c)
 		p := &s.peers[idx]
 		if teredo {
 			p.setMapping(embeddedMapping(dst[:]))
@@ -139,22 +133,31 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 			p.flags |= fNative
 		}
 	}
-
 	// Untrusted, or trusted but silent for too long: queue and probe.
-	p := &s.peers[idx]
-	switch e.mayProbe(p, now) {
-	case probeNo:
-		s.mu.Unlock()
+	v := e.queueProbing(s, idx, ip, netip.AddrPort{}, self, now, out, c, &e.hostTests)
+	if v == drop(DropUnreachable) {
 		e.unreachable(ip, proto.UnreachAddress, now, out, c)
+	}
+	return v
+}
+
+// queueProbing is how both directions end for a peer whose mapping is not
+// (or no longer) verified: the packet waits in the peer's queue (from is
+// where an incoming one came from; zero for the host's), and the peer gets
+// a bubble or a connectivity test unless one went out less than 2 s ago.
+// A test draws on tests (nil: the caller took its token). It returns
+// DropUnreachable once the peer's probes are used up. s.mu is held.
+func (e *Engine) queueProbing(s *shard, idx uint32, ip proto.IPv6, from netip.AddrPort, self *selfState, now tick, out *Out, c *counters, tests *limiter) verdict {
+	switch e.mayProbe(&s.peers[idx], now) {
+	case probeNo:
 		return drop(DropUnreachable)
 	case probeNow:
-		e.probe(s, idx, self, now, out, c, &e.hostTests)
+		e.probe(s, idx, self, now, out, c, tests)
 	}
-	ok := e.enqueue(s.queueOf(idx), ip, false, netip.AddrPort{})
-	if q := s.queues[idx]; len(q.items) == 0 {
+	ok := e.enqueue(s.queueOf(idx), ip, from.IsValid(), from)
+	if len(s.queues[idx].items) == 0 {
 		s.takeQueue(idx)
 	}
-	s.mu.Unlock()
 	if !ok {
 		return drop(DropQueueFull)
 	}

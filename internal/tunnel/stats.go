@@ -32,6 +32,7 @@ const (
 	DropProbeLimited             // client: a native peer's packet whose connectivity test the global budget refused
 	DropQueueEvicted             // a queued packet whose entry was evicted to make room
 	DropQueueReset               // client: a queued packet dropped with the peer table on a new address
+	DropPeerLimited              // client: a new Teredo peer from outside beyond the new-peer budget
 	NumDropReasons
 )
 
@@ -57,6 +58,7 @@ var dropNames = [NumDropReasons]string{
 	DropProbeLimited:  "probe_limited",
 	DropQueueEvicted:  "queue_evicted",
 	DropQueueReset:    "queue_reset",
+	DropPeerLimited:   "peer_limited",
 }
 
 func (r DropReason) String() string {

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"encoding/binary"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"sync"
 	"testing"
@@ -277,4 +278,208 @@ func TestConcurrentDirections(t *testing.T) {
 	if st.FromTunnel != n || st.FromUDP != n {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestClientSpoofedFlood: 200,000 bubbles, each from its own spoofed
+// source whose Teredo address names that source as its mapping, may add a
+// client only a budgeted number of peers, within its small default bound;
+// the peer the host talks to keeps working throughout; and once the flood's
+// entries expire, the memory they took comes back. (A client used to take
+// every one of them, up to the relay's bound of a million.)
+func TestClientSpoofedFlood(t *testing.T) {
+	en := newEnv(t, Client, func(c *Config) { c.MaxPeers = 0 })
+	if got := en.e.cfg.MaxPeers; got != DefaultClientMaxPeers {
+		t.Fatalf("client bound %d, want %d", got, DefaultClientMaxPeers)
+	}
+	en.trust(peerAddr, peerMap)
+	talk := func() {
+		t.Helper()
+		if v := en.tun(pkt(selfAddr, peerAddr, 8)); v != sent {
+			t.Fatalf("host packet to the active peer: %+v", v)
+		}
+		if v := en.udp(pkt(peerAddr, selfAddr, 8), peerMap); v != sent {
+			t.Fatalf("packet from the active peer: %+v", v)
+		}
+	}
+	talk()
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC() // twice: pooled buffers survive one collection
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	const flood = 200_000
+	for i := range flood {
+		a := nth(i)
+		m, _ := proto.ParseAddress(a)
+		en.udp(bubble(a, selfAddr), m.Mapping())
+		if i%10_000 == 0 { // 100,000 a second for 2 s
+			en.clk.advance(100 * time.Millisecond)
+			en.tick()
+			talk()
+		}
+	}
+	during := heap()
+	st := en.e.Stats()
+	t.Logf("after the flood: %d peers, %d created, %d limited; heap +%d KiB", st.Peers, st.Created,
+		st.Dropped[DropPeerLimited], (int64(during)-int64(before))/1024)
+	if st.Peers > DefaultClientMaxPeers || st.Created > newPeerBurst+3*newPeersPerSecond {
+		t.Errorf("%d peers, %d created: the budget did not hold", st.Peers, st.Created)
+	}
+	if grew := int64(during) - int64(before); grew > 1<<20 {
+		t.Errorf("heap grew by %d KiB during the flood, want at most 1 MiB", grew/1024)
+	}
+	// Two minutes later the flood's entries have expired; the active peer,
+	// still in use, has not.
+	for range 120 {
+		en.clk.advance(time.Second)
+		en.tick()
+		talk()
+	}
+	after := heap()
+	if st := en.e.Stats(); st.Peers != 1 {
+		t.Errorf("%d peers left, want the active one", st.Peers)
+	}
+	if grew := int64(after) - int64(before); grew > 64<<10 {
+		t.Errorf("heap still %d KiB above its size before the flood", grew/1024)
+	}
+	runtime.KeepAlive(en)
+}
+
+// TestCompact: a shard compacted after most of its entries went keeps the
+// survivors findable, in the same LRU order on the same lists, with their
+// queues, and stays consistent under more inserts and removals.
+func TestCompact(t *testing.T) {
+	en := newEnv(t, ConeRelay, func(c *Config) { c.MaxPeers = 2047 })
+	s := &en.e.table.shards[0]
+	if len(en.e.table.shards) != 1 {
+		t.Fatalf("%d shards", len(en.e.table.shards))
+	}
+	now := en.e.now()
+	var keys [][16]byte
+	for i := 0; len(keys) < 2000; i++ {
+		k := nth(i).As16()
+		if en.e.table.shardOf(&k) != s {
+			continue
+		}
+		keys = append(keys, k)
+		idx, _ := s.insert(&k, now, queueDrop{en.e, &en.e.st.tick})
+		if len(keys)%7 == 0 {
+			s.peers[idx].flags |= fTrusted
+			s.protect(idx)
+		}
+		if len(keys)%11 == 0 {
+			en.e.enqueue(s.queueOf(idx), pkt(native, nth(i), 8), false, netip.AddrPort{})
+		}
+	}
+	var kept [][16]byte
+	for i, k := range keys {
+		if i%5 == 0 {
+			kept = append(kept, k)
+			continue
+		}
+		idx, _ := s.lookup(&k)
+		s.remove(idx, now, queueDrop{en.e, &en.e.st.tick}, DropQueueExpired)
+	}
+	order := func() [2][][16]byte {
+		var o [2][][16]byte
+		for l := range s.lists {
+			for i := s.lists[l].head; i != noIndex; i = s.peers[i].next {
+				o[l] = append(o[l], s.peers[i].addr)
+			}
+		}
+		return o
+	}
+	was := order()
+	s.compact()
+	if len(s.peers) != s.n || s.n != len(kept) || !reflect.DeepEqual(order(), was) {
+		t.Fatalf("after compaction: slab %d, %d live, want %d in the same order", len(s.peers), s.n, len(kept))
+	}
+	checkShard(t, s)
+	for i, k := range kept {
+		idx, ok := s.lookup(&k)
+		if !ok || s.peers[idx].addr != k {
+			t.Fatalf("kept entry %d lost", i)
+		}
+		if q := s.peers[idx].has(fQueued); q != (s.queues[idx] != nil) || (q && len(s.queues[idx].items) != 1) {
+			t.Fatalf("kept entry %d: queue flag %v, queue %v", i, q, s.queues[idx])
+		}
+	}
+	for i := range 3000 {
+		k := nth(100_000 + i).As16()
+		if en.e.table.shardOf(&k) == s {
+			s.insert(&k, now, queueDrop{en.e, &en.e.st.tick})
+		}
+	}
+	checkShard(t, s)
+}
+
+// checkShard verifies a shard's invariants: the index and the lists hold
+// exactly the live entries, links agree both ways, and queued entries have
+// queues.
+func checkShard(t *testing.T, s *shard) {
+	t.Helper()
+	seen := 0
+	for l := range s.lists {
+		prev := noIndex
+		for i := s.lists[l].head; i != noIndex; i = s.peers[i].next {
+			p := &s.peers[i]
+			if p.prev != prev || s.index[p.addr] != i || p.has(fProtected) != (l == protected) {
+				t.Fatalf("list %d broken at entry %d", l, i)
+			}
+			prev = i
+			seen++
+		}
+		if s.lists[l].tail != prev {
+			t.Fatalf("list %d: tail %d, last %d", l, s.lists[l].tail, prev)
+		}
+	}
+	if seen != s.n || len(s.index) != s.n {
+		t.Fatalf("%d on lists, %d indexed, n %d", seen, len(s.index), s.n)
+	}
+	for i, q := range s.queues {
+		if q == nil || !s.peers[i].has(fQueued) {
+			t.Fatalf("queue of entry %d without flag", i)
+		}
+	}
+}
+
+// TestMemoryComesBack: the memory 200,000 peers took (here destinations
+// the host sent to through a relay) is returned once they expire: the
+// shards are compacted, not left at the size they grew to.
+func TestMemoryComesBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 200k peers")
+	}
+	en := newEnv(t, ConeRelay, func(c *Config) { c.MaxPeers = 1 << 18 })
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC() // twice: pooled buffers survive one collection
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	for i := range 200_000 {
+		en.tun(pkt(native, nth(i), 8))
+		if i%1000 == 0 {
+			en.e.queued.Store(0) // keep the queue budget out of the way
+		}
+	}
+	full := heap()
+	for range 150 {
+		en.clk.advance(time.Second)
+		en.tick()
+	}
+	after := heap()
+	t.Logf("heap: +%d KiB with 200k peers, +%d KiB after they expired", (int64(full)-int64(before))/1024, (int64(after)-int64(before))/1024)
+	if st := en.e.Stats(); st.Peers != 0 {
+		t.Fatalf("%d peers left", st.Peers)
+	}
+	if grew := int64(after) - int64(before); grew > 256<<10 {
+		t.Errorf("heap still %d KiB above its size before the peers came", grew/1024)
+	}
+	runtime.KeepAlive(en)
 }
