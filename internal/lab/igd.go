@@ -471,7 +471,7 @@ func remaining(m *PortMapping) string {
 	if m.Lease == 0 {
 		return "0"
 	}
-	return strconv.Itoa(max(int(time.Until(m.expires)/time.Second), 1))
+	return strconv.Itoa(max(int((time.Until(m.expires)+time.Second-1)/time.Second), 1))
 }
 
 func (g *Gateway) mapping(ext uint16) (*PortMapping, bool) {
