@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -218,5 +220,56 @@ func TestUPnPGatewayWithUpnpc(t *testing.T) {
 	rules, err := u.l.Host(lab.NAT1).Run(ctx, "nft", "list", "map", "ip", "labnat", "upnp_in")
 	if err != nil || strings.Contains(string(rules), "elements") {
 		t.Errorf("the expired mapping is still in nat1's rules (%v):\n%s", err, rules)
+	}
+}
+
+// The lab's gateway, driven by goupnp (the library the client is to use,
+// through the igdcheck command run in client1's namespace) as
+// WANIPConnection:1 and :2: discovery, the RFC 6081 §5.3.3 mapping, read
+// back, a stranger reaching it, deletion.
+func TestUPnPGatewayWithGoupnp(t *testing.T) {
+	u := newUPnPLab(t)
+	bin := filepath.Join(t.TempDir(), "igdcheck")
+	build := exec.Command("go", "build", "-o", bin, "github.com/miredo-go/miredo/internal/lab/igdcheck")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build igdcheck: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := u.client.Run(ctx, append([]string{bin}, args...)...)
+		t.Logf("igdcheck %s:\n%s", strings.Join(args, " "), out)
+		if err != nil {
+			t.Fatalf("igdcheck %v: %v", args, err)
+		}
+		return string(out)
+	}
+	wan := u.l.WAN(lab.NAT1)
+	p := fmt.Sprint(u.local.Port())
+	inet2 := u.l.Host(lab.Inet2)
+	for i, c := range []struct {
+		service string
+		lease   string // what the gateway grants for a lease of 0
+	}{{"1", "0"}, {"2", "604800"}} {
+		t.Run("WANIPConnection"+c.service, func(t *testing.T) {
+			out := run("-service", c.service, "add", u.local.Addr().String(), p, "0")
+			wantMatch(t, out, `(?m)^location `+regexp.QuoteMeta(u.gw.Location())+`$`)
+			wantMatch(t, out, `(?m)^external `+regexp.QuoteMeta(wan.String())+`$`)
+			wantMatch(t, out, fmt.Sprintf(`(?m)^entry %s enabled=true description=TEREDO lease=%s$`, regexp.QuoteMeta(u.local.String()), c.lease))
+			if maps := u.gw.Mappings(); len(maps) != 1 || maps[0].Internal != u.local {
+				t.Fatalf("gateway holds %+v", maps)
+			}
+			src := netip.AddrPortFrom(inet2.IPv4s()[1], uint16(4400+i))
+			if !u.reaches(t, lab.Inet2, src, netip.AddrPortFrom(wan, u.local.Port())) {
+				t.Errorf("a stranger's packet to the mapping did not arrive")
+			}
+			out = run("-service", c.service, "-url", u.gw.Location(), "delete", p)
+			wantMatch(t, out, `(?m)^gone .*714`)
+			if maps := u.gw.Mappings(); len(maps) != 0 {
+				t.Errorf("after delete the gateway holds %+v", maps)
+			}
+		})
 	}
 }
