@@ -80,19 +80,9 @@ const straggleGrace = 200 * time.Millisecond
 // every chance to arrive; a short grace covers CPU reordering.
 func (l *Lab) ProbeNAT(ctx context.Context, host string) (NATProbe, error) {
 	var p NATProbe
-	var conns []*net.UDPConn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	listen := func(h *Host, a netip.Addr, port uint16) (*net.UDPConn, error) {
-		c, err := h.ListenUDP(netip.AddrPortFrom(a, port))
-		if err == nil {
-			conns = append(conns, c)
-		}
-		return c, err
-	}
+	var socks probeSockets
+	defer socks.close()
+	listen := socks.listen
 	inet1, inet2, client := l.Host(Inet1), l.Host(Inet2), l.Host(host)
 	a, err := listen(inet1, inet1.IPv4(), probePort)
 	if err != nil {
@@ -120,10 +110,7 @@ func (l *Lab) ProbeNAT(ctx context.Context, host string) (NATProbe, error) {
 	}
 	p.Local = addrPort(c.LocalAddr())
 
-	deadline := time.Now().Add(2 * time.Second)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
+	deadline := probeDeadline(ctx)
 	if p.Mapped1, err = exchange(c, a, deadline); err != nil {
 		return p, fmt.Errorf("probe to inet1: %w", err)
 	}
@@ -161,6 +148,34 @@ func (l *Lab) ProbeNAT(ctx context.Context, host string) (NATProbe, error) {
 		}
 	}
 	return p, nil
+}
+
+// probeSockets are the sockets of one probe, closed together at its end.
+type probeSockets []*net.UDPConn
+
+func (ps *probeSockets) listen(h *Host, a netip.Addr, port uint16) (*net.UDPConn, error) {
+	c, err := h.ListenUDP(netip.AddrPortFrom(a, port))
+	if err == nil {
+		*ps = append(*ps, c)
+	}
+	return c, err
+}
+
+// close takes a pointer so that a deferred call sees the sockets opened
+// after it was deferred.
+func (ps *probeSockets) close() {
+	for _, c := range *ps {
+		c.Close()
+	}
+}
+
+// probeDeadline bounds a probe: 2 s, or less if ctx ends sooner.
+func probeDeadline(ctx context.Context) time.Time {
+	deadline := time.Now().Add(2 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	return deadline
 }
 
 // exchange sends from c to the socket srv and returns the source srv saw.
@@ -209,19 +224,9 @@ type HairpinProbe struct {
 // that took the longer way.
 func (l *Lab) ProbeHairpin(ctx context.Context) (HairpinProbe, error) {
 	var p HairpinProbe
-	var conns []*net.UDPConn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	listen := func(h *Host, a netip.Addr, port uint16) (*net.UDPConn, error) {
-		c, err := h.ListenUDP(netip.AddrPortFrom(a, port))
-		if err == nil {
-			conns = append(conns, c)
-		}
-		return c, err
-	}
+	var socks probeSockets
+	defer socks.close()
+	listen := socks.listen
 	inet1 := l.Host(Inet1)
 	srv, err := listen(inet1, inet1.IPv4(), probePort)
 	if err != nil {
@@ -236,10 +241,7 @@ func (l *Lab) ProbeHairpin(ctx context.Context) (HairpinProbe, error) {
 	if err != nil {
 		return p, err
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
+	deadline := probeDeadline(ctx)
 	if p.Mapped1, err = exchange(c1, srv, deadline); err != nil {
 		return p, fmt.Errorf("hairpin probe, client1 to inet1: %w", err)
 	}
