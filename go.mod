@@ -3,6 +3,7 @@ module github.com/miredo-go/miredo
 go 1.26.8
 
 require (
+	github.com/huin/goupnp v1.3.1
 	github.com/songgao/water v0.0.0-20200317203138-2b4b6d7c09d8
 	github.com/urfave/cli/v2 v2.27.7
 	github.com/vishvananda/netlink v1.3.1

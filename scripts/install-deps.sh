@@ -5,7 +5,7 @@
 # service during the install, and any instance that starts anyway is stopped.
 set -euo pipefail
 
-pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack)
+pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack miniupnpc)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -63,6 +63,9 @@ type natState struct {
 	spec natSpec
 	mode NATMode
 	wan  int // index into spec.wans
+	// gateway is the UPnP gateway a SymmetricUPnP box runs in this
+	// process; nil in other modes and in a lab Attach found.
+	gateway *Gateway
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,12}$`)
@@ -384,21 +387,59 @@ func (l *Lab) mustNATLocked(nat string) *natState {
 	return st
 }
 
-// applyNAT installs a NAT box's current rules and flushes its flows.
+// applyNAT installs a NAT box's current rules and flushes its flows. A
+// SymmetricUPnP box gets its UPnP gateway, which keeps its mappings across a
+// Rebind; leaving that mode stops the gateway.
 func (l *Lab) applyNAT(ctx context.Context, nat string) error {
 	l.mu.Lock()
 	st := l.mustNATLocked(nat)
-	mode, wan, lan := st.mode, st.spec.wans[st.wan], st.spec.lan
+	mode, wan, spec, gw := st.mode, st.spec.wans[st.wan], st.spec, st.gateway
+	if gw != nil && mode != SymmetricUPnP {
+		st.gateway = nil
+	}
 	l.mu.Unlock()
+	if gw != nil && mode != SymmetricUPnP {
+		_ = gw.Close()
+		gw = nil
+	}
 	h := l.Host(nat)
-	if _, err := h.RunInput(ctx, natRuleset(mode, lan, wan), "nft", "-f", "-"); err != nil {
-		return fmt.Errorf("%s: set %s: %w", nat, mode, err)
+	install := func(maps []PortMapping) error {
+		if _, err := h.RunInput(ctx, natRuleset(mode, spec.lan, wan, maps), "nft", "-f", "-"); err != nil {
+			return fmt.Errorf("%s: set %s: %w", nat, mode, err)
+		}
+		return nil
+	}
+	var err error
+	if gw != nil {
+		err = gw.reinstall(install)
+	} else {
+		err = install(nil)
+	}
+	if err != nil {
+		return err
 	}
 	if err := l.flushConntrack(h); err != nil {
 		return err
 	}
+	if mode == SymmetricUPnP && gw == nil {
+		if gw, err = startGateway(l, nat, spec); err != nil {
+			return err
+		}
+		l.track(gw)
+		l.mu.Lock()
+		st.gateway = gw
+		l.mu.Unlock()
+	}
 	l.log.Info("lab: NAT set", "nat", nat, "mode", mode.String(), "wan", wan)
 	return nil
+}
+
+// Gateway returns the UPnP gateway of a NAT box in SymmetricUPnP mode, or
+// nil. Only the process that set the mode runs it.
+func (l *Lab) Gateway(nat string) *Gateway {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mustNATLocked(nat).gateway
 }
 
 func (l *Lab) flushConntrack(h *Host) error {

@@ -117,25 +117,27 @@ func probe(t *testing.T, l *lab.Lab, host string) lab.NATProbe {
 func TestNATModes(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	type want struct {
-		independent                            bool // same mapping towards both hosts
+		independent                            bool // same mapping towards all three destinations
 		fromSame, fromOtherPort, fromOtherAddr bool
 	}
-	cases := []struct {
+	cone := want{true, true, true, true}
+	addrRestricted := want{true, true, true, false}
+	portRestricted := want{true, true, false, false}
+	symmetric := want{false, true, false, false}
+	type tcase struct {
 		name   string
 		client string
 		nat    string // "" for no NAT
 		mode   lab.NATMode
 		want   want
-	}{
-		{"none", lab.Pub, "", 0, want{true, true, true, true}},
-		{"nat1/full-cone", lab.Client1, lab.NAT1, lab.FullCone, want{true, true, true, true}},
-		{"nat1/address-restricted", lab.Client1, lab.NAT1, lab.AddressRestricted, want{true, true, true, false}},
-		{"nat1/port-restricted", lab.Client1, lab.NAT1, lab.PortRestricted, want{true, true, false, false}},
-		{"nat1/symmetric", lab.Client1, lab.NAT1, lab.Symmetric, want{false, true, false, false}},
-		{"nat2/full-cone", lab.Client2, lab.NAT2, lab.FullCone, want{true, true, true, true}},
-		{"nat2/address-restricted", lab.Client2, lab.NAT2, lab.AddressRestricted, want{true, true, true, false}},
-		{"nat2/port-restricted", lab.Client2, lab.NAT2, lab.PortRestricted, want{true, true, false, false}},
-		{"nat2/symmetric", lab.Client2, lab.NAT2, lab.Symmetric, want{false, true, false, false}},
+	}
+	cases := []tcase{{"none", lab.Pub, "", 0, cone}}
+	wants := map[lab.NATMode]want{lab.FullCone: cone, lab.AddressRestricted: addrRestricted, lab.PortRestricted: portRestricted,
+		lab.Symmetric: symmetric, lab.SymmetricPortPreserving: symmetric, lab.SymmetricSequential: symmetric, lab.SymmetricUPnP: symmetric}
+	for _, nc := range []struct{ nat, client string }{{lab.NAT1, lab.Client1}, {lab.NAT2, lab.Client2}, {lab.NAT1, lab.Client3}} {
+		for _, m := range lab.NATModes() {
+			cases = append(cases, tcase{nc.nat + "/" + nc.client + "/" + m.String(), nc.client, nc.nat, m, wants[m]})
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,24 +152,44 @@ func TestNATModes(t *testing.T) {
 				}
 			}
 			p := probe(t, l, tc.client)
-			t.Logf("local %s, seen as %s by inet1 and %s by inet2; from same %v, other port %v, other address %v",
-				p.Local, p.Mapped1, p.Mapped2, p.FromSame, p.FromOtherPort, p.FromOtherAddr)
-			if p.Mapped1.Addr() != public || p.Mapped2.Addr() != public {
-				t.Errorf("mapped addresses %s, %s; want %s", p.Mapped1, p.Mapped2, public)
+			t.Logf("local %s, seen as %s by inet1, %s and %s by inet2; from same %v, other port %v, other address %v",
+				p.Local, p.Mapped1, p.Mapped2, p.Mapped3, p.FromSame, p.FromOtherPort, p.FromOtherAddr)
+			for _, m := range []netip.AddrPort{p.Mapped1, p.Mapped2, p.Mapped3} {
+				if m.Addr() != public {
+					t.Errorf("mapped address %s; want %s", m, public)
+				}
 			}
 			got := want{p.EndpointIndependent(), p.FromSame, p.FromOtherPort, p.FromOtherAddr}
 			if got != tc.want {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
-			wantMode := "none"
-			if tc.nat != "" {
-				wantMode = tc.mode.String()
+			// A UPnP gateway does not change what an unmapped socket sees.
+			wantMode := tc.mode.String()
+			switch {
+			case tc.nat == "":
+				wantMode = "none"
+			case tc.mode == lab.SymmetricUPnP:
+				wantMode = lab.Symmetric.String()
 			}
 			if p.Mode() != wantMode {
 				t.Errorf("probe classifies the NAT as %s, want %s", p.Mode(), wantMode)
 			}
 			if tc.want.independent && p.Mapped1.Port() != p.Local.Port() {
 				t.Errorf("port not preserved: %d became %d", p.Local.Port(), p.Mapped1.Port())
+			}
+			switch tc.mode {
+			case lab.SymmetricPortPreserving:
+				// The first destination sees the local port, the others not:
+				// it is taken.
+				if p.Mapped1.Port() != p.Local.Port() || p.Mapped2.Port() == p.Local.Port() || p.Mapped3.Port() == p.Local.Port() {
+					t.Errorf("port-preserving: local port %d mapped to %d, %d, %d", p.Local.Port(), p.Mapped1.Port(), p.Mapped2.Port(), p.Mapped3.Port())
+				}
+			case lab.SymmetricSequential:
+				// A fresh rule counts from the first port: this probe's flows
+				// are the box's first three.
+				if p.Mapped1.Port() != 20000 || !p.Sequential() {
+					t.Errorf("sequential: mapped to ports %d, %d, %d; want 20000, 20001, 20002", p.Mapped1.Port(), p.Mapped2.Port(), p.Mapped3.Port())
+				}
 			}
 		})
 	}
@@ -198,4 +220,29 @@ func TestNATModes(t *testing.T) {
 			t.Errorf("after a conntrack flush mapped to %s, want %s", again, before.Addr())
 		}
 	})
+}
+
+// Two clients behind one NAT (client1 and client3 behind nat1) reach each
+// other's LAN address but not each other's mapping, in every mode: the lab's
+// NATs do not hairpin (RFC 4380 §8.3, the case of RFC 6081 §3.5).
+func TestSharedNATDoesNotHairpin(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	for _, m := range lab.NATModes() {
+		t.Run(m.String(), func(t *testing.T) {
+			if err := l.SetNAT(t.Context(), lab.NAT1, m); err != nil {
+				t.Fatal(err)
+			}
+			p, err := l.ProbeHairpin(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("client1 mapped to %s, client3 to %s; hairpin %v, LAN %v", p.Mapped1, p.Mapped3, p.Hairpin, p.Local)
+			if p.Mapped1.Addr() != l.WAN(lab.NAT1) || p.Mapped3.Addr() != l.WAN(lab.NAT1) || p.Mapped1 == p.Mapped3 {
+				t.Errorf("want two mappings on %s, got %s and %s", l.WAN(lab.NAT1), p.Mapped1, p.Mapped3)
+			}
+			if p.Hairpin || !p.Local {
+				t.Errorf("hairpin %v, LAN %v; want no hairpin and the LAN both ways", p.Hairpin, p.Local)
+			}
+		})
+	}
 }

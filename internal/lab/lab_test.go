@@ -18,6 +18,9 @@ func TestParseNATMode(t *testing.T) {
 		{"restricted", AddressRestricted, true},
 		{"port-restricted", PortRestricted, true},
 		{"symmetric", Symmetric, true},
+		{"symmetric-port-preserving", SymmetricPortPreserving, true},
+		{"Symmetric-Sequential", SymmetricSequential, true},
+		{"symmetric-upnp", SymmetricUPnP, true},
 		{"open", 0, false},
 	}
 	for _, tc := range cases {
@@ -26,10 +29,35 @@ func TestParseNATMode(t *testing.T) {
 			t.Errorf("ParseNATMode(%q) = %v, %v; want %v, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
-	for m := PortRestricted; m <= Symmetric; m++ {
+	for _, m := range NATModes() {
 		if got, err := ParseNATMode(m.String()); err != nil || got != m {
 			t.Errorf("round trip of %v: %v, %v", m, got, err)
 		}
+	}
+}
+
+// A UPnP box's ruleset carries its mappings, with the WAN address of the
+// moment, so that a Rebind keeps them; mappingScript changes one at a time.
+func TestUPnPMappingElements(t *testing.T) {
+	lan, wan := netip.MustParsePrefix("10.0.0.1/24"), netip.MustParseAddr("198.51.100.3")
+	maps := []PortMapping{{External: 40000, Internal: netip.MustParseAddrPort("10.0.0.2:40000")},
+		{External: 3545, Internal: netip.MustParseAddrPort("10.0.0.3:5000")}}
+	rs := natRuleset(SymmetricUPnP, lan, wan, maps)
+	for _, s := range []string{
+		"elements = { 40000 : 10.0.0.2 . 40000, 3545 : 10.0.0.3 . 5000 }",
+		"elements = { 10.0.0.2 . 40000 : 198.51.100.3 . 40000, 10.0.0.3 . 5000 : 198.51.100.3 . 3545 }",
+	} {
+		if !strings.Contains(rs, s) {
+			t.Errorf("ruleset lacks %q:\n%s", s, rs)
+		}
+	}
+	if got, want := mappingScript(true, maps[0], wan), "add element ip labnat upnp_in { 40000 : 10.0.0.2 . 40000 }\n"+
+		"add element ip labnat upnp_out { 10.0.0.2 . 40000 : 198.51.100.3 . 40000 }\n"; got != want {
+		t.Errorf("add script:\n%s\nwant\n%s", got, want)
+	}
+	if got, want := mappingScript(false, maps[0], wan), "delete element ip labnat upnp_in { 40000 }\n"+
+		"delete element ip labnat upnp_out { 10.0.0.2 . 40000 }\n"; got != want {
+		t.Errorf("delete script:\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -51,10 +79,22 @@ func TestNATRuleset(t *testing.T) {
 		{Symmetric,
 			[]string{"snat to 198.51.100.2 fully-random"},
 			[]string{"map cone", "dnat"}},
+		{SymmetricPortPreserving,
+			[]string{"set taken", "udp sport @taken snat to 198.51.100.2 fully-random", "ip saddr 10.0.0.0/24 snat to 198.51.100.2\n",
+				"update @taken { udp sport }"},
+			[]string{"map cone", "dnat"}},
+		{SymmetricSequential,
+			[]string{"meta l4proto udp snat to 198.51.100.2 : numgen inc mod 1024 map { 0 : 20000, 1 : 20001,", "1023 : 21023 }"},
+			[]string{"map cone", "dnat", "fully-random"}},
+		{SymmetricUPnP,
+			[]string{"map upnp_in", "map upnp_out", "ip saddr . udp sport != @used snat ip to ip saddr . udp sport map @upnp_out",
+				"snat to 198.51.100.2 fully-random", "update @used { ct original ip saddr . ct original proto-src }",
+				"dnat ip to udp dport map @upnp_in"},
+			[]string{"map cone", "elements"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.mode.String(), func(t *testing.T) {
-			rs := natRuleset(tc.mode, lan, wan)
+			rs := natRuleset(tc.mode, lan, wan, nil)
 			if mode, w, err := parseRuleset(rs); err != nil || mode != tc.mode || w != wan {
 				t.Errorf("parseRuleset = %v, %v, %v", mode, w, err)
 			}
@@ -81,7 +121,9 @@ func TestAddressPlanInDocumentationRanges(t *testing.T) {
 	internet := []netip.Prefix{pfx("192.0.2.0/24"), pfx("198.51.100.0/24"), pfx("203.0.113.0/24"), pfx("2001:db8::/32")}
 	lanHosts := map[string]bool{}
 	for _, n := range natSpecs() {
-		lanHosts[n.client] = true
+		for _, c := range n.clients {
+			lanHosts[c] = true
+		}
 		if !pfx("10.0.0.0/8").Contains(n.lan.Addr()) {
 			t.Errorf("%s LAN %s outside 10/8", n.name, n.lan)
 		}

@@ -17,6 +17,7 @@ const (
 	Native  = "native"  // 2001:db8:2::2, IPv6 only
 	NAT1    = "nat1"    // WAN 198.51.100.2 (or .3 after Rebind), LAN 10.0.0.1/24
 	Client1 = "client1" // 10.0.0.2 behind nat1
+	Client3 = "client3" // 10.0.0.3 behind nat1 too: the shared NAT
 	NAT2    = "nat2"    // WAN 203.0.113.2 (or .3 after Rebind), LAN 10.0.1.1/24
 	Client2 = "client2" // 10.0.1.2 behind nat2
 )
@@ -41,9 +42,9 @@ type hostSpec struct {
 
 // natSpec is the fixed part of a NAT box: its LAN and WAN addressing.
 type natSpec struct {
-	name   string
-	client string
-	lan    netip.Prefix // the NAT box's own LAN address with its prefix
+	name    string
+	clients []string     // hosts on its LAN, bridged together
+	lan     netip.Prefix // the NAT box's own LAN address with its prefix
 	// wans are the WAN addresses Rebind cycles through; wans[0] is used first.
 	wans []netip.Addr
 }
@@ -55,6 +56,9 @@ var (
 	ixGW4 = addr("192.0.2.1")
 	ixGW6 = addr("2001:db8:1::1")
 )
+
+// lanIfname is a NAT box's LAN interface, a bridge.
+const lanIfname = "lan"
 
 // teredoPrefix is routed by the router to the relay.
 var teredoPrefix = pfx("2001::/32")
@@ -83,6 +87,8 @@ func hostSpecs() []hostSpec {
 			gw4: addr("198.51.100.1")},
 		{name: Client1, ifname: "eth0", upstream: NAT1,
 			v4: []netip.Prefix{pfx("10.0.0.2/24")}, gw4: addr("10.0.0.1")},
+		{name: Client3, ifname: "eth0", upstream: NAT1,
+			v4: []netip.Prefix{pfx("10.0.0.3/24")}, gw4: addr("10.0.0.1")},
 		{name: NAT2, ifname: "wan", upstream: Router, fwd4: true,
 			v4:  []netip.Prefix{pfx("203.0.113.2/24"), pfx("203.0.113.3/24")},
 			gw4: addr("203.0.113.1")},
@@ -93,9 +99,9 @@ func hostSpecs() []hostSpec {
 
 func natSpecs() []natSpec {
 	return []natSpec{
-		{name: NAT1, client: Client1, lan: pfx("10.0.0.1/24"),
+		{name: NAT1, clients: []string{Client1, Client3}, lan: pfx("10.0.0.1/24"),
 			wans: []netip.Addr{addr("198.51.100.2"), addr("198.51.100.3")}},
-		{name: NAT2, client: Client2, lan: pfx("10.0.1.1/24"),
+		{name: NAT2, clients: []string{Client2}, lan: pfx("10.0.1.1/24"),
 			wans: []netip.Addr{addr("203.0.113.2"), addr("203.0.113.3")}},
 	}
 }
@@ -144,10 +150,18 @@ func ipScripts(ns func(string) string) []nsScript {
 			line("route add %s via %s dev ix", teredoPrefix, addr("2001:db8:1::2"))
 		}
 		if n, ok := nats[h.name]; ok {
-			c := specByName(specs, n.client)
-			line("link add lan type veth peer name %s netns %s", c.ifname, ns(c.name))
-			line("addr add %s dev lan", n.lan)
-			line("link set lan up")
+			// The LAN is a bridge, so its hosts reach each other directly
+			// (not through the NAT, which does not hairpin); no multicast
+			// snooping, so SSDP searches reach the gateway on the box.
+			line("link add %s type bridge mcast_snooping 0", lanIfname)
+			line("addr add %s dev %s", n.lan, lanIfname)
+			line("link set %s up", lanIfname)
+			for _, name := range n.clients {
+				c := specByName(specs, name)
+				line("link add %s type veth peer name %s netns %s", c.name, c.ifname, ns(c.name))
+				line("link set %s master %s", c.name, lanIfname)
+				line("link set %s up", c.name)
+			}
 		}
 		for _, p := range append(append([]netip.Prefix{}, h.v4...), h.v6...) {
 			line("addr add %s dev %s%s", p, h.ifname, nodad(p))

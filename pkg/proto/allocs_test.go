@@ -7,14 +7,26 @@ import (
 
 // TestHotPathParsingAllocatesNothing proves that what the server, relay and
 // client do for every datagram (envelope, IPv6, ICMPv6, RS and address
-// decoding, global-address checks) costs no allocation.
+// decoding, global-address checks, RFC 6081 trailers) costs no allocation.
 func TestHotPathParsingAllocatesNothing(t *testing.T) {
 	rs := AppendRouterSolicitation(nil, [NonceLen]byte{1, 2, 3}, false)
 	data := append(AppendOrigin(nil, netip.MustParseAddrPort("198.51.100.2:40000")),
 		AppendEchoRequest(nil, EchoFields{Src: netip.MustParseAddr("2001:0:c000:20a:4c8:769c:39cc:9bfd"),
 			Dst: netip.MustParseAddr("2001:db8:2::2"), HopLimit: 64, Data: make([]byte, 1000)})...)
+	bubble := AppendBubble(AppendOrigin(nil, netip.MustParseAddrPort("198.51.100.2:40000")),
+		netip.MustParseAddr("2001:0:c000:20a:4c8:769c:39cc:9bfd"), netip.MustParseAddr("2001:0:c000:20a:3c86:6522:34ff:8efd"), 0)
+	bubble = AppendNonceTrailer(bubble, [TrailerNonceLen]byte{1, 2, 3, 4})
+	bubble, _ = AppendAlternateAddressTrailer(bubble, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:40000")})
+	bubble = AppendRandomPortTrailer(AppendDiscoveryTrailer(bubble, DiscoverySolicitation), 4001)
 	var e Envelope
+	var tr Trailers
 	allocs := testing.AllocsPerRun(1000, func() {
+		if err := ParseEnvelope(bubble, &e); err != nil {
+			t.Fatal(err)
+		}
+		if err := ParseTrailers(e.Trailer, &tr); err != nil || tr.AltAddrs.Len() != 1 || tr.AltAddrs.At(0).Port() != 40000 {
+			t.Fatal(err)
+		}
 		if err := ParseEnvelope(rs, &e); err != nil {
 			t.Fatal(err)
 		}
@@ -45,9 +57,18 @@ func TestBuildersAppendWithoutAllocating(t *testing.T) {
 	src, dst := netip.MustParseAddr("2001:0:c000:20a:4c8:769c:39cc:9bfd"), netip.MustParseAddr("2001:db8:2::2")
 	invoking := AppendEchoRequest(nil, EchoFields{Src: dst, Dst: src, HopLimit: 64, Data: make([]byte, 1400)})
 	nonce := [NonceLen]byte{9}
+	alt := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:40000"), netip.MustParseAddrPort("198.51.100.2:40000")}
+	var tr Trailers
+	if err := ParseTrailers(mustHex(t, "0104deadbeef"+"030e0000"+"0a0000029c40"+"c63364029c40"+"05020fa1"), &tr); err != nil {
+		t.Fatal(err)
+	}
 	allocs := testing.AllocsPerRun(1000, func() {
 		b := AppendOrigin(buf[:0], netip.MustParseAddrPort("198.51.100.2:40000"))
 		b = AppendBubble(b, src, dst, 0)
+		b = AppendNonceTrailer(b, [TrailerNonceLen]byte{1, 2, 3, 4})
+		b, _ = AppendAlternateAddressTrailer(b, alt)
+		b = AppendRandomPortTrailer(AppendDiscoveryTrailer(b, DiscoveryAdvertisement), 4001)
+		b, _ = AppendTrailers(b, &tr)
 		b = AppendRouterSolicitation(b[:0], nonce, false)
 		b = AppendRouterAdvertisement(b[:0], RAFields{Nonce: nonce, Client: netip.MustParseAddrPort("198.51.100.2:40000"),
 			Dst: LinkLocalClient(), Server: netip.MustParseAddr("192.0.2.10"), Prefix: DefaultPrefix, MTU: 1280})

@@ -147,3 +147,42 @@ func FuzzParseRouterAdvertisement(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTrailers walks arbitrary trailer areas (RFC 6081 §4, §5.1.2): no
+// panic; the walk cuts the area into whole trailers up to the first
+// truncated one; an error is one of the trailer sentinels; and whatever was
+// read before any error is written again by AppendTrailers and reads back
+// the same.
+func FuzzTrailers(f *testing.F) {
+	for _, tc := range trailerCases(f) {
+		f.Add(mustHex(f, tc.hex))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var tr Trailers
+		err := ParseTrailers(b, &tr)
+		switch err {
+		case nil, ErrTrailerTruncated, ErrTrailerLength, ErrTrailerDiscard, ErrAlternateAddress:
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+		walked := 0
+		for rest := b; len(rest) > 0; {
+			tt, next, err := NextTrailer(rest)
+			if err != nil {
+				break
+			}
+			if len(tt) != TrailerHeaderLen+len(tt.Value()) || !bytes.Equal(tt, rest[:len(tt)]) {
+				t.Fatalf("NextTrailer returned %x from %x", []byte(tt), rest)
+			}
+			walked += len(tt)
+			rest = next
+		}
+		if err == nil && walked != len(b) {
+			t.Fatalf("accepted %x but the walk stops after %d bytes", b, walked)
+		}
+		if tr.AltAddrs != nil && (tr.AltAddrs.Len() == 0 || tr.AltAddrs.Len() > MaxAlternateAddresses) {
+			t.Fatalf("accepted %d alternate addresses", tr.AltAddrs.Len())
+		}
+		checkTrailersRoundTrip(t, &tr)
+	})
+}

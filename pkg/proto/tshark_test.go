@@ -49,6 +49,11 @@ func TestTsharkDecodesOurPackets(t *testing.T) {
 			"teredo.orig.port": "3545", "teredo.orig.addr": "192.0.2.20", "ipv6.nxt": "59", "ipv6.plen": "0", "ipv6.hlim": "0",
 			"ipv6.dst_ts_ipv4": "192.0.2.10", "ipv6.dst_tc_port": "40000", "ipv6.dst_tc_ipv4": "198.51.100.2",
 		}},
+		// RFC 6081 §4: trailers after the bubble. Wireshark knows none of
+		// them, but must still read the bubble as one and find nothing wrong.
+		{"bubble with trailers", server, client, appendTrailers(append(AppendOrigin(nil, relay), AppendBubble(nil, netip.MustParseAddr("fe80::1"), teredo, 0)...)), map[string]string{
+			"teredo.orig.port": "3545", "ipv6.nxt": "59", "ipv6.plen": "0", "ipv6.dst_tc_port": "40000",
+		}},
 		{"connectivity test", client, server, AppendEchoRequest(nil, EchoFields{Src: teredo, Dst: native, HopLimit: 128, ID: 0x4fdf, Seq: 35932, Data: nonce[:]}), map[string]string{
 			"ipv6.src_ts_ipv4": "192.0.2.10", "ipv6.src_tc_port": "40000", "ipv6.src_tc_ipv4": "198.51.100.2",
 			"icmpv6.type": "128", "icmpv6.echo.identifier": "0x4fdf", "icmpv6.echo.sequence_number": "35932", "icmpv6.checksum.status": "1",
@@ -91,4 +96,12 @@ func TestTsharkDecodesOurPackets(t *testing.T) {
 			}
 		}
 	}
+}
+
+// appendTrailers appends a Nonce, an Alternate Address, a Neighbor Discovery
+// Option and a Random Port trailer.
+func appendTrailers(b []byte) []byte {
+	b = AppendNonceTrailer(b, [TrailerNonceLen]byte{1, 2, 3, 4})
+	b, _ = AppendAlternateAddressTrailer(b, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:40000")})
+	return AppendRandomPortTrailer(AppendDiscoveryTrailer(b, DiscoverySolicitation), 4001)
 }

@@ -52,11 +52,11 @@ func app() *cli.App {
 					&cli.StringFlag{Name: "nat2", Value: lab.PortRestricted.String(), Usage: "behaviour of nat2"},
 				},
 				Action: func(c *cli.Context) error {
-					m1, err := lab.ParseNATMode(c.String("nat1"))
+					m1, err := parseMode(c.String("nat1"))
 					if err != nil {
 						return err
 					}
-					m2, err := lab.ParseNATMode(c.String("nat2"))
+					m2, err := parseMode(c.String("nat2"))
 					if err != nil {
 						return err
 					}
@@ -84,13 +84,13 @@ func app() *cli.App {
 			{
 				Name:      "nat",
 				Usage:     "switch a NAT box's behaviour",
-				ArgsUsage: "nat1|nat2 full-cone|address-restricted|port-restricted|symmetric",
+				ArgsUsage: "nat1|nat2 full-cone|address-restricted|port-restricted|symmetric|symmetric-port-preserving|symmetric-sequential",
 				Flags:     []cli.Flag{prefix},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 2 {
 						return fmt.Errorf("nat: want a NAT box and a mode")
 					}
-					mode, err := lab.ParseNATMode(c.Args().Get(1))
+					mode, err := parseMode(c.Args().Get(1))
 					if err != nil {
 						return err
 					}
@@ -148,4 +148,14 @@ func printPlan(w io.Writer, l *lab.Lab) {
 		}
 		fmt.Fprintf(w, "%-8s netns %-16s %s%s\n", h.Name, h.Netns, strings.Join(addrs, " "), extra)
 	}
+}
+
+// parseMode reads a NAT mode, refusing symmetric-upnp: its UPnP gateway
+// lives in the process that set the mode, and labctl exits at once.
+func parseMode(s string) (lab.NATMode, error) {
+	m, err := lab.ParseNATMode(s)
+	if err == nil && m == lab.SymmetricUPnP {
+		return 0, fmt.Errorf("%s needs its UPnP gateway running in the process that set it: use it from a test or the demo", m)
+	}
+	return m, err
 }
