@@ -90,11 +90,13 @@ func steerProgram(addrs []netip.Addr, port uint16, maxFrame int, xskMap int, mis
 		// r5 = UDP destination port (bytes 36-37); not ours: pass.
 		asm.LoadMem(asm.R5, asm.R2, ethHeaderLen+ipv4MinHeader+2, asm.Half),
 		asm.JNE.Imm32(asm.R5, u16(byte(port>>8), byte(port)), pass),
-		// r4 = frame length = r3 - r2; longer than a UMEM frame holds:
-		// pass (the kernel delivers it to the Conn's UDP socket).
-		asm.Mov.Reg(asm.R4, asm.R3),
-		asm.Sub.Reg(asm.R4, asm.R2),
-		asm.JGT.Imm(asm.R4, int32(maxFrame), pass),
+		// r4 = r2 + maxFrame; if r4 < r3 the frame is longer than a UMEM
+		// frame holds: pass (the kernel delivers it to the Conn's UDP
+		// socket). Comparing packet pointers, not subtracting them,
+		// which the verifier allows only with CAP_PERFMON.
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, int32(maxFrame)),
+		asm.JLT.Reg(asm.R4, asm.R3, pass),
 		// r5 = IPv4 destination address (bytes 30-33).
 		asm.LoadMem(asm.R5, asm.R2, ethHeaderLen+16, asm.Word),
 	}
