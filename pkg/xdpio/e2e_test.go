@@ -330,3 +330,58 @@ func TestCloseDetaches(t *testing.T) {
 		}
 	}
 }
+
+// TestAllocs: once a peer's next hop is known, reading a batch and echoing
+// it through the rings allocates nothing.
+func TestAllocs(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	g := attachServer(t, l, Config{HopTTL: time.Minute})
+	c := g.Conns()[0]
+	pub, err := l.Host(lab.Pub).ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		payload := make([]byte, 100)
+		dsts := serverDsts(l)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pub.WriteToUDPAddrPort(payload, dsts[i%2])
+			if i%16 == 15 {
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
+	}()
+	defer func() { close(stop); <-sent }()
+	msgs := make([]Message, MaxBatch)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 2048)
+	}
+	echoOnce := func() {
+		n, err := c.ReadBatch(msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteBatch(msgs[:n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().TXFrames < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no echo through the TX ring: %+v", c.Stats())
+		}
+		echoOnce()
+	}
+	if allocs := testing.AllocsPerRun(200, echoOnce); allocs != 0 {
+		t.Errorf("ReadBatch + WriteBatch: %v allocations per batch, want 0", allocs)
+	}
+}

@@ -3,6 +3,7 @@ package xdpio
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -267,4 +268,24 @@ func FuzzParseFrame(f *testing.F) {
 			t.Fatalf("rebuilt frame parses to %v %v %v", why, again.src, again.dst)
 		}
 	})
+}
+
+// BenchmarkBuildFrame: the cost of the UDP checksum on a sent frame, for
+// payloads the size of a router advertisement and of a full frame.
+func BenchmarkBuildFrame(b *testing.B) {
+	for _, size := range []int{100, 1400} {
+		for _, sum := range []bool{false, true} {
+			name := fmt.Sprintf("payload=%d/udp_checksum=%v", size, sum)
+			b.Run(name, func(b *testing.B) {
+				payload := make([]byte, size)
+				f := make([]byte, 2048)
+				h := testHdr
+				h.udpChecksum = sum
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					buildFrame(f, &h, testSrc, testDst, payload)
+				}
+			})
+		}
+	}
 }

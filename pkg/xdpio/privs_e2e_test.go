@@ -48,6 +48,8 @@ type childReport struct {
 	Caps  string
 	// RingReads and TXFrames count datagrams through the rings, at close.
 	RingReads, TXFrames uint64
+	// ReadCalls, Reads and Kicks describe the batches (micro-measure).
+	ReadCalls, Reads, Kicks uint64
 }
 
 func report(r childReport) {
@@ -58,6 +60,9 @@ func runChild(mode string) int {
 	var addrs []netip.Addr
 	for _, s := range strings.Split(os.Getenv(childAddrsEnv), ",") {
 		addrs = append(addrs, netip.MustParseAddr(s))
+	}
+	if strings.HasPrefix(mode, "echo-") {
+		return runEchoChild(mode, addrs)
 	}
 	// Pinned memory is charged to RLIMIT_MEMLOCK unless CAP_IPC_LOCK:
 	// a limit below one UMEM makes that capability's part visible.
@@ -120,7 +125,7 @@ func runChild(mode string) int {
 // startChild runs the test binary as a child in the server's namespace,
 // under prefix (a command such as setpriv and its options), and returns
 // its reports as they come.
-func startChild(t *testing.T, l *lab.Lab, mode string, prefix ...string) (*exec.Cmd, io.WriteCloser, <-chan childReport) {
+func startChild(t testing.TB, l *lab.Lab, mode string, prefix ...string) (*exec.Cmd, io.WriteCloser, <-chan childReport) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -165,7 +170,7 @@ func startChild(t *testing.T, l *lab.Lab, mode string, prefix ...string) (*exec.
 	return cmd, stdin, out
 }
 
-func nextReport(t *testing.T, ch <-chan childReport, stage string) childReport {
+func nextReport(t testing.TB, ch <-chan childReport, stage string) childReport {
 	t.Helper()
 	select {
 	case r, ok := <-ch:
