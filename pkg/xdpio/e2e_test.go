@@ -55,24 +55,8 @@ func echo(t testing.TB, g *Group, bufSize int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			msgs := make([]Message, MaxBatch)
-			for i := range msgs {
-				msgs[i].Buf = make([]byte, bufSize)
-			}
-			for {
-				n, err := c.ReadBatch(msgs)
-				if err != nil {
-					if !errors.Is(err, net.ErrClosed) {
-						t.Errorf("ReadBatch: %v", err)
-					}
-					return
-				}
-				if _, err := c.WriteBatch(msgs[:n]); err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return
-					}
-					t.Errorf("WriteBatch: %v", err)
-				}
+			if err := serveEcho(c, bufSize); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("echo: %v", err)
 			}
 		}()
 	}
@@ -80,6 +64,23 @@ func echo(t testing.TB, g *Group, bufSize int) {
 		g.Close()
 		wg.Wait()
 	})
+}
+
+// serveEcho echoes what c reads until an error, which it returns.
+func serveEcho(c *Conn, bufSize int) error {
+	msgs := make([]Message, MaxBatch)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, bufSize)
+	}
+	for {
+		n, err := c.ReadBatch(msgs)
+		if err != nil {
+			return err
+		}
+		if _, err := c.WriteBatch(msgs[:n]); errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	}
 }
 
 // exchange sends count datagrams of size bytes from c to each of dsts,

@@ -212,29 +212,10 @@ func checksum(initial uint64, b []byte) uint16 {
 		sum, carry = bits.Add64(sum, binary.BigEndian.Uint64(b), carry)
 		b = b[8:]
 	}
-	var tail uint64
-	switch len(b) {
-	case 7:
-		tail |= uint64(b[6]) << 8
-		fallthrough
-	case 6:
-		tail |= uint64(b[5]) << 16
-		fallthrough
-	case 5:
-		tail |= uint64(b[4]) << 24
-		fallthrough
-	case 4:
-		tail |= uint64(b[3]) << 32
-		fallthrough
-	case 3:
-		tail |= uint64(b[2]) << 40
-		fallthrough
-	case 2:
-		tail |= uint64(b[1]) << 48
-		fallthrough
-	case 1:
-		tail |= uint64(b[0]) << 56
-	}
+	// The last 0 to 7 bytes, zero-padded to a big-endian word.
+	var last [8]byte
+	copy(last[:], b)
+	tail := binary.BigEndian.Uint64(last[:])
 	sum, carry = bits.Add64(sum, tail, carry)
 	sum, carry = bits.Add64(sum, 0, carry)
 	sum += carry // carry is 1 only if sum wrapped to 0: no overflow

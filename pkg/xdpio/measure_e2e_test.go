@@ -39,19 +39,7 @@ func runEchoChild(mode string, addrs []netip.Addr) int {
 			return 0
 		}
 		for _, c := range g.Conns() {
-			loops = append(loops, func() {
-				msgs := make([]Message, MaxBatch)
-				for i := range msgs {
-					msgs[i].Buf = make([]byte, 2048)
-				}
-				for {
-					n, err := c.ReadBatch(msgs)
-					if err != nil {
-						return
-					}
-					c.WriteBatch(msgs[:n])
-				}
-			})
+			loops = append(loops, func() { serveEcho(c, 2048) })
 		}
 	case "echo-udpio":
 		for _, a := range addrs {

@@ -93,19 +93,7 @@ func runChild(mode string) int {
 	// Serve until the parent closes stdin.
 	done := make(chan struct{})
 	for _, c := range g.Conns() {
-		go func() {
-			msgs := make([]Message, MaxBatch)
-			for i := range msgs {
-				msgs[i].Buf = make([]byte, 2048)
-			}
-			for {
-				n, err := c.ReadBatch(msgs)
-				if err != nil {
-					return
-				}
-				c.WriteBatch(msgs[:n])
-			}
-		}()
+		go serveEcho(c, 2048)
 	}
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
