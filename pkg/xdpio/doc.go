@@ -103,17 +103,26 @@
 // # Measured
 //
 // BenchmarkEcho (measure_e2e_test.go; 2026-12, the lab on a 2-vCPU VM
-// shared with other work, load average about 7): a child process echoes
+// shared with other work, load average 5 to 7): a child process echoes
 // 100-byte datagrams sent to both server addresses by 4 client sockets in
 // pub, 64 in flight each, through xdpio or through one udpio socket per
-// address; three runs each. Server CPU per echoed datagram: 4.2–5.8 µs
-// through xdpio, 9.7–11.6 µs through udpio, about half. Datagrams per
-// second: 49k–104k against 47k–89k, but the machine was saturated by the
-// load generator and the lab's bridge, not by the server, so only the CPU
-// figure says something about this package. Both CPU figures include the
-// softirq work the kernel charges to a sender on veth (the peer's receive
-// path runs in the sender's context). Reads averaged 5 to 18 datagrams a
-// batch, and each sent batch costs one sendto kick.
+// address; two sets of three runs each.
+//
+//	                         xdpio          udpio
+//	server process CPU       4.2–5.8 µs     9.7–11.7 µs   per datagram
+//	whole machine CPU        27–41 µs       21–43 µs      per datagram
+//	datagrams per second     49k–72k        47k–89k
+//
+// The server process spends half the CPU per datagram, but the machine as a
+// whole does not: on veth with the program attached, every received frame
+// goes through veth's NAPI ring (and is copied into a page when the socket
+// buffer lacks XDP headroom) before the copy into the UMEM, and that softirq
+// work is not charged to the server; copy-mode transmit still builds a
+// socket buffer per frame. The load generator and the lab's bridge take
+// most of the machine in both cases, and the other work on the VM moves
+// the figures by 2× between runs. Reads averaged 5 to 18 datagrams a
+// batch; each sent batch costs one sendto kick. Gains beyond this need a
+// NIC driver with native XDP and zero-copy sockets, which the lab lacks.
 //
 // The UDP checksum costs about 20 ns for a 100-byte payload and 250 ns for
 // 1400 bytes (BenchmarkBuildFrame), under 1 % of the server's cost for a

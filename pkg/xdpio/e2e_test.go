@@ -386,3 +386,56 @@ func TestAllocs(t *testing.T) {
 		t.Errorf("ReadBatch + WriteBatch: %v allocations per batch, want 0", allocs)
 	}
 }
+
+// TestAttachErrors: Attach fails with a reason the server can log in one
+// line, and leaves nothing behind; a Group already attached keeps working.
+func TestAttachErrors(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	srv := l.Host(lab.Server)
+	try := func(cfg Config) error {
+		var err error
+		if e := srv.Do(func() error {
+			g, err := Attach(cfg)
+			if err == nil {
+				g.Close()
+			}
+			return err
+		}); e != nil {
+			err = e
+		}
+		return err
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no such interface", Config{Interface: "nope0", Addrs: srv.IPv4s()}, `interface "nope0"`},
+		{"address not on the interface", Config{Interface: srv.Ifname, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.99")}}, "is not an address of"},
+		{"IPv6 address", Config{Interface: srv.Ifname, Addrs: []netip.Addr{srv.IPv6()}}, ErrNotIPv4.Error()},
+		{"frames not a power of two", Config{Interface: srv.Ifname, Addrs: srv.IPv4s(), Frames: 1000}, "power of two"},
+	}
+	for _, tc := range cases {
+		err := try(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Attach error %v, want one with %q", tc.name, err, tc.want)
+		}
+	}
+	if out := xdpAttached(t, l); out != "" {
+		t.Fatalf("failed Attach left a program:\n%s", out)
+	}
+
+	g := attachServer(t, l, Config{})
+	echo(t, g, 2048)
+	err := try(Config{Interface: srv.Ifname, Addrs: srv.IPv4s()})
+	if err == nil || !strings.Contains(err.Error(), "attach XDP program") {
+		t.Fatalf("second Attach on the same interface: %v, want an attach error", err)
+	}
+	t.Logf("second Attach: %v", err)
+	c, err := l.Host(lab.Pub).ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(t, c, serverDsts(l), 20, 100)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -163,8 +164,25 @@ func attach(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, Mode, error)
 }
 
 // openQueue opens the AF_XDP socket of one queue, in zero-copy mode if
-// asked and the driver allows it, else in copy mode.
+// asked and the driver allows it, else in copy mode. The kernel lets go of
+// a closed socket's queue asynchronously (its UMEM is released by a work
+// item), so a bind right after another Group closed, or a restart, may find
+// the queue busy: that is retried for up to bindRetry.
 func openQueue(ifindex, queue, frames int, zeroCopy bool) (*xsk, error) {
+	deadline := time.Now().Add(bindRetry)
+	for {
+		x, err := openQueueOnce(ifindex, queue, frames, zeroCopy)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return x, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// bindRetry bounds how long openQueue waits for a busy queue.
+const bindRetry = time.Second
+
+func openQueueOnce(ifindex, queue, frames int, zeroCopy bool) (*xsk, error) {
 	cfg := xskConfig{ifindex: ifindex, queue: queue, frames: frames, zeroCopy: zeroCopy}
 	if zeroCopy {
 		if x, err := openXSK(cfg); err == nil {

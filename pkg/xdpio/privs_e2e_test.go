@@ -180,6 +180,9 @@ func nextReport(t testing.TB, ch <-chan childReport, stage string) childReport {
 // an error that says which step failed.
 func TestCapabilities(t *testing.T) {
 	l := lab.New(t, lab.Options{})
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv(1) (util-linux) not found")
+	}
 	need := []string{"net_admin", "bpf", "net_raw", "ipc_lock"}
 	bounding := func(caps []string) string {
 		s := "-all"
