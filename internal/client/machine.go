@@ -27,8 +27,9 @@ import (
 // solicits the primary address right away, keeping its address until the
 // answer; any other phase goes back to Resolving without the back-off.
 //
-// Where it differs from Miredo 1.2.6 (../shared/reference/teredo.md §1.7):
-// after qualifying it also probes the NAT (a cone solicitation answered from
+// Where it differs from Miredo 1.2.6, whose client solicits the primary
+// address only, refreshes every 30 s whatever it hears, and waits a fixed
+// 100 s after losing its server: after qualifying it also probes the NAT (a cone solicitation answered from
 // the secondary address, then a solicitation to the secondary address whose
 // mapping is compared with the primary's) and reports cone, restricted or
 // symmetric; refreshes are randomised and skipped while the server talks to

@@ -94,7 +94,8 @@ type Out struct {
 	outBuffers
 }
 
-// The Engine's methods (implemented in engine.go):
+// The Engine's methods (engine.go; FromTunnel in send.go, FromUDP in
+// receive.go):
 //
 //	New(cfg Config) *Engine
 //	(*Engine).SetSelf(s Self)                                 // client: after (re)qualification; a new address resets the peer table
@@ -105,4 +106,6 @@ type Out struct {
 //	(*Out).Reset()                                            // after the batch was sent: recycles Out's buffers
 //
 // FromTunnel and FromUDP may run at the same time on different goroutines
-// (one per direction), each with its own Out; Tick runs on either.
+// (one per direction), each with its own Out; Tick runs on a third, with
+// its own Out too (the relay's timer loop, the client's maintenance
+// goroutine).

@@ -91,7 +91,7 @@ type selfState struct {
 
 // Engine is the Teredo data path of one client or relay. Its methods are
 // safe for concurrent use: FromTunnel and FromUDP run on one goroutine each,
-// Tick on either, Stats and SetSelf anywhere.
+// Tick on a third (each with its own Out), Stats and SetSelf anywhere.
 type Engine struct {
 	cfg    Config
 	start  time.Time

