@@ -5,7 +5,9 @@
 # service during the install, and any instance that starts anyway is stopped.
 set -euo pipefail
 
-pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack)
+pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack
+  # the packaging tests: lint, rpm listing, man page rendering, unit checks
+  lintian rpm groff-base man-db systemd)
 
 missing=()
 for p in "${pkgs[@]}"; do
