@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Build, test and install the three Teredo daemons.
 #
 #   make check    the README's test command: install test deps, build, lint, test

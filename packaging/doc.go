@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package packaging holds no code: the directory carries what installs the
 // daemons (systemd units in systemd/, man pages in man/, sample
 // configurations in conf/, the nfpm configuration and maintainer scripts

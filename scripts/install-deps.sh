@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages the tests and the demo need. Debian's miredo and
 # miredo-server are the reference peers for interop tests: their services must
 # never start in the root namespace, so a policy-rc.d forbids starting any

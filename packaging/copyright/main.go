@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command copyright writes the Debian copyright file of a package
 // (/usr/share/doc/PACKAGE/copyright, machine-readable format 1.0) from the
 // binaries it ships. The binaries are statically linked Go programs, so

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package man holds the manual pages (the roff sources beside this file,
 // installed by `make install` and the packages) and reads them back for
 // the tests that keep them in step with the code: every flag a binary
