@@ -43,9 +43,12 @@ FORCE:
 # The README's test command on a fresh Debian machine with Go (as root).
 check: deps build lint test
 
+# Also builds nfpm, the packaging tool (over a minute the first time), so
+# that the package test does not.
 deps:
 	./scripts/install-deps.sh
 	$(GO) mod download
+	$(GO) tool nfpm --version >/dev/null
 
 # Everything CI tests. e2e tests are built in with the e2e tag and run
 # when root (CI is root); without root they skip and say why.
