@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Build, test and install the three Teredo daemons.
 #
 #   make check    the README's test command: install test deps, build, lint, test
@@ -6,13 +7,19 @@
 #   make lint     gofmt, go vet, staticcheck
 #   make fuzz     each fuzz target for FUZZTIME (bounded)
 #   make demo     a whole Teredo network in namespaces (needs root)
-#   make install  PREFIX=/usr/local DESTDIR=
+#   make install  PREFIX=/usr/local DESTDIR= (binaries and man pages)
+#   make package  .deb and .rpm of each role in dist/ (nfpm)
 
 GO        ?= go
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SBINDIR   ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
+MANDIR    ?= $(PREFIX)/share/man
+# The user the installed units run the daemons as (--user); the packages
+# create it.
+DAEMON_USER ?= miredo
+DIST      ?= dist
 FUZZTIME  ?= 10s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BINARIES  := miredo-client miredo-relay miredo-server
@@ -21,7 +28,7 @@ TESTFLAGS ?=
 
 export CGO_ENABLED := 0
 
-.PHONY: all build check deps test unit lint fuzz demo install clean
+.PHONY: all build check deps test unit lint fuzz demo install package clean
 
 all: build
 
@@ -36,9 +43,12 @@ FORCE:
 # The README's test command on a fresh Debian machine with Go (as root).
 check: deps build lint test
 
+# Also builds nfpm, the packaging tool (over a minute the first time), so
+# that the package test does not.
 deps:
 	./scripts/install-deps.sh
 	$(GO) mod download
+	$(GO) tool nfpm --version >/dev/null
 
 # Everything CI tests. e2e tests are built in with the e2e tag and run
 # when root (CI is root); without root they skip and say why.
@@ -69,9 +79,21 @@ fuzz:
 demo: deps build
 	./scripts/demo.sh
 
+# The relay reads miredo.conf(5)'s format from its own file; its copy of
+# the page is named after that file, so that a relay host (which may have
+# Miredo's own miredo.conf(5)) has it too.
 install: build
-	install -d $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(addprefix bin/,$(BINARIES)) $(DESTDIR)$(SBINDIR)/
+	install -m 0644 packaging/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 packaging/man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	sed 's/^\.TH MIREDO\.CONF /.TH MIREDO-RELAY.CONF /' packaging/man/miredo.conf.5 > $(DESTDIR)$(MANDIR)/man5/miredo-relay.conf.5
+	chmod 0644 $(DESTDIR)$(MANDIR)/man5/miredo-relay.conf.5
+
+# miredo-go-{client,relay,server} .deb and .rpm in $(DIST), built with nfpm
+# (packaging/package.sh; PKG_VERSION defaults to one from git describe).
+package: build
+	GO='$(GO)' MAKE='$(MAKE)' DIST='$(DIST)' PKG_VERSION='$(PKG_VERSION)' PKG_STAGE='$(PKG_STAGE)' ./packaging/package.sh
 
 # Our miredo-server against Debian's 1.2.6 in a namespace lab (needs root);
 # BENCHFLAGS go to serverbench, e.g. BENCHFLAGS='-rounds 3'.
@@ -86,18 +108,19 @@ bench-server:
 bench-relay:
 	./scripts/bench-relay.sh $(BENCHFLAGS)
 
-# systemd units for the three daemons, with this install's SBINDIR and
-# SYSCONFDIR filled in, into $(DESTDIR)$(UNITDIR) (default
+# systemd units for the three daemons, with this install's SBINDIR,
+# SYSCONFDIR and DAEMON_USER filled in, into $(DESTDIR)$(UNITDIR) (default
 # $(PREFIX)/lib/systemd/system). Nothing is enabled or started.
 .PHONY: install-units
 install-units:
 	@set -e; dir='$(DESTDIR)$(or $(UNITDIR),$(PREFIX)/lib/systemd/system)'; \
 	install -d "$$dir"; \
 	for b in $(BINARIES); do \
-	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/systemd/$$b.service.in > "$$dir/$$b.service"; \
+	  sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DAEMON_USER@|$(DAEMON_USER)|g' \
+	    packaging/systemd/$$b.service.in > "$$dir/$$b.service"; \
 	  chmod 0644 "$$dir/$$b.service"; \
 	  echo "installed $$dir/$$b.service"; \
 	done
 
 clean:
-	rm -rf bin
+	rm -rf bin dist build

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package packaging
 
 import (
@@ -73,8 +75,12 @@ func TestUnitTemplates(t *testing.T) {
 	for _, r := range roles {
 		t.Run(r.binary, func(t *testing.T) {
 			u := parseUnit(t, filepath.Join("systemd", r.binary+".service.in"))
-			if got, want := u.get("Service", "ExecStart"), "@SBINDIR@/"+r.binary+" --config @SYSCONFDIR@/miredo/"+r.config; got != want {
+			if got, want := u.get("Service", "ExecStart"), "@SBINDIR@/"+r.binary+" --config @SYSCONFDIR@/miredo/"+r.config+" --user @DAEMON_USER@"; got != want {
 				t.Errorf("ExecStart=%s, want %s", got, want)
+			}
+			// The pages each package ships: its binary's and its file's.
+			if got, want := u.get("Unit", "Documentation"), "man:"+r.binary+"(8) man:"+r.config+"(5)"; got != want {
+				t.Errorf("Documentation=%s, want %s", got, want)
 			}
 			fixed := map[string]string{
 				"Type": "simple", "Restart": "on-failure", "RestartSec": "5", "RestartPreventExitStatus": "2",
@@ -159,7 +165,7 @@ func TestInstallUnits(t *testing.T) {
 			t.Errorf("%s: placeholder %s left", path, m)
 		}
 		u := parseUnit(t, path)
-		if got, want := u.get("Service", "ExecStart"), filepath.Join(sbin, r.binary)+" --config /etc/miredo/"+r.config; got != want {
+		if got, want := u.get("Service", "ExecStart"), filepath.Join(sbin, r.binary)+" --config /etc/miredo/"+r.config+" --user miredo"; got != want {
 			t.Errorf("%s: ExecStart=%s, want %s", path, got, want)
 		}
 		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {

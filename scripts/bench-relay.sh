@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Teredo throughput through a relay, ours against Debian's Miredo 1.2.6 in
 # the same run: iperf3 between a client behind a port-restricted NAT and a
 # native IPv6 host, for Miredo client + relay, ours + ours, Miredo's client

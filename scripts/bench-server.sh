@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Compares our miredo-server with Debian's miredo-server 1.2.6 in a network
 # namespace lab: answered router solicitations per second, loss, and server
 # CPU seconds per million answers, with the ratios ours/Miredo. Needs root,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The demo: a whole Teredo network in network namespaces (our server, relay
 # and a client behind a NAT, plus a native IPv6 host), showing IPv6 reaching
 # the client. Needs root (network namespaces); `make demo` builds bin/ first.

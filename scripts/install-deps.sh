@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages the tests and the demo need. Debian's miredo and
 # miredo-server are the reference peers for interop tests: their services must
 # never start in the root namespace, so a policy-rc.d forbids starting any
 # service during the install, and any instance that starts anyway is stopped.
 set -euo pipefail
 
-pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack miniupnpc)
+pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack miniupnpc
+  # the packaging tests: lint, rpm listing, man page rendering, unit checks
+  lintian rpm groff-base man-db systemd)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command miredo-client is a Teredo client (RFC 4380 §5.2): behind a NAT it
 // qualifies with a Teredo server and brings up IPv6 on a tunnel interface.
 package main

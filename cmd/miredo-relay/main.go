@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command miredo-relay is a Teredo relay (RFC 4380 §5.4): a router between
 // native IPv6 and Teredo clients.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command miredo-server is a Teredo server (RFC 4380 §5.3): it answers router
 // solicitations on two consecutive IPv4 addresses and forwards bubbles.
 package main

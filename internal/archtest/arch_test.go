@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package archtest holds tests of the repository's shape: which binary may
 // link which role, and that every binary answers --help and --version.
 package archtest

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package client is the Teredo client role (RFC 4380 §5.2): qualification
 // with a Teredo server, address maintenance, the NAT probe and the
 // privileged helper, around the shared data path of package tunnel. Only

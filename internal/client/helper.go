@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package client
 
 // The privileged helper: a small process that keeps CAP_NET_ADMIN and

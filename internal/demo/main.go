@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command demo builds a whole Teredo network in network namespaces with our
 // three daemons (server, relay, a client behind a NAT) and a native IPv6
 // host, shows the client's Teredo address decoded, pings the native host

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 //go:build e2e
 
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package fakeio has the Teredo socket and the tunnel device as
 // programmable fakes, for tests of the daemons' loops: reads do what a test
 // says (by default they block until Close, as a quiet socket does), writes

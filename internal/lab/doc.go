@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package lab builds a small Internet out of network namespaces for
 // end-to-end tests and the demo, and tears it down afterwards.
 //

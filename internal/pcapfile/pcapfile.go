@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package pcapfile reads and writes classic libpcap capture files, and picks
 // the UDP datagrams out of them. Tests use it to take real Miredo traffic as
 // vectors and to hand our packets to tshark; it is not for production paths.

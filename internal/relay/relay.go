@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package relay is the Teredo relay role (RFC 4380 §5.4): the static tunnel, the
 // route for the Teredo prefix and the relay policy. Only cmd/miredo-relay
 // imports it.

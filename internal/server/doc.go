@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package server is the Teredo server role (RFC 4380 §5.3): router
 // solicitations answered on two consecutive IPv4 addresses, bubbles and
 // connectivity tests forwarded, nothing else. Only cmd/miredo-server imports

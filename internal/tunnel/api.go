@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package tunnel is the Teredo data path shared by the client and the relay
 // (never the server): the peer table with its trust state and per-peer
 // queues, the bubble and direct-connectivity-test budgets, and the rules of

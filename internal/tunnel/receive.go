@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package tunnel
 
 // Teredo -> host: one UDP datagram from the Teredo socket, per RFC 4380

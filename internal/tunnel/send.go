@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package tunnel
 
 // Host -> Teredo: one IPv6 packet the host routed into the tunnel, per

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package wirecheck hands packets to Wireshark's dissectors (tshark), an
 // implementation we did not write, and returns the fields it decodes, so
 // tests can check that what we put on the wire means what we meant.

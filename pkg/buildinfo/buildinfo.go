@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package buildinfo holds the version stamped into the binaries at link time.
 //
 // The Makefile sets Version with

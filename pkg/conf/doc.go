@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package conf reads Miredo 1.2.6's configuration files, miredo.conf and
 // miredo-server.conf, unchanged, so our daemons are a drop-in replacement,
 // and refuses a bad file at start with "file:line: reason".

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package daemon holds the plumbing the three daemons share: the command-line
 // frame (help, version, exit codes) and logging setup. It carries no role logic.
 package daemon

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package dropprivs gives up root once a daemon has opened what needs it
 // (sockets, the tunnel device): an optional chroot, a switch to an
 // unprivileged user, and a capability set trimmed to what the caller names.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package loop is the skeleton every daemon's data path runs on: read loops
 // that ride out a transient error and give up on a descriptor that fails
 // for good, a ticker, and a group that starts them, stops them together and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 package netcfg
 
 // Device is a layer-3 tunnel interface that moves whole IPv6 packets, several

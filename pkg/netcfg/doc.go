@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package netcfg owns the Teredo tunnel interface: the TUN device that the
 // data path reads and writes, and the netlink calls that give the interface
 // its MTU, state, addresses and routes.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package proto reads and writes Teredo packets (RFC 4380 §4, §5.1.1, §5.2,
 // updated by RFC 5991 and RFC 6081) byte for byte as Miredo 1.2.6 and Windows
 // put them on the wire.

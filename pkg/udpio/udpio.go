@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package udpio moves IPv4 UDP datagrams in batches. It is the one place in
 // the tree that knows recvmmsg/sendmmsg, socket options and SO_REUSEPORT; the
 // Teredo server, relay and client all send and receive through a [Conn].

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package xdpio moves the UDP datagrams of one port on a few local IPv4
 // addresses through AF_XDP sockets instead of the kernel's UDP stack, behind
 // the batch-shaped interface of pkg/udpio: ReadBatch and WriteBatch over

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 //go:build e2e && linux
 
 package xdpio

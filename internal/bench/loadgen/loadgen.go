@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package loadgen measures a Teredo server's capacity: it sends router
 // solicitations from many UDP sockets to one server and counts the valid
 // router advertisements that come back.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package proccpu reads CPU time from /proc: of a process and all its
 // descendants (a daemon that forks a worker, as Miredo does, is charged for
 // the worker too), of this process, and of the whole machine.

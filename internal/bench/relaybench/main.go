@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command relaybench measures Teredo throughput through a relay in a
 // namespace lab, ours against Debian's Miredo 1.2.6 in the same run.
 //

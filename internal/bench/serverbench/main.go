@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command serverbench compares Teredo servers' capacity in a namespace lab:
 // our miredo-server (as built, with --no-batch, and with --sockets 1, so that
 // each optimisation shows) and Debian's miredo-server 1.2.6, one after the

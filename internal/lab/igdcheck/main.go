@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command igdcheck drives a UPnP Internet Gateway Device with
 // github.com/huin/goupnp, the UPnP library the Teredo client is to use, so
 // that the lab's gateway is held to it as well as to Debian's upnpc. Lab e2e

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Command labctl builds, changes and removes the lab's namespace Internet by
 // hand, for the demo and for poking at a failing test's topology:
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // Package refmiredo runs Debian's Miredo 1.2.6 in a lab host, in any role, as
 // the reference every role of ours is compared against.
 //
