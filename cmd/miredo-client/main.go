@@ -6,6 +6,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -43,6 +44,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "accepted for Miredo compatibility; the client always runs in the foreground"},
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		daemon.LogLevelFlag,
+		daemon.CheckConfigFlag,
 		&cli.BoolFlag{Name: client.HelperFlag, Hidden: true},
 		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
@@ -63,19 +65,23 @@ type settings struct {
 // configure reads the configuration file and merges the command line over
 // it: a flag given wins over the file, the file over the flag's default.
 func configure(c *cli.Context) (settings, error) {
-	var s settings
+	var (
+		s   settings
+		bad daemon.Problems
+	)
 	if c.NArg() > 1 {
-		return s, daemon.Usagef("at most one server name may be given")
+		bad.Add(errors.New("at most one server name may be given"))
 	}
 	ld, err := daemon.Load(c, conf.ClientSchema)
 	if err != nil {
-		return s, err
+		bad.Add(err)
+		return s, bad.Err()
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
 	if file.RelayType != conf.ModeClient {
-		return s, &daemon.UsageError{Err: file.ErrorAt(conf.RelayType,
-			errors.New("this is a relay configuration: run miredo-relay for it; miredo-client takes client or autoclient"))}
+		bad.Add(file.ErrorAt(conf.RelayType,
+			errors.New("this is a relay configuration: run miredo-relay for it; miredo-client takes client or autoclient")))
 	}
 	cfg := client.Config{
 		Server:      file.ServerAddress,
@@ -100,14 +106,14 @@ func configure(c *cli.Context) (settings, error) {
 	// As in Miredo, a server named on the command line replaces the file's;
 	// the file's secondary address then no longer applies.
 	server := c.String("server")
-	if c.NArg() == 1 {
-		if server != "" {
-			return s, daemon.Usagef("give the server either as an argument or with --server, not both")
-		}
+	switch {
+	case c.NArg() == 1 && server != "":
+		bad.Add(errors.New("give the server either as an argument or with --server, not both"))
+	case c.NArg() == 1:
 		server = c.Args().First()
 		m.Replaced(conf.ServerAddress, "the server argument", server, server)
 		m.Replaced(conf.ServerAddress2, "the server argument", server, "")
-	} else if m.Given("server", conf.ServerAddress, server) {
+	case m.Given("server", conf.ServerAddress, server):
 		m.Replaced(conf.ServerAddress2, "--server", server, "")
 	}
 	if server != "" {
@@ -116,7 +122,7 @@ func configure(c *cli.Context) (settings, error) {
 		for _, d := range []conf.Directive{conf.ServerAddress, conf.ServerAddress2} {
 			if v := file.Raw(d); file.IsSet(d) && v != "" {
 				if err := client.CheckServerName(v); err != nil {
-					return s, &daemon.UsageError{Err: file.ErrorAt(d, err)}
+					bad.Add(file.ErrorAt(d, err))
 				}
 			}
 		}
@@ -127,25 +133,26 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	if a := c.String("bind-address"); a != "" {
 		if cfg.BindAddress, err = netip.ParseAddr(a); err != nil {
-			return s, daemon.Usagef("--bind-address: %w", err)
+			bad.Add(fmt.Errorf("--bind-address: %w", err))
+		} else {
+			m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
 		}
-		m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
 	}
 	if c.IsSet("bind-port") {
-		p := c.Uint("bind-port")
-		if p > 65535 {
-			return s, daemon.Usagef("--bind-port %d: out of range", p)
+		if p := c.Uint("bind-port"); p > 65535 {
+			bad.Add(fmt.Errorf("--bind-port %d: out of range", p))
+		} else {
+			cfg.BindPort = uint16(p)
+			m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
 		}
-		cfg.BindPort = uint16(p)
-		m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
 	}
-	if s.cfg, err = cfg.Check(); err != nil {
-		if errors.Is(err, client.ErrNoServer) && file.Name != "" {
-			return s, daemon.Usagef("%s: ServerAddress not set and no server given: %w", file.Name, err)
+	if len(bad) == 0 {
+		if s.cfg, err = cfg.Check(); errors.Is(err, client.ErrNoServer) && file.Name != "" {
+			err = fmt.Errorf("%s: ServerAddress not set and no server given: %w", file.Name, err)
 		}
-		return s, &daemon.UsageError{Err: err}
+		bad.Add(err)
 	}
-	return s, nil
+	return s, bad.Err()
 }
 
 func run(c *cli.Context) error {
@@ -163,6 +170,9 @@ func run(c *cli.Context) error {
 	// starts; once it runs, it re-qualifies on it (client.Run).
 	signal.Ignore(syscall.SIGHUP)
 	s, err := configure(c)
+	if c.Bool(daemon.CheckConfigFlag.Name) {
+		return daemon.ReportCheck(c, s.Loaded, err)
+	}
 	if err != nil {
 		return err
 	}

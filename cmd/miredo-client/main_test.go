@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/miredo-go/miredo/internal/clitest"
 	"github.com/miredo-go/miredo/pkg/daemon"
 )
 
@@ -142,4 +143,23 @@ func TestFlagsWinOverFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckConfig: --check-config reports every problem at once, one per
+// line with its place, and "ok" for a valid configuration.
+func TestCheckConfig(t *testing.T) {
+	clitest.CheckConfig(t, newApp, "miredo-client", []clitest.CheckCase{
+		{Name: "valid", Conf: "ServerAddress teredo.example.invalid\nInterfaceName teredo\n"},
+		{Name: "server from the command line", Conf: "InterfaceName teredo\n", Args: []string{"192.0.2.10"}},
+		{Name: "every file problem", Conf: "RelayType client\nServerAdress teredo.example.net\nBindPort 99999\nInterfaceName bad/name\n", Problems: []string{
+			"FILE:2: ", "FILE:3: BindPort \"99999\"", "FILE:4: InterfaceName \"bad/name\"",
+		}},
+		{Name: "relay file, bad flags", Conf: "RelayType cone\nServerAddress 10.1.2.3\n", Args: []string{"--bind-port", "70000", "a", "b"}, Problems: []string{
+			"at most one server name", "FILE:1: RelayType \"cone\"", "FILE:2: ServerAddress \"10.1.2.3\"", "--bind-port 70000",
+		}},
+		{Name: "flags only", Conf: "RelayType relay\n", Args: []string{"--bind-address", "x", "--server", "192.0.2.1", "teredo.example.net"}, Problems: []string{
+			"FILE:1: RelayType \"relay\"", "give the server either", "--bind-address",
+		}},
+		{Name: "no server", Conf: "InterfaceName teredo\n", Problems: []string{"FILE: ServerAddress not set"}},
+	})
 }

@@ -48,6 +48,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		daemon.LogLevelFlag,
+		daemon.CheckConfigFlag,
 	}
 	return daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
@@ -73,14 +74,18 @@ type settings struct {
 // configure reads the configuration file and merges the command line over
 // it: a flag given wins over the file, the file over the flag's default.
 func configure(c *cli.Context) (settings, error) {
-	var s settings
+	var (
+		s   settings
+		bad daemon.Problems
+	)
 	if c.Bool("cone") && c.Bool("restricted") {
-		return s, daemon.Usagef("--cone and --restricted exclude each other")
+		bad.Add(daemon.Usagef("--cone and --restricted exclude each other"))
 	}
 	path := c.String("config")
 	ld, err := daemon.Load(c, conf.RelaySchema)
 	if err != nil {
-		return s, err
+		bad.Add(err)
+		return s, bad.Err()
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
@@ -106,17 +111,18 @@ func configure(c *cli.Context) (settings, error) {
 	case m.Given("restricted", conf.RelayType, conf.ModeRestricted.String()):
 		cfg.Restricted = true
 	case file.RelayType == conf.ModeClient && file.IsSet(conf.RelayType):
-		return s, &daemon.UsageError{Err: file.ErrorAt(conf.RelayType, errClientConfig)}
+		bad.Add(file.ErrorAt(conf.RelayType, errClientConfig))
 	case file.Name != "" && fileExists(path) && !file.IsSet(conf.RelayType):
 		// Miredo's default RelayType is client: a file the relay
 		// reads must say it is for a relay, or the command line must.
-		return s, daemon.Usagef("%s: RelayType not set, which means client (set it, or give --cone or --restricted): %w", path, errClientConfig)
+		bad.Add(fmt.Errorf("%s: RelayType not set, which means client (set it, or give --cone or --restricted): %w", path, errClientConfig))
 	}
 	if pfx := c.String("prefix"); c.IsSet("prefix") || !file.IsSet(conf.Prefix) {
 		if cfg.Prefix, err = netip.ParseAddr(pfx); err != nil {
-			return s, daemon.Usagef("--prefix %q: %w", pfx, err)
+			bad.Add(fmt.Errorf("--prefix %q: %w", pfx, err))
+		} else {
+			m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 		}
-		m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 	}
 	if c.IsSet("interface") || !file.IsSet(conf.InterfaceName) {
 		cfg.Interface = c.String("interface")
@@ -128,22 +134,24 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	if a := c.String("bind-address"); a != "" {
 		if cfg.BindAddress, err = netip.ParseAddr(a); err != nil {
-			return s, daemon.Usagef("--bind-address %q: %w", a, err)
+			bad.Add(fmt.Errorf("--bind-address %q: %w", a, err))
+		} else {
+			m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
 		}
-		m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
 	}
 	if c.IsSet("bind-port") {
-		p := c.Uint("bind-port")
-		if p > 65535 {
-			return s, daemon.Usagef("--bind-port %d: out of range", p)
+		if p := c.Uint("bind-port"); p > 65535 {
+			bad.Add(fmt.Errorf("--bind-port %d: out of range", p))
+		} else {
+			cfg.BindPort = uint16(p)
+			m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
 		}
-		cfg.BindPort = uint16(p)
-		m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
 	}
-	if s.cfg, err = cfg.Check(); err != nil {
-		return s, &daemon.UsageError{Err: fmt.Errorf("configuration: %w", err)}
+	if len(bad) == 0 {
+		s.cfg, err = cfg.Check()
+		bad.Add(err)
 	}
-	return s, nil
+	return s, bad.Err()
 }
 
 // fileExists reports whether path names something (a file the parser could
@@ -163,6 +171,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	s, err := configure(c)
+	if c.Bool(daemon.CheckConfigFlag.Name) {
+		return daemon.ReportCheck(c, s.Loaded, err)
+	}
 	if err != nil {
 		return err
 	}

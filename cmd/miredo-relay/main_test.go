@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/miredo-go/miredo/internal/clitest"
 	"github.com/miredo-go/miredo/pkg/daemon"
 )
 
@@ -167,4 +168,20 @@ func configured(t *testing.T, args []string) settings {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	return s
+}
+
+// TestCheckConfig: --check-config reports every problem at once, one per
+// line with its place, and "ok" for a valid configuration.
+func TestCheckConfig(t *testing.T) {
+	clitest.CheckConfig(t, newApp, "miredo-relay", []clitest.CheckCase{
+		{Name: "valid", Conf: "RelayType cone\nInterfaceMTU 1400\n"},
+		{Name: "client file overridden", Conf: "RelayType client\n", Args: []string{"--cone"}},
+		{Name: "host name not looked up", Conf: "RelayType cone\nBindAddress relay.example.invalid\n"},
+		{Name: "every file problem", Conf: "RelayType cone\nPrefx 2001::\nInterfaceMTU 100\nBindPort 99999\n", Problems: []string{
+			"FILE:2: ", "FILE:3: InterfaceMTU \"100\"", "FILE:4: BindPort \"99999\"",
+		}},
+		{Name: "file and flags", Conf: "RelayType client\n", Args: []string{"--prefix", "x", "--bind-port", "70000"}, Problems: []string{
+			"FILE:1: RelayType \"client\"", "--prefix \"x\"", "--bind-port 70000: out of range",
+		}},
+	})
 }

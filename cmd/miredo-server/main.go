@@ -5,6 +5,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -37,6 +39,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.UintFlag{Name: "rate-limit", Value: 5000, Usage: "most datagrams sent to one IPv4 /24 per second and socket, against reflection of spoofed solicitations (0: no limit)"},
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
 		daemon.LogLevelFlag,
+		daemon.CheckConfigFlag,
 	}
 	return daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
 		"Answers Teredo router solicitations on the primary and secondary addresses (UDP 3544)\n"+
@@ -54,13 +57,17 @@ type settings struct {
 // configure reads the configuration file and merges the command line over
 // it: a flag given wins over the file, the file over the flag's default.
 func configure(c *cli.Context) (settings, error) {
-	var s settings
+	var (
+		s   settings
+		bad daemon.Problems
+	)
 	if c.NArg() > 1 {
-		return s, daemon.Usagef("at most one server address may be given")
+		bad.Add(errors.New("at most one server address may be given"))
 	}
 	ld, err := daemon.Load(c, conf.ServerSchema)
 	if err != nil {
-		return s, err
+		bad.Add(err)
+		return s, bad.Err()
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
@@ -81,13 +88,13 @@ func configure(c *cli.Context) (settings, error) {
 	primary, what := c.String("primary"), "--primary"
 	if c.NArg() == 1 {
 		if primary != "" {
-			return s, daemon.Usagef("give the primary address either as an argument or with --primary, not both")
+			bad.Add(errors.New("give the primary address either as an argument or with --primary, not both"))
 		}
 		primary, what = c.Args().First(), "the address argument"
 	}
 	if primary != "" {
 		if cfg.Primary, err = netip.ParseAddr(primary); err != nil {
-			return s, daemon.Usagef("primary address %q: %w", primary, err)
+			bad.Add(fmt.Errorf("primary address %q: %w", primary, err))
 		}
 		cfg.Secondary = netip.Addr{}
 		m.Replaced(conf.ServerBindAddress, what, primary, cfg.Primary.String())
@@ -95,24 +102,27 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	if a := c.String("secondary"); a != "" {
 		if cfg.Secondary, err = netip.ParseAddr(a); err != nil {
-			return s, daemon.Usagef("--secondary %q: %w", a, err)
+			bad.Add(fmt.Errorf("--secondary %q: %w", a, err))
+		} else {
+			m.Given("secondary", conf.ServerBindAddress2, cfg.Secondary.String())
 		}
-		m.Given("secondary", conf.ServerBindAddress2, cfg.Secondary.String())
 	}
 	if pfx := c.String("prefix"); c.IsSet("prefix") || !file.IsSet(conf.Prefix) {
 		if cfg.Prefix, err = netip.ParseAddr(pfx); err != nil {
-			return s, daemon.Usagef("--prefix %q: %w", pfx, err)
+			bad.Add(fmt.Errorf("--prefix %q: %w", pfx, err))
+		} else {
+			m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 		}
-		m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 	}
 	if c.IsSet("mtu") {
 		cfg.MTU = c.Int("mtu")
 		m.Given("mtu", conf.InterfaceMTU, strconv.Itoa(cfg.MTU))
 	}
-	if s.cfg, err = cfg.Check(); err != nil {
-		return s, &daemon.UsageError{Err: err}
+	if len(bad) == 0 {
+		s.cfg, err = cfg.Check()
+		bad.Add(err)
 	}
-	return s, nil
+	return s, bad.Err()
 }
 
 func run(c *cli.Context) error {
@@ -125,6 +135,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	s, err := configure(c)
+	if c.Bool(daemon.CheckConfigFlag.Name) {
+		return daemon.ReportCheck(c, s.Loaded, err)
+	}
 	if err != nil {
 		return err
 	}

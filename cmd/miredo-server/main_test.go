@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/miredo-go/miredo/internal/clitest"
 	"github.com/miredo-go/miredo/pkg/daemon"
 )
 
@@ -121,4 +122,19 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckConfig: --check-config reports every problem at once, one per
+// line with its place, and "ok" for a valid configuration.
+func TestCheckConfig(t *testing.T) {
+	clitest.CheckConfig(t, func() *cli.App { return appWith(run) }, "miredo-server", []clitest.CheckCase{
+		{Name: "valid", Conf: "ServerBindAddress 192.0.2.10\n"},
+		{Name: "host names not looked up", Conf: "ServerBindAddress a.example.invalid\nServerBindAddress2 b.example.invalid\n"},
+		{Name: "every file problem", Conf: "ServerBindAddress 10.0.0.1\nServerBindAdress 192.0.2.10\nInterfaceMTU 99\n", Problems: []string{
+			"FILE:1: ServerBindAddress \"10.0.0.1\"", "FILE:2: ", "FILE:3: InterfaceMTU \"99\"",
+		}},
+		{Name: "flags", Conf: "ServerBindAddress 192.0.2.10\n", Args: []string{"--secondary", "x", "--prefix", "y"}, Problems: []string{
+			"--secondary \"x\"", "--prefix \"y\"",
+		}},
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -114,6 +116,40 @@ func TestREADMEUsageLines(t *testing.T) {
 					t.Logf("%s: %s", p.Name, line)
 				}
 			}
+		}
+	}
+}
+
+// TestCheckConfigUnprivileged: each binary checks a configuration as an
+// unprivileged user, with no capability, DNS or interface; a host name is
+// not looked up (this machine has no resolver).
+func TestCheckConfigUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to switch to nobody")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // nobody must reach the files
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for role, conf := range map[string]string{
+		"client": "ServerAddress teredo.example.invalid\nInterfaceName teredo\n",
+		"relay":  "RelayType cone\nBindAddress relay.example.invalid\n",
+		"server": "ServerBindAddress server.example.invalid\n",
+	} {
+		path := filepath.Join(dir, role+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bin := lab.Binary(t, "miredo-"+role)
+		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+			bin, "--check-config", "-c", path).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "ok" {
+			t.Errorf("miredo-%s --check-config as nobody: %v\n%s", role, err, out)
 		}
 	}
 }

@@ -102,7 +102,11 @@ func Main(app *cli.App, args []string, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", app.Name, err)
+	// One line per problem, each with the program's name, so that every
+	// line of a configuration's faults reads "prog: file:line: reason".
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(stderr, "%s: %s\n", app.Name, line)
+	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
 		return ExitUsage

@@ -95,9 +95,14 @@ type Loaded struct {
 // Load reads the configuration file the --config flag names (its default
 // path when present) with a role's schema, ready for the command line to be
 // merged over it.
+// Under --check-config host names are not looked up.
 func Load(c *cli.Context, schema conf.Schema) (Loaded, error) {
+	lookup := conf.NetLookup(c.Context, nil)
+	if c.Bool(CheckConfigFlag.Name) {
+		lookup = placeholderLookup()
+	}
 	f, warns, err := LoadConfig(c.String("config"), c.IsSet("config"), schema,
-		conf.Options{LookupIPv4: conf.NetLookup(c.Context, nil), IsGlobalUnicast: proto.IsGlobalUnicastIPv4})
+		conf.Options{LookupIPv4: lookup, IsGlobalUnicast: proto.IsGlobalUnicastIPv4})
 	if err != nil {
 		return Loaded{}, err
 	}
