@@ -111,6 +111,9 @@ type Status struct {
 	Since time.Time
 	// RTT is the round trip of the last answered solicitation.
 	RTT time.Duration
+	// Refreshed is when the primary server last confirmed the mapping
+	// (an advertisement answered our solicitation).
+	Refreshed time.Time
 	// Configured says the tunnel interface carries Addr and MTU. The
 	// machine never sets it: the client does, once the helper has applied
 	// them (it retries while the helper cannot).
@@ -635,7 +638,7 @@ func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actio
 
 // advertised applies a valid RA from the primary address.
 func (m *Machine) advertised(now time.Time, mapping netip.AddrPort, mtu int, a *Actions) {
-	m.lastContact = now
+	m.lastContact, m.st.Refreshed = now, now
 	m.refreshShare = m.share()
 	m.failures = 0
 	old := m.st

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serve starts a control socket in a temporary directory with h.
+func serve(t *testing.T, h Handler) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run", "role.sock")
+	s, err := Listen(path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return path
+}
+
+func status(_ context.Context, req Request) (any, error) {
+	return map[string]any{"state": "qualified", "peers": req.Peers}, nil
+}
+
+// raw sends b on a fresh connection and returns the answer line.
+func raw(t *testing.T, path string, b []byte) string {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(b)
+	c.(*net.UnixConn).CloseWrite()
+	var out strings.Builder
+	buf := make([]byte, 1024)
+	for {
+		n, err := c.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return out.String()
+}
+
+func TestQuery(t *testing.T) {
+	path := serve(t, status)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	got, err := Query(t.Context(), path, Request{Command: CommandStatus, Peers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil || m["state"] != "qualified" || m["peers"] != true {
+		t.Errorf("answer %s, %v", got, err)
+	}
+}
+
+// TestBadRequests: each bad request gets an error reply, and the daemon
+// goes on answering good ones.
+func TestBadRequests(t *testing.T) {
+	path := serve(t, status)
+	for _, tc := range []struct {
+		name, req, want string
+	}{
+		{"not JSON", "hello\n", "malformed request"},
+		{"no command", "{}\n", "no command"},
+		{"unknown command", `{"command":"reboot"}` + "\n", `unknown command "reboot"`},
+		{"unknown field", `{"command":"status","verbose":true}` + "\n", "unknown field"},
+		{"two values", `{"command":"status"} {}` + "\n", "more than one"},
+		{"oversized", `{"command":"status","x":"` + strings.Repeat("a", 2*MaxRequest) + "\"}\n", "longer than"},
+		{"empty", "", "reading the request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := raw(t, path, []byte(tc.req))
+			var e ErrorReply
+			if err := json.Unmarshal([]byte(got), &e); err != nil || !strings.Contains(e.Error, tc.want) {
+				t.Errorf("reply %q, want an error saying %q", got, tc.want)
+			}
+			if _, err := Query(t.Context(), path, Request{Command: CommandStatus}); err != nil {
+				t.Fatalf("good request after a bad one: %v", err)
+			}
+		})
+	}
+	if _, err := Query(t.Context(), path, Request{Command: "reboot"}); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("Query of an unknown command: %v", err)
+	}
+}
+
+// TestSlowClientsDoNotStall: connections that never send a request take at
+// most MaxConns slots until their deadline; a fresh request is still
+// answered once a slot frees, and the handler is never called for them.
+func TestSlowClients(t *testing.T) {
+	path := serve(t, status)
+	var idle []net.Conn
+	for range MaxConns - 1 {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := Query(ctx, path, Request{Command: CommandStatus}); err != nil {
+		t.Fatalf("request beside %d idle connections: %v", len(idle), err)
+	}
+}
+
+func TestListen(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	t.Run("stale socket replaced", func(t *testing.T) {
+		path := filepath.Join(dir, "stale.sock")
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.SetUnlinkOnClose(false)
+		ln.Close() // a daemon that died: the file stays, nobody listens
+		s, err := Listen(path, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("socket left after Close: %v", err)
+		}
+	})
+	t.Run("in use", func(t *testing.T) {
+		path := filepath.Join(dir, "busy.sock")
+		s, err := Listen(path, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := Listen(path, log); err == nil || !strings.Contains(err.Error(), "in use") {
+			t.Errorf("second Listen: %v", err)
+		}
+	})
+	t.Run("not a socket", func(t *testing.T) {
+		path := filepath.Join(dir, "file")
+		os.WriteFile(path, nil, 0o644)
+		if _, err := Listen(path, log); err == nil || !strings.Contains(err.Error(), "not a socket") {
+			t.Errorf("Listen over a file: %v", err)
+		}
+	})
+}
+
+// FuzzParseRequest: whatever a local client sends, parsing never panics,
+// and what it accepts is a known command.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{`{"command":"status"}`, `{"command":"status","peers":true}`, `{}`, `hello`, `{"command":"status"} {}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := ParseRequest(b)
+		if err == nil && req.Command != CommandStatus {
+			t.Errorf("accepted command %q", req.Command)
+		}
+	})
+}
