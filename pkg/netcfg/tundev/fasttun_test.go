@@ -1,4 +1,4 @@
-package netcfg
+package tundev
 
 import (
 	"bytes"
@@ -210,7 +210,7 @@ func TestPairCloseUnblocksRead(t *testing.T) {
 			_, err := d.Read(bufs, sizes, 0)
 			errc <- err
 		}()
-		waitParked(t, "netcfg.(*tunDevice).read")
+		waitParked(t, "tundev.(*tunDevice).read")
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package netcfg
+package tundev
 
 // Device is a layer-3 tunnel interface that moves whole IPv6 packets, several
 // per call where the backend can.
