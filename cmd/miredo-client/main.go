@@ -18,7 +18,7 @@ import (
 	"github.com/miredo-go/miredo/internal/client"
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
-	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 )
 
 func main() {
@@ -46,7 +46,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
 		&cli.BoolFlag{Name: client.HelperFlag, Hidden: true},
-		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
+		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 	}
@@ -95,7 +95,7 @@ func configure(c *cli.Context) (settings, error) {
 		PIDFile:     c.String("pidfile"),
 		Refresh:     c.Duration("refresh-interval"),
 		LogLevel:    c.String("log-level"),
-		TunBackend:  netcfg.Backend(c.String("tun-backend")),
+		TunBackend:  tundev.Backend(c.String("tun-backend")),
 		NoGSO:       c.Bool("no-gso"),
 		NoGRO:       c.Bool("no-gro"),
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/miredo-go/miredo/internal/relay"
 	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/daemon"
-	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 )
 
 func main() { os.Exit(daemon.Main(newApp(), os.Args, os.Stderr)) }
@@ -46,7 +46,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (kill switch, benchmarks)"},
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
-		&cli.StringFlag{Name: "tun-backend", Value: string(netcfg.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
+		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
 	}
@@ -103,7 +103,7 @@ func configure(c *cli.Context) (settings, error) {
 		NoBatch:     c.Bool("no-batch"),
 		NoGSO:       c.Bool("no-gso"),
 		NoGRO:       c.Bool("no-gro"),
-		TunBackend:  netcfg.Backend(c.String("tun-backend")),
+		TunBackend:  tundev.Backend(c.String("tun-backend")),
 	}
 	switch {
 	case m.Given("cone", conf.RelayType, conf.ModeCone.String()):

@@ -39,6 +39,7 @@ import (
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
@@ -54,7 +55,7 @@ const (
 	// tunBufSize holds the largest IPv6 packet the tunnel can carry.
 	tunBufSize = 65536
 	// tunHeadroom is reserved in front of packets read from the tunnel for
-	// backends that put a header there (netcfg.Device).
+	// backends that put a header there (tundev.Device).
 	tunHeadroom = 16
 	// suspectAfter: host traffic sent into the tunnel without anything
 	// coming back for this long makes us ask the server whether our
@@ -140,7 +141,7 @@ type resolution struct {
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
-	dev    netcfg.Device
+	dev    tundev.Device
 	conn   udpio.PacketConn
 	helper ifHelper
 	// applyRetryMin is the first wait before retrying a status the helper
@@ -191,7 +192,7 @@ func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
 	} else if stale {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
-	devs, err := netcfg.Open(cfg.Interface, netcfg.Options{Backend: cfg.TunBackend})
+	devs, err := tundev.Open(cfg.Interface, tundev.Options{Backend: cfg.TunBackend})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
@@ -30,9 +31,9 @@ type Config struct {
 	Refresh time.Duration
 	// LogLevel is passed on to the privileged helper.
 	LogLevel string
-	// TunBackend is how the tunnel is opened (netcfg.BackendOffload by
+	// TunBackend is how the tunnel is opened (tundev.BackendOffload by
 	// default; "water" is the kill switch).
-	TunBackend netcfg.Backend
+	TunBackend tundev.Backend
 	// NoGSO and NoGRO turn UDP segmentation offload off (kill switches).
 	NoGSO, NoGRO bool
 }
@@ -82,7 +83,7 @@ func (c Config) Check() (Config, error) {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
-	b, err := netcfg.ParseBackend(string(c.TunBackend))
+	b, err := tundev.ParseBackend(string(c.TunBackend))
 	if err != nil {
 		return c, err
 	}

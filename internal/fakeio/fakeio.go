@@ -105,7 +105,7 @@ func (c *Conn) Sent() []udpio.Message {
 	return append([]udpio.Message(nil), c.sent...)
 }
 
-// Dev is a fake tunnel device (netcfg.Device).
+// Dev is a fake tunnel device (tundev.Device).
 type Dev struct {
 	// ReadFunc, if set, answers each Read until Close; nil blocks until
 	// Close.
@@ -124,7 +124,7 @@ type Dev struct {
 // NewDev returns a Dev whose reads block until Close.
 func NewDev() *Dev { return &Dev{closed: make(chan struct{})} }
 
-// Read implements netcfg.Device.
+// Read implements tundev.Device.
 func (d *Dev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	d.mu.Lock()
 	d.reads++
@@ -141,7 +141,7 @@ func (d *Dev) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return 0, net.ErrClosed
 }
 
-// Write implements netcfg.Device: it records copies of the packets, up to
+// Write implements tundev.Device: it records copies of the packets, up to
 // the first one Refuse refuses.
 func (d *Dev) Write(bufs [][]byte, offset int) (int, error) {
 	select {
@@ -160,16 +160,16 @@ func (d *Dev) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-// BatchSize implements netcfg.Device.
+// BatchSize implements tundev.Device.
 func (d *Dev) BatchSize() int { return 1 }
 
-// MTU implements netcfg.Device.
+// MTU implements tundev.Device.
 func (d *Dev) MTU() (int, error) { return 1280, nil }
 
-// Name implements netcfg.Device.
+// Name implements tundev.Device.
 func (d *Dev) Name() string { return "teredo" }
 
-// Close implements netcfg.Device; it is idempotent.
+// Close implements tundev.Device; it is idempotent.
 func (d *Dev) Close() error {
 	d.once.Do(func() { close(d.closed) })
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miredo-go/miredo/internal/tunnel"
 	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
 )
 
@@ -32,10 +33,10 @@ type Config struct {
 	// receive (kill switches; both are on by default where the kernel has
 	// them).
 	NoGSO, NoGRO bool
-	// TunBackend is how the tunnel is opened: netcfg.BackendOffload (the
+	// TunBackend is how the tunnel is opened: tundev.BackendOffload (the
 	// default: TSO super-segments split on read, TCP segments coalesced on
 	// write), BackendBatch, or BackendWater (the kill switch).
-	TunBackend netcfg.Backend
+	TunBackend tundev.Backend
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.
@@ -77,7 +78,7 @@ func (c Config) Check() (Config, error) {
 	if c.MaxPeers < 0 {
 		return c, ErrMaxPeers
 	}
-	b, err := netcfg.ParseBackend(string(c.TunBackend))
+	b, err := tundev.ParseBackend(string(c.TunBackend))
 	if err != nil {
 		return c, err
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
-	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -21,10 +21,10 @@ func TestConfigCheck(t *testing.T) {
 		{"defaults", Config{}, nil, func(c Config) bool {
 			return c.Prefix == netip.MustParseAddr("2001::") && c.MTU == 1280 && c.Interface == "teredo" &&
 				c.BindAddress == netip.IPv4Unspecified() && c.MaxPeers == tunnel.DefaultMaxPeers && c.mode() == tunnel.ConeRelay &&
-				c.TunBackend == netcfg.BackendOffload
+				c.TunBackend == tundev.BackendOffload
 		}},
-		{"water backend", Config{TunBackend: netcfg.BackendWater}, nil, func(c Config) bool { return c.TunBackend == netcfg.BackendWater }},
-		{"unknown backend", Config{TunBackend: "fast"}, netcfg.ErrUnknownBackend, nil},
+		{"water backend", Config{TunBackend: tundev.BackendWater}, nil, func(c Config) bool { return c.TunBackend == tundev.BackendWater }},
+		{"unknown backend", Config{TunBackend: "fast"}, tundev.ErrUnknownBackend, nil},
 		{"prefix cut to /32", Config{Prefix: netip.MustParseAddr("3ffe:831f::1")}, nil, func(c Config) bool {
 			return c.Prefix == netip.MustParseAddr("3ffe:831f::")
 		}},

@@ -39,6 +39,7 @@ import (
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
@@ -78,7 +79,7 @@ type counters struct {
 type Relay struct {
 	cfg  Config
 	log  *slog.Logger
-	dev  netcfg.Device
+	dev  tundev.Device
 	conn udpio.PacketConn
 	eng  *tunnel.Engine
 	st   counters
@@ -103,7 +104,7 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
 	r := &Relay{cfg: cfg, log: log}
-	devs, err := netcfg.Open(cfg.Interface, netcfg.Options{Backend: cfg.TunBackend})
+	devs, err := tundev.Open(cfg.Interface, tundev.Options{Backend: cfg.TunBackend})
 	if err != nil {
 		return nil, err
 	}
@@ -179,11 +180,11 @@ func (r *Relay) EngineStats() tunnel.Stats { return r.eng.Stats() }
 
 // TunStats returns the tunnel device's offload counters (zero for
 // backends without offloads).
-func (r *Relay) TunStats() netcfg.OffloadStats {
-	if s, ok := r.dev.(netcfg.OffloadStatser); ok {
+func (r *Relay) TunStats() tundev.OffloadStats {
+	if s, ok := r.dev.(tundev.OffloadStatser); ok {
 		return s.OffloadStats()
 	}
-	return netcfg.OffloadStats{}
+	return tundev.OffloadStats{}
 }
 
 // Serve runs the loops until ctx ends or one fails for good, then closes

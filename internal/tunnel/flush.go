@@ -21,7 +21,7 @@ type BatchSender interface {
 	WriteBatch(msgs []udpio.Message) (int, error)
 }
 
-// PacketWriter is the tunnel device as Flush needs it (netcfg.Device).
+// PacketWriter is the tunnel device as Flush needs it (tundev.Device).
 type PacketWriter interface {
 	Write(bufs [][]byte, offset int) (int, error)
 }

@@ -235,4 +235,3 @@ func Query(ctx context.Context, path string, req Request) (json.RawMessage, erro
 	}
 	return raw, nil
 }
-

@@ -1,19 +1,16 @@
 // SPDX-License-Identifier: MIT
 
-// Package netcfg owns the Teredo tunnel interface: the TUN device that the
-// data path reads and writes, and the netlink calls that give the interface
-// its MTU, state, addresses and routes.
+// Package netcfg configures the Teredo tunnel interface through netlink:
+// its MTU, state, addresses and routes ([Link]), the clean-up of what a
+// crashed run left on it ([Link.CleanStart], [DeleteStaleLink]), and
+// running code inside another network namespace ([RunInNetNS]). A [Link]
+// works on a *netlink.Handle, so that tests can point it at a private
+// network namespace.
 //
-// The data path sees only [Device], a batch-shaped interface modelled on
-// wireguard-go's tun.Device. [Open] picks the backend behind it
-// ([Backend]): our own opener with virtio-net header offloads (the
-// default: the kernel hands over 64 KiB TCP super-segments that Read cuts
-// into MTU-sized packets, and Write merges in-order TCP segments into one
-// super-segment per write), the same opener without offloads, or
-// songgao/water, one packet per call, kept as the kill switch. Our opener
-// can also open several queues of one interface (IFF_MULTI_QUEUE).
-// Configuration goes through [Link], which works on a *netlink.Handle so
-// that tests can point it at a private network namespace.
+// It also owns the facts about the interface that the device package
+// [github.com/miredo-go/miredo/pkg/netcfg/tundev] shares: the default
+// name, the MTU bounds, the sentinel errors and the rules for interface
+// names. tundev imports this package, never the reverse.
 //
 // Everything here is Linux-only, like the daemons that use it.
 package netcfg

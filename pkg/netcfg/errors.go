@@ -21,8 +21,9 @@ const (
 	MaxMTU = 65535
 )
 
-// Sentinel errors. Errors from this package wrap one of these (test with
-// errors.Is) together with the underlying errno, and say what to do.
+// Sentinel errors. Errors from this package and from tundev wrap one of
+// these (test with errors.Is) together with the underlying errno, and say
+// what to do.
 var (
 	// ErrNoTUN: the TUN driver or /dev/net/tun is not available.
 	ErrNoTUN = errors.New("TUN device unavailable")
@@ -38,10 +39,11 @@ var (
 	ErrInvalidPrefix = errors.New("invalid IPv6 prefix")
 )
 
-// validateName applies the kernel's rules for interface names
+// ValidateName applies the kernel's rules for interface names
 // (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/', ':' or
 // white space. Checking here gives a clear error instead of EINVAL.
-func validateName(name string) error {
+// Exported for tundev, which checks a name before creating the device.
+func ValidateName(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("netcfg: %w: empty", ErrInvalidName)
@@ -63,10 +65,11 @@ func validateMTU(mtu int) error {
 	return nil
 }
 
-// classifyCreateError turns a failed TUN creation into an error that names
+// ClassifyCreateError turns a failed TUN creation into an error that names
 // the cause and the fix. err comes from opening /dev/net/tun or from the
-// TUNSETIFF ioctl.
-func classifyCreateError(name string, err error) error {
+// TUNSETIFF ioctl: tundev's when it creates the device, DeleteStaleLink's
+// when it attaches to a leftover.
+func ClassifyCreateError(name string, err error) error {
 	var kind error
 	var hint string
 	switch {

@@ -42,7 +42,7 @@ type Link struct {
 // NewLink returns a Link for the interface called name, reached through h.
 // It does not check that the interface exists.
 func NewLink(h *netlink.Handle, name string) (*Link, error) {
-	if err := validateName(name); err != nil {
+	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
 	if h == nil {
@@ -330,7 +330,7 @@ func (l *Link) CleanStart() (Cleaned, error) {
 //
 // Equivalent to: ip link del dev NAME (after checking nobody holds it)
 func DeleteStaleLink(ns netns.NsHandle, name string) (bool, error) {
-	if err := validateName(name); err != nil {
+	if err := ValidateName(name); err != nil {
 		return false, err
 	}
 	if !ns.IsOpen() {
@@ -373,7 +373,7 @@ func deleteStaleLink(name string) (bool, error) {
 
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, classifyCreateError(name, err)
+		return false, ClassifyCreateError(name, err)
 	}
 	defer unix.Close(fd)
 	ifr, err := unix.NewIfreq(name)
@@ -385,7 +385,7 @@ func deleteStaleLink(name string) (bool, error) {
 		if errors.Is(err, unix.EBUSY) {
 			return false, fmt.Errorf("netcfg: delete stale %s: %w (a process still has it open)", name, ErrNameTaken)
 		}
-		return false, classifyCreateError(name, err)
+		return false, ClassifyCreateError(name, err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
 		return false, fmt.Errorf("netcfg: clear persist flag of %s: %w", name, err)

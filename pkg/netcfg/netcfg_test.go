@@ -33,12 +33,12 @@ func TestValidateName(t *testing.T) {
 		{"a\tb", false},
 	}
 	for _, tt := range tests {
-		err := validateName(tt.name)
+		err := ValidateName(tt.name)
 		if (err == nil) != tt.ok {
-			t.Errorf("validateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
+			t.Errorf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
 		}
 		if err != nil && !errors.Is(err, ErrInvalidName) {
-			t.Errorf("validateName(%q) = %v, not ErrInvalidName", tt.name, err)
+			t.Errorf("ValidateName(%q) = %v, not ErrInvalidName", tt.name, err)
 		}
 	}
 }
@@ -94,7 +94,7 @@ func TestClassifyCreateError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := classifyCreateError("teredo", tt.err)
+			got := ClassifyCreateError("teredo", tt.err)
 			if !errors.Is(got, tt.err) {
 				t.Errorf("%v does not wrap %v", got, tt.err)
 			}

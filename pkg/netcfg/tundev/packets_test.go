@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package netcfg
+package tundev
 
 import (
 	"encoding/binary"

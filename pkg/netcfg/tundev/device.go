@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package netcfg
+package tundev
 
 // Device is a layer-3 tunnel interface that moves whole IPv6 packets, several
 // per call where the backend can.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package netcfg
+package tundev
 
 import (
 	"errors"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/miredo-go/miredo/pkg/netcfg"
 )
 
 // fastBatch is the BatchSize of our own backends: the packets of one
@@ -67,12 +69,12 @@ var (
 )
 
 // Open creates (or attaches to a persistent) TUN interface called name
-// (DefaultName if empty) in the calling thread's network namespace, with
-// the backend and number of queues opts asks for, and returns one Device
-// per queue. The interface is not persistent: it disappears with its
-// addresses and routes when the last queue is closed or the process
-// exits. Read and Write any queue; the kernel sends each flow to one
-// queue.
+// ([netcfg.DefaultName] if empty) in the calling thread's network
+// namespace, with the backend and number of queues opts asks for, and
+// returns one Device per queue. The interface is not persistent: it
+// disappears with its addresses and routes when the last queue is closed
+// or the process exits. Read and Write any queue; the kernel sends each
+// flow to one queue.
 //
 // Equivalent to: ip tuntap add dev NAME mode tun [multi_queue] (without persist)
 func Open(name string, opts Options) ([]Device, error) {
@@ -81,9 +83,9 @@ func Open(name string, opts Options) ([]Device, error) {
 		return nil, err
 	}
 	if name == "" {
-		name = DefaultName
+		name = netcfg.DefaultName
 	}
-	if err := validateName(name); err != nil {
+	if err := netcfg.ValidateName(name); err != nil {
 		return nil, err
 	}
 	if opts.Backend == BackendWater {
@@ -108,10 +110,11 @@ func Open(name string, opts Options) ([]Device, error) {
 	return devs, nil
 }
 
-// OpenInNetNS is Open inside the network namespace ns (see RunInNetNS).
+// OpenInNetNS is Open inside the network namespace ns (see
+// [netcfg.RunInNetNS]).
 func OpenInNetNS(ns netns.NsHandle, name string, opts Options) ([]Device, error) {
 	var devs []Device
-	err := RunInNetNS(ns, func() error {
+	err := netcfg.RunInNetNS(ns, func() error {
 		var err error
 		devs, err = Open(name, opts)
 		return err
@@ -139,7 +142,7 @@ var offloadSets = [...]int{
 func openQueue(name string, opts Options) (*tunDevice, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, classifyCreateError(name, fmt.Errorf("open /dev/net/tun: %w", err))
+		return nil, netcfg.ClassifyCreateError(name, fmt.Errorf("open /dev/net/tun: %w", err))
 	}
 	ok := false
 	defer func() {
@@ -149,7 +152,7 @@ func openQueue(name string, opts Options) (*tunDevice, error) {
 	}()
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		return nil, fmt.Errorf("netcfg: %w: %q: %w", ErrInvalidName, name, err)
+		return nil, fmt.Errorf("netcfg: %w: %q: %w", netcfg.ErrInvalidName, name, err)
 	}
 	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
 	vnet := opts.Backend == BackendOffload
@@ -161,7 +164,7 @@ func openQueue(name string, opts Options) (*tunDevice, error) {
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		return nil, classifyCreateError(name, os.NewSyscallError("ioctl TUNSETIFF", err))
+		return nil, netcfg.ClassifyCreateError(name, os.NewSyscallError("ioctl TUNSETIFF", err))
 	}
 	// A persistent leftover keeps its flag unless told otherwise; clear it
 	// so the interface goes away with us, as water does.

@@ -2,7 +2,7 @@
 
 //go:build e2e
 
-package netcfg
+package tundev
 
 // End-to-end tests of the backends with the kernel's own TCP: a reflector
 // reads every packet the kernel sends into the TUN and writes it back with
@@ -26,6 +26,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/internal/nstest"
 )
 
 // reflect swaps the addresses of TCP packets from self to far; it reports
@@ -89,20 +92,20 @@ type loopback struct {
 
 func startLoopback(t testing.TB, backend Backend) *loopback {
 	t.Helper()
-	nsh, nlh, _ := newNetNS(t)
+	nsh, nlh, _ := nstest.NewNetNS(t)
 	devs, err := OpenInNetNS(nsh, "", Options{Backend: backend})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", backend, err)
 	}
 	dev := devs[0]
 	t.Cleanup(func() { dev.Close() })
-	l, err := NewLink(nlh, dev.Name())
+	l, err := netcfg.NewLink(nlh, dev.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	configure(t, l)
+	nstest.Configure(t, l)
 	done := make(chan error, 1)
-	go func() { done <- runReflector(dev, tunAddr, native) }()
+	go func() { done <- runReflector(dev, nstest.TunAddr, nstest.Native) }()
 	t.Cleanup(func() {
 		dev.Close()
 		select {
@@ -115,8 +118,8 @@ func startLoopback(t testing.TB, backend Backend) *loopback {
 		}
 	})
 	lb := &loopback{dev: dev}
-	err = RunInNetNS(nsh, func() error {
-		lb.listen, err = net.Listen("tcp6", net.JoinHostPort(tunAddr.String(), "0"))
+	err = netcfg.RunInNetNS(nsh, func() error {
+		lb.listen, err = net.Listen("tcp6", net.JoinHostPort(nstest.TunAddr.String(), "0"))
 		return err
 	})
 	if err != nil {
@@ -126,10 +129,10 @@ func startLoopback(t testing.TB, backend Backend) *loopback {
 	port := lb.listen.Addr().(*net.TCPAddr).Port
 	lb.dial = func(ctx context.Context) (net.Conn, error) {
 		var c net.Conn
-		err := RunInNetNS(nsh, func() error {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: tunAddr.AsSlice()}}
+		err := netcfg.RunInNetNS(nsh, func() error {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: nstest.TunAddr.AsSlice()}}
 			var err error
-			c, err = d.DialContext(ctx, "tcp6", net.JoinHostPort(native.String(), fmt.Sprint(port)))
+			c, err = d.DialContext(ctx, "tcp6", net.JoinHostPort(nstest.Native.String(), fmt.Sprint(port)))
 			return err
 		})
 		return c, err
@@ -229,7 +232,7 @@ func BenchmarkE2ETCPThroughput(b *testing.B) {
 func TestE2EMultiQueue(t *testing.T) {
 	for _, backend := range []Backend{BackendOffload, BackendBatch} {
 		t.Run(string(backend), func(t *testing.T) {
-			nsh, nlh, _ := newNetNS(t)
+			nsh, nlh, _ := nstest.NewNetNS(t)
 			devs, err := OpenInNetNS(nsh, "teredo", Options{Backend: backend, Queues: 2})
 			if err != nil {
 				t.Fatalf("Open 2 queues: %v", err)
@@ -237,18 +240,18 @@ func TestE2EMultiQueue(t *testing.T) {
 			if len(devs) != 2 || devs[0].Name() != "teredo" || devs[1].Name() != "teredo" {
 				t.Fatalf("queues %d, names %q", len(devs), []string{devs[0].Name(), devs[len(devs)-1].Name()})
 			}
-			l, err := NewLink(nlh, "teredo")
+			l, err := netcfg.NewLink(nlh, "teredo")
 			if err != nil {
 				t.Fatal(err)
 			}
-			configure(t, l)
+			nstest.Configure(t, l)
 			done := make(chan error, len(devs))
 			for _, d := range devs {
-				go func() { done <- runReflector(d, tunAddr, native) }()
+				go func() { done <- runReflector(d, nstest.TunAddr, nstest.Native) }()
 			}
 			var ln net.Listener
-			if err := RunInNetNS(nsh, func() (err error) {
-				ln, err = net.Listen("tcp6", net.JoinHostPort(tunAddr.String(), "0"))
+			if err := netcfg.RunInNetNS(nsh, func() (err error) {
+				ln, err = net.Listen("tcp6", net.JoinHostPort(nstest.TunAddr.String(), "0"))
 				return err
 			}); err != nil {
 				t.Fatal(err)
@@ -257,9 +260,9 @@ func TestE2EMultiQueue(t *testing.T) {
 			lb := &loopback{dev: devs[0], listen: ln}
 			port := ln.Addr().(*net.TCPAddr).Port
 			lb.dial = func(ctx context.Context) (c net.Conn, err error) {
-				err = RunInNetNS(nsh, func() error {
-					d := net.Dialer{LocalAddr: &net.TCPAddr{IP: tunAddr.AsSlice()}}
-					c, err = d.DialContext(ctx, "tcp6", net.JoinHostPort(native.String(), fmt.Sprint(port)))
+				err = netcfg.RunInNetNS(nsh, func() error {
+					d := net.Dialer{LocalAddr: &net.TCPAddr{IP: nstest.TunAddr.AsSlice()}}
+					c, err = d.DialContext(ctx, "tcp6", net.JoinHostPort(nstest.Native.String(), fmt.Sprint(port)))
 					return err
 				})
 				return c, err
@@ -292,23 +295,7 @@ func TestE2EMultiQueue(t *testing.T) {
 					t.Fatal("reflector still running 5s after Close")
 				}
 			}
-			waitLinkGone(t, nlh, "teredo")
+			nstest.WaitLinkGone(t, nlh, "teredo")
 		})
 	}
-}
-
-// Our opener attaches to a persistent leftover (made without a virtio-net
-// header) and, like water, clears its persist flag: closing removes it.
-func TestE2EOffloadAttachesToLeftover(t *testing.T) {
-	ns, h, _ := newNetNS(t)
-	makePersistentTUN(t, ns, "teredo")
-	devs, err := OpenInNetNS(ns, "teredo", Options{Backend: BackendOffload})
-	if err != nil {
-		t.Fatalf("Open over a persistent TUN: %v", err)
-	}
-	if mtu, err := devs[0].MTU(); err != nil || mtu == 0 {
-		t.Errorf("MTU = %d, %v", mtu, err)
-	}
-	devs[0].Close()
-	waitLinkGone(t, h, "teredo")
 }

@@ -2,7 +2,7 @@
 
 //go:build e2e
 
-package netcfg
+package tundev
 
 import (
 	"bytes"
@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/miredo-go/miredo/pkg/netcfg"
+	"github.com/miredo-go/miredo/pkg/netcfg/internal/nstest"
 )
 
 // TestE2EWriteMergesUDP writes runs of UDP datagrams from a host behind
@@ -21,7 +24,7 @@ import (
 // checks that with USO they went to the kernel merged and that the socket
 // got every datagram, byte for byte, in order.
 func TestE2EWriteMergesUDP(t *testing.T) {
-	nsh, nlh, nsName := newNetNS(t)
+	nsh, nlh, nsName := nstest.NewNetNS(t)
 	devs, err := OpenInNetNS(nsh, "", Options{Backend: BackendOffload})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -35,16 +38,16 @@ func TestE2EWriteMergesUDP(t *testing.T) {
 	if !td.uso {
 		t.Skip("the kernel did not take UDP segmentation offload on the TUN (Linux 6.2 or later)")
 	}
-	l, err := NewLink(nlh, dev.Name())
+	l, err := netcfg.NewLink(nlh, dev.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	configure(t, l)
+	nstest.Configure(t, l)
 
 	var conn *net.UDPConn
-	err = RunInNetNS(nsh, func() error {
+	err = netcfg.RunInNetNS(nsh, func() error {
 		var err error
-		conn, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tunAddr, 0)))
+		conn, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(nstest.TunAddr, 0)))
 		return err
 	})
 	if err != nil {
@@ -62,7 +65,7 @@ func TestE2EWriteMergesUDP(t *testing.T) {
 
 	from := func(sport uint16) func(int, *udpSpec) {
 		return func(_ int, s *udpSpec) {
-			s.src, s.dst, s.sport, s.dport = native, tunAddr, sport, uint16(port)
+			s.src, s.dst, s.sport, s.dport = nstest.Native, nstest.TunAddr, sport, uint16(port)
 		}
 	}
 	runs := [][][]byte{
@@ -116,7 +119,7 @@ func TestE2EWriteMergesUDP(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := p[ipv6HdrLen+udpHdrLen:]
-		wantSrc := netip.AddrPortFrom(native, uint16(p[40])<<8|uint16(p[41]))
+		wantSrc := netip.AddrPortFrom(nstest.Native, uint16(p[40])<<8|uint16(p[41]))
 		if src != wantSrc || !bytes.Equal(buf[:n], want) {
 			t.Fatalf("datagram %d: %d bytes from %v, want %d from %v", i, n, src, len(want), wantSrc)
 		}

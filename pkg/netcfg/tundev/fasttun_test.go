@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package netcfg
+package tundev
 
 import (
 	"bytes"
@@ -212,7 +212,7 @@ func TestPairCloseUnblocksRead(t *testing.T) {
 			_, err := d.Read(bufs, sizes, 0)
 			errc <- err
 		}()
-		waitParked(t, "netcfg.(*tunDevice).read")
+		waitParked(t, "tundev.(*tunDevice).read")
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: MIT
 
-package netcfg
+package tundev
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/miredo-go/miredo/pkg/netcfg"
 )
 
 // tunLink is what every backend keeps about its interface besides the
@@ -41,17 +42,17 @@ type waterDevice struct {
 var _ Device = (*waterDevice)(nil)
 
 // CreateTUN creates (or attaches to a persistent) TUN interface called name
-// (DefaultName if empty) in the calling thread's network namespace; for a
-// normal process that is the process's namespace. The interface is not
-// persistent: it disappears with its addresses and routes when the Device
-// is closed or the process exits.
+// ([netcfg.DefaultName] if empty) in the calling thread's network
+// namespace; for a normal process that is the process's namespace. The
+// interface is not persistent: it disappears with its addresses and
+// routes when the Device is closed or the process exits.
 //
 // Equivalent to: ip tuntap add dev NAME mode tun (without persist)
 func CreateTUN(name string) (Device, error) {
 	if name == "" {
-		name = DefaultName
+		name = netcfg.DefaultName
 	}
-	if err := validateName(name); err != nil {
+	if err := netcfg.ValidateName(name); err != nil {
 		return nil, err
 	}
 	ifce, err := water.New(water.Config{
@@ -59,7 +60,7 @@ func CreateTUN(name string) (Device, error) {
 		PlatformSpecificParams: water.PlatformSpecificParams{Name: name},
 	})
 	if err != nil {
-		return nil, classifyCreateError(name, err)
+		return nil, netcfg.ClassifyCreateError(name, err)
 	}
 	d := &waterDevice{ifce: ifce, tunLink: tunLink{name: ifce.Name()}}
 	if err := d.attachNetlink(); err != nil {
@@ -88,10 +89,10 @@ func (d *tunLink) attachNetlink() error {
 // CreateTUNInNetNS is CreateTUN inside the network namespace ns.
 // /dev/net/tun puts the interface in the namespace of the thread that opens
 // it, so this runs the creation on a dedicated OS thread switched into ns
-// (see RunInNetNS). The returned Device works from any goroutine.
+// (see [netcfg.RunInNetNS]). The returned Device works from any goroutine.
 func CreateTUNInNetNS(ns netns.NsHandle, name string) (Device, error) {
 	var dev Device
-	err := RunInNetNS(ns, func() error {
+	err := netcfg.RunInNetNS(ns, func() error {
 		var err error
 		dev, err = CreateTUN(name)
 		return err
@@ -103,42 +104,6 @@ func CreateTUNInNetNS(ns netns.NsHandle, name string) (Device, error) {
 		return nil, err
 	}
 	return dev, nil
-}
-
-// RunInNetNS runs fn on a fresh OS thread that is switched into the network
-// namespace ns, and waits for it. Sockets and TUN devices that fn opens stay
-// in ns for their whole life. Goroutines that fn starts do not run in ns.
-//
-// If the thread cannot be switched back to its original namespace, it is
-// left locked so that the Go runtime discards it when the goroutine ends
-// instead of reusing a thread in the wrong namespace (the rule
-// containernetworking/plugins' pkg/ns follows).
-func RunInNetNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// From here on, every early return leaves the thread locked: the
-		// runtime then ends it rather than reuse a thread whose namespace
-		// is in doubt.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("netcfg: get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("netcfg: enter netns %s: %w", ns, err)
-			return
-		}
-		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(fnErr, fmt.Errorf("netcfg: restore netns %s: %w", orig, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
 }
 
 // Read reads one packet into bufs[0][offset:]; this backend's batch is 1.
