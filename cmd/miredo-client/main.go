@@ -45,15 +45,18 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
+		daemon.ControlSocketFlag("client"),
 		&cli.BoolFlag{Name: client.HelperFlag, Hidden: true},
 		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 	}
-	return daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
+	app := daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
 			"reads Miredo's miredo.conf (client mode). An optional argument names the server, as in Miredo.",
 		true, flags, action)
+	app.Commands = []*cli.Command{daemon.StatusCommand[client.StatusReport]("client", true)}
+	return app
 }
 
 // settings is the merged configuration and what the merge noticed.
@@ -84,20 +87,21 @@ func configure(c *cli.Context) (settings, error) {
 			errors.New("this is a relay configuration: run miredo-relay for it; miredo-client takes client or autoclient")))
 	}
 	cfg := client.Config{
-		Server:      file.ServerAddress,
-		Server2:     file.ServerAddress2,
-		Interface:   c.String("interface"),
-		BindAddress: file.BindAddress,
-		BindPort:    file.BindPort,
-		Hook:        c.String("hook"),
-		User:        c.String("user"),
-		Chroot:      c.String("chroot"),
-		PIDFile:     c.String("pidfile"),
-		Refresh:     c.Duration("refresh-interval"),
-		LogLevel:    c.String("log-level"),
-		TunBackend:  tundev.Backend(c.String("tun-backend")),
-		NoGSO:       c.Bool("no-gso"),
-		NoGRO:       c.Bool("no-gro"),
+		Server:        file.ServerAddress,
+		Server2:       file.ServerAddress2,
+		Interface:     c.String("interface"),
+		BindAddress:   file.BindAddress,
+		BindPort:      file.BindPort,
+		Hook:          c.String("hook"),
+		User:          c.String("user"),
+		Chroot:        c.String("chroot"),
+		PIDFile:       c.String("pidfile"),
+		ControlSocket: c.String("control-socket"),
+		Refresh:       c.Duration("refresh-interval"),
+		LogLevel:      c.String("log-level"),
+		TunBackend:    tundev.Backend(c.String("tun-backend")),
+		NoGSO:         c.Bool("no-gso"),
+		NoGRO:         c.Bool("no-gro"),
 	}
 	if file.IsSet(conf.InterfaceName) && !c.IsSet("interface") {
 		cfg.Interface = file.InterfaceName

@@ -49,11 +49,14 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
+		daemon.ControlSocketFlag("relay"),
 	}
-	return daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
+	app := daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
 			"reads Miredo's miredo.conf (RelayType cone or restricted).",
 		false, flags, action)
+	app.Commands = []*cli.Command{daemon.StatusCommand[relay.StatusReport]("relay", true)}
+	return app
 }
 
 // errClientConfig is what a client's miredo.conf gets.
@@ -90,20 +93,21 @@ func configure(c *cli.Context) (settings, error) {
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
 	cfg := relay.Config{
-		Restricted:  file.RelayType == conf.ModeRestricted,
-		Prefix:      file.Prefix.Addr(),
-		Interface:   file.InterfaceName,
-		MTU:         int(file.InterfaceMTU),
-		BindAddress: file.BindAddress,
-		BindPort:    file.BindPort,
-		MaxPeers:    c.Int("max-peers"),
-		User:        c.String("user"),
-		Chroot:      c.String("chroot"),
-		PIDFile:     c.String("pidfile"),
-		NoBatch:     c.Bool("no-batch"),
-		NoGSO:       c.Bool("no-gso"),
-		NoGRO:       c.Bool("no-gro"),
-		TunBackend:  tundev.Backend(c.String("tun-backend")),
+		Restricted:    file.RelayType == conf.ModeRestricted,
+		Prefix:        file.Prefix.Addr(),
+		Interface:     file.InterfaceName,
+		MTU:           int(file.InterfaceMTU),
+		BindAddress:   file.BindAddress,
+		BindPort:      file.BindPort,
+		MaxPeers:      c.Int("max-peers"),
+		User:          c.String("user"),
+		Chroot:        c.String("chroot"),
+		PIDFile:       c.String("pidfile"),
+		ControlSocket: c.String("control-socket"),
+		NoBatch:       c.Bool("no-batch"),
+		NoGSO:         c.Bool("no-gso"),
+		NoGRO:         c.Bool("no-gro"),
+		TunBackend:    tundev.Backend(c.String("tun-backend")),
 	}
 	switch {
 	case m.Given("cone", conf.RelayType, conf.ModeCone.String()):

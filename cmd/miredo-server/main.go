@@ -40,12 +40,15 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
+		daemon.ControlSocketFlag("server"),
 	}
-	return daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
+	app := daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
 		"Answers Teredo router solicitations on the primary and secondary addresses (UDP 3544)\n"+
 			"and forwards bubbles and connectivity tests; reads Miredo's miredo-server.conf.\n"+
 			"An optional argument names the primary address, as in Miredo.",
 		true, flags, action)
+	app.Commands = []*cli.Command{daemon.StatusCommand[server.StatusReport]("server", false)}
+	return app
 }
 
 // settings is the merged configuration and what the merge noticed.
@@ -72,16 +75,17 @@ func configure(c *cli.Context) (settings, error) {
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
 	cfg := server.Config{
-		Primary:   file.ServerBindAddress,
-		Secondary: file.ServerBindAddress2,
-		Prefix:    file.Prefix.Addr(),
-		MTU:       int(file.InterfaceMTU),
-		User:      c.String("user"),
-		Chroot:    c.String("chroot"),
-		PIDFile:   c.String("pidfile"),
-		Sockets:   c.Int("sockets"),
-		NoBatch:   c.Bool("no-batch"),
-		RateLimit: uint32(min(c.Uint("rate-limit"), 1<<31)),
+		Primary:       file.ServerBindAddress,
+		Secondary:     file.ServerBindAddress2,
+		Prefix:        file.Prefix.Addr(),
+		MTU:           int(file.InterfaceMTU),
+		User:          c.String("user"),
+		Chroot:        c.String("chroot"),
+		PIDFile:       c.String("pidfile"),
+		Sockets:       c.Int("sockets"),
+		NoBatch:       c.Bool("no-batch"),
+		RateLimit:     uint32(min(c.Uint("rate-limit"), 1<<31)),
+		ControlSocket: c.String("control-socket"),
 	}
 	// As in Miredo, a server address on the command line replaces the
 	// file's pair: the secondary is then derived from it.

@@ -35,6 +35,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
@@ -710,6 +711,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer c.Close()
 	c.hup = hup
 	cfg = c.cfg
+	ctl, err := control.Listen(cfg.ControlSocket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
 	// The device and socket are open and the helper holds CAP_NET_ADMIN:
 	// the packet process needs no privilege at all.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
@@ -718,6 +724,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer release()
 	log.Info("Teredo client started", "server", cfg.Server, "interface", c.dev.Name(), "local", c.LocalAddr())
+	go ctl.Serve(ctx, c.report)
 	err = c.Serve(ctx)
 	log.Info("Teredo client stopped", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
 	return err

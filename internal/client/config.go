@@ -26,6 +26,8 @@ type Config struct {
 	User        string
 	Chroot      string
 	PIDFile     string
+	// ControlSocket is where `miredo-client status` asks; "" for none.
+	ControlSocket string
 	// Refresh is the Teredo refresh interval (RFC 4380 §5.2.5; Windows'
 	// "netsh interface teredo set state refreshinterval="); 0 means 30 s.
 	Refresh time.Duration

@@ -26,6 +26,8 @@ type Config struct {
 	User        string
 	Chroot      string
 	PIDFile     string
+	// ControlSocket is where `miredo-relay status` asks; "" for none.
+	ControlSocket string
 	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline
 	// for benchmarks).
 	NoBatch bool

@@ -35,6 +35,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
@@ -88,6 +89,7 @@ type Relay struct {
 	devWrite sync.Mutex
 	// offloads says whether the socket got UDP GSO and GRO.
 	offloads udpio.Stats
+	start    time.Time
 }
 
 // Open does the privileged part: the tunnel interface with its MTU,
@@ -103,7 +105,7 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 	} else if stale {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
-	r := &Relay{cfg: cfg, log: log}
+	r := &Relay{cfg: cfg, log: log, start: time.Now()}
 	devs, err := tundev.Open(cfg.Interface, tundev.Options{Backend: cfg.TunBackend})
 	if err != nil {
 		return nil, err
@@ -284,6 +286,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer r.Close()
 	cfg = r.cfg
+	ctl, err := control.Listen(cfg.ControlSocket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
 	// Reading and writing an open tunnel and socket needs no capability.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
@@ -307,6 +314,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}
 	}()
+	go ctl.Serve(ctx, r.report)
 	err = r.Serve(ctx)
 	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
 	return err

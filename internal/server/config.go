@@ -24,10 +24,12 @@ type Config struct {
 	Sockets int
 	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
 	NoBatch bool
-	// RateLimit bounds the datagrams each socket loop sends to one IPv4
-	// /24 per second (advertisements and forwarded packets); 0 means no
-	// limit. See sendLimiter.
+	// RateLimit bounds the datagrams the server sends to one IPv4 /24 per
+	// second (advertisements and forwarded packets); 0 means no limit.
+	// See sendLimiter.
 	RateLimit uint32
+	// ControlSocket is where `miredo-server status` asks; "" for none.
+	ControlSocket string
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
@@ -274,6 +275,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer s.Close()
 	cfg = s.cfg
+	ctl, err := control.Listen(cfg.ControlSocket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
 	// The sockets are open; sending on them needs no capability at all.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
@@ -296,6 +302,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}
 	}()
+	go ctl.Serve(ctx, s.report)
 	err = s.Serve(ctx)
 	log.Info("Teredo server stopped", "stats", s.Stats())
 	return err
