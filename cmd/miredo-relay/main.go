@@ -50,6 +50,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
 		daemon.ControlSocketFlag("relay"),
+		daemon.MetricsListenFlag,
 	}
 	app := daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
@@ -104,6 +105,7 @@ func configure(c *cli.Context) (settings, error) {
 		Chroot:        c.String("chroot"),
 		PIDFile:       c.String("pidfile"),
 		ControlSocket: c.String("control-socket"),
+		MetricsListen: c.String("metrics-listen"),
 		NoBatch:       c.Bool("no-batch"),
 		NoGSO:         c.Bool("no-gso"),
 		NoGRO:         c.Bool("no-gro"),

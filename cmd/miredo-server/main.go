@@ -41,6 +41,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
 		daemon.ControlSocketFlag("server"),
+		daemon.MetricsListenFlag,
 	}
 	app := daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
 		"Answers Teredo router solicitations on the primary and secondary addresses (UDP 3544)\n"+
@@ -86,6 +87,7 @@ func configure(c *cli.Context) (settings, error) {
 		NoBatch:       c.Bool("no-batch"),
 		RateLimit:     uint32(min(c.Uint("rate-limit"), 1<<31)),
 		ControlSocket: c.String("control-socket"),
+		MetricsListen: c.String("metrics-listen"),
 	}
 	// As in Miredo, a server address on the command line replaces the
 	// file's pair: the secondary is then derived from it.

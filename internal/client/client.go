@@ -39,6 +39,7 @@ import (
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
+	"github.com/miredo-go/miredo/pkg/metrics"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
@@ -716,6 +717,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer ctl.Close()
+	met, err := metrics.Listen(cfg.MetricsListen, log)
+	if err != nil {
+		return err
+	}
 	// The device and socket are open and the helper holds CAP_NET_ADMIN:
 	// the packet process needs no privilege at all.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
@@ -725,6 +730,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer release()
 	log.Info("Teredo client started", "server", cfg.Server, "interface", c.dev.Name(), "local", c.LocalAddr())
 	go ctl.Serve(ctx, c.report)
+	go met.Serve(ctx, metrics.Handler("client", c.counters))
 	err = c.Serve(ctx)
 	log.Info("Teredo client stopped", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
 	return err

@@ -28,6 +28,8 @@ type Config struct {
 	PIDFile     string
 	// ControlSocket is where `miredo-client status` asks; "" for none.
 	ControlSocket string
+	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
+	MetricsListen string
 	// Refresh is the Teredo refresh interval (RFC 4380 §5.2.5; Windows'
 	// "netsh interface teredo set state refreshinterval="); 0 means 30 s.
 	Refresh time.Duration

@@ -54,11 +54,8 @@ func (c *Client) report(_ context.Context, req control.Request) (any, error) {
 		Server:              st.Server,
 		Server2:             st.Server2,
 		NATType:             st.NAT.String(),
-		Counters: map[string]any{
-			"client": control.Counters(c.Stats().LogValue()),
-			"engine": control.Counters(es.LogValue()),
-		},
-		PeerCount: es.Peers,
+		Counters:            c.counters(),
+		PeerCount:           es.Peers,
 	}
 	if st.Phase == PhaseQualified {
 		a, _ := proto.ParseAddress(st.Addr)
@@ -72,6 +69,15 @@ func (c *Client) report(_ context.Context, req control.Request) (any, error) {
 		r.Peers, r.PeersTruncated = c.eng.Peers(maxListed)
 	}
 	return r, nil
+}
+
+// counters are the client's counters by group, as status and metrics
+// report them.
+func (c *Client) counters() map[string]any {
+	return map[string]any{
+		"client": control.Counters(c.Stats().LogValue()),
+		"engine": control.Counters(c.eng.Stats().LogValue()),
+	}
 }
 
 // WriteText prints the report as a readable summary.

@@ -5,9 +5,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +45,8 @@ func TestStatus(t *testing.T) {
 		role string
 		args []string
 	}{
-		{server, "server", []string{"--primary", server.IPv4().String()}},
-		{relay, "relay", []string{"--cone", "-c", "/dev/null"}},
+		{server, "server", []string{"--primary", server.IPv4().String(), "--metrics-listen", "127.0.0.1:9102"}},
+		{relay, "relay", []string{"--cone", "-c", "/dev/null", "--metrics-listen", "127.0.0.1:9101"}},
 		{client, "client", []string{"-c", "/dev/null", "--server", server.IPv4().String()}},
 	} {
 		argv := append([]string{lab.Binary(t, "miredo-"+d.role)}, d.args...)
@@ -144,4 +148,37 @@ func TestStatus(t *testing.T) {
 		t.Errorf("server status %+v", sv)
 	}
 	t.Logf("miredo-server status:\n%s", status("server"))
+
+	// Metrics, scraped inside each daemon's namespace.
+	for _, m := range []struct {
+		h    *lab.Host
+		addr string
+		want []string
+	}{
+		{relay, "127.0.0.1:9101", []string{`miredo_engine_delivered_total{role="relay"} `, `miredo_engine_peers{role="relay"} 1`,
+			`miredo_engine_dropped_total{reason="multicast_dst",role="relay"}`, "go_goroutines "}},
+		{server, "127.0.0.1:9102", []string{`miredo_server_answered_total{role="server"} `, "process_resident_memory_bytes "}},
+	} {
+		// The connection is made in the namespace (http.Client would
+		// dial from another thread, outside it).
+		var c net.Conn
+		if err := m.h.Do(func() (err error) { c, err = net.Dial("tcp", m.addr); return err }); err != nil {
+			t.Fatalf("%s metrics: %v", m.h.Name, err)
+		}
+		fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", m.addr)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s metrics: %v", m.h.Name, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		c.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s metrics: %v %v", m.h.Name, resp.Status, err)
+		}
+		for _, w := range m.want {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("%s metrics lack %q", m.h.Name, w)
+			}
+		}
+	}
 }

@@ -28,6 +28,8 @@ type Config struct {
 	PIDFile     string
 	// ControlSocket is where `miredo-relay status` asks; "" for none.
 	ControlSocket string
+	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
+	MetricsListen string
 	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline
 	// for benchmarks).
 	NoBatch bool

@@ -39,6 +39,7 @@ import (
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
+	"github.com/miredo-go/miredo/pkg/metrics"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
@@ -291,6 +292,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer ctl.Close()
+	met, err := metrics.Listen(cfg.MetricsListen, log)
+	if err != nil {
+		return err
+	}
 	// Reading and writing an open tunnel and socket needs no capability.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
@@ -315,6 +320,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 	go ctl.Serve(ctx, r.report)
+	go met.Serve(ctx, metrics.Handler("relay", r.counters))
 	err = r.Serve(ctx)
 	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
 	return err

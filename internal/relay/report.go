@@ -40,17 +40,23 @@ func (r *Relay) report(_ context.Context, req control.Request) (any, error) {
 		Interface: r.dev.Name(),
 		MTU:       r.cfg.MTU,
 		Local:     r.conn.LocalAddr(),
-		Counters: map[string]any{
-			"engine": control.Counters(es.LogValue()),
-			"io":     control.Counters(r.Stats().LogValue()),
-			"tun":    control.Counters(r.TunStats().LogValue()),
-		},
+		Counters:  r.counters(),
 		PeerCount: es.Peers,
 	}
 	if req.Peers {
 		rep.Peers, rep.PeersTruncated = r.eng.Peers(maxListed)
 	}
 	return rep, nil
+}
+
+// counters are the relay's counters by group, as status and metrics
+// report them.
+func (r *Relay) counters() map[string]any {
+	return map[string]any{
+		"engine": control.Counters(r.eng.Stats().LogValue()),
+		"io":     control.Counters(r.Stats().LogValue()),
+		"tun":    control.Counters(r.TunStats().LogValue()),
+	}
 }
 
 // WriteText prints the report as a readable summary.

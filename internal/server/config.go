@@ -30,6 +30,8 @@ type Config struct {
 	RateLimit uint32
 	// ControlSocket is where `miredo-server status` asks; "" for none.
 	ControlSocket string
+	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
+	MetricsListen string
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.

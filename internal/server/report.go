@@ -30,8 +30,13 @@ func (s *Server) report(context.Context, control.Request) (any, error) {
 		Common:  control.NewCommon("server", s.start),
 		Primary: s.cfg.Primary, Secondary: s.cfg.Secondary, Prefix: s.cfg.Prefix, MTU: s.cfg.MTU,
 		Sockets: len(s.conns[0]), RateLimit: s.cfg.RateLimit,
-		Counters: map[string]any{"server": control.Counters(s.Stats().LogValue())},
+		Counters: s.counters(),
 	}, nil
+}
+
+// counters are the server's counters, as status and metrics report them.
+func (s *Server) counters() map[string]any {
+	return map[string]any{"server": control.Counters(s.Stats().LogValue())}
 }
 
 // WriteText prints the report as a readable summary.

@@ -19,6 +19,7 @@ import (
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
+	"github.com/miredo-go/miredo/pkg/metrics"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
@@ -280,6 +281,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer ctl.Close()
+	met, err := metrics.Listen(cfg.MetricsListen, log)
+	if err != nil {
+		return err
+	}
 	// The sockets are open; sending on them needs no capability at all.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
@@ -303,6 +308,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 	go ctl.Serve(ctx, s.report)
+	go met.Serve(ctx, metrics.Handler("server", s.counters))
 	err = s.Serve(ctx)
 	log.Info("Teredo server stopped", "stats", s.Stats())
 	return err

@@ -19,6 +19,10 @@ func ControlSocketFlag(role string) *cli.StringFlag {
 		Usage: "control socket that the status command asks (\"\" for none)"}
 }
 
+// MetricsListenFlag turns on the Prometheus endpoint.
+var MetricsListenFlag = &cli.StringFlag{Name: "metrics-listen",
+	Usage: "serve Prometheus metrics on `host:port` at /metrics (off by default)"}
+
 // Report is a role's status as the status command prints it.
 type Report interface{ WriteText(w io.Writer) }
 
