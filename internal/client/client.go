@@ -149,7 +149,9 @@ type Client struct {
 	// applyRetryMin is the first wait before retrying a status the helper
 	// could not apply (0: applyRetryMin).
 	applyRetryMin time.Duration
-	eng           *tunnel.Engine
+	// notify, if set, hears the client's state and the data path's health.
+	notify *daemon.Notifier
+	eng    *tunnel.Engine
 
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
@@ -257,10 +259,15 @@ func (c *Client) Serve(ctx context.Context) error {
 	g.Go(c.tunnelLoop)
 	g.Go(c.socketLoop)
 	maintained := make(chan struct{})
-	g.Go(func(ctx context.Context) error {
+	go func() { // not a Group loop: its helper calls may rightly take long
 		defer close(maintained)
-		return c.maintain(ctx)
-	})
+		if err := c.maintain(g.Context()); err != nil {
+			g.Fail(err)
+		}
+	}()
+	if c.notify != nil {
+		go c.notify.Watchdog(g.Context(), g.Healthy)
+	}
 	return g.Wait(func() {
 		// The state machine stops first (it may be talking to the
 		// helper), then the helper, while the interface exists: it takes
@@ -276,7 +283,7 @@ func (c *Client) Serve(ctx context.Context) error {
 }
 
 // tunnelLoop moves host packets into the Teredo socket.
-func (c *Client) tunnelLoop(context.Context) error {
+func (c *Client) tunnelLoop(ctx context.Context) error {
 	bs := c.dev.BatchSize()
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
@@ -284,7 +291,7 @@ func (c *Client) tunnelLoop(context.Context) error {
 		bufs[i] = make([]byte, tunHeadroom+tunBufSize)
 	}
 	var out tunnel.Out
-	return loop.Read("tunnel read",
+	return loop.Read(ctx, "tunnel read",
 		func() (int, error) { return c.dev.Read(bufs, sizes, tunHeadroom) },
 		func(n int) error {
 			for i := range n {
@@ -324,14 +331,14 @@ func (c *Client) flush(out *tunnel.Out) error {
 
 // socketLoop reads Teredo datagrams: maintenance traffic goes to the state
 // machine, everything else to the Engine.
-func (c *Client) socketLoop(context.Context) error {
+func (c *Client) socketLoop(ctx context.Context) error {
 	msgs := make([]udpio.Message, udpio.MaxBatch)
 	buf := make([]byte, udpio.MaxBatch*udpBufSize)
 	for i := range msgs {
 		msgs[i].Buf = buf[i*udpBufSize : (i+1)*udpBufSize]
 	}
 	var out tunnel.Out
-	return loop.Read("socket read",
+	return loop.Read(ctx, "socket read",
 		func() (int, error) { return c.conn.ReadBatch(msgs) },
 		func(n int) error {
 			c.receive(msgs[:n], &out)
@@ -464,6 +471,7 @@ func (c *Client) maintain(ctx context.Context) error {
 		ok, err := c.apply(st, &applied)
 		if err == nil {
 			retry.after(ok, c.log)
+			c.tellManager(st, ok)
 		}
 		return err
 	}
@@ -623,6 +631,26 @@ func (c *Client) apply(st Status, applied *Status) (bool, error) {
 	return true, nil
 }
 
+// tellManager tells the service manager where the client stands: ready
+// once qualified with the interface configured, and otherwise why not.
+func (c *Client) tellManager(st Status, configured bool) {
+	if c.notify == nil {
+		return
+	}
+	switch {
+	case st.Phase == PhaseQualified && configured:
+		c.notify.Ready(fmt.Sprintf("Teredo address %v through server %v, NAT %s", st.Addr, st.Server, st.NAT))
+	case st.Phase == PhaseQualified:
+		c.notify.Status(fmt.Sprintf("qualified as %v, but the interface could not be configured yet; retrying", st.Addr))
+	case st.Phase == PhaseResolving:
+		c.notify.Status("resolving the Teredo server " + c.cfg.Server)
+	case st.Phase == PhaseQualifying:
+		c.notify.Status(fmt.Sprintf("qualifying with the Teredo server %v", st.Server))
+	default:
+		c.notify.Status("offline: the Teredo server does not answer; retrying")
+	}
+}
+
 // helperGone returns err if the helper has exited (nothing can be retried
 // then), and nil if it is alive.
 func (c *Client) helperGone(err error) error {
@@ -729,6 +757,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer release()
 	log.Info("Teredo client started", "server", cfg.Server, "interface", c.dev.Name(), "local", c.LocalAddr())
+	c.notify = daemon.NewNotifier(log)
+	defer c.notify.Stopping()
 	go ctl.Serve(ctx, c.report)
 	go met.Serve(ctx, metrics.Handler("client", c.counters))
 	err = c.Serve(ctx)

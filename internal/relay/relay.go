@@ -91,6 +91,8 @@ type Relay struct {
 	// offloads says whether the socket got UDP GSO and GRO.
 	offloads udpio.Stats
 	start    time.Time
+	// notify, if set, hears the data path's health (the watchdog).
+	notify *daemon.Notifier
 }
 
 // Open does the privileged part: the tunnel interface with its MTU,
@@ -197,11 +199,14 @@ func (r *Relay) Serve(ctx context.Context) error {
 	g.Go(r.tunnelLoop)
 	g.Go(r.socketLoop)
 	g.Go(r.timerLoop)
+	if r.notify != nil {
+		go r.notify.Watchdog(g.Context(), g.Healthy)
+	}
 	return g.Wait(r.Close)
 }
 
 // tunnelLoop moves host packets to Teredo peers.
-func (r *Relay) tunnelLoop(context.Context) error {
+func (r *Relay) tunnelLoop(ctx context.Context) error {
 	bs := r.dev.BatchSize()
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
@@ -209,7 +214,7 @@ func (r *Relay) tunnelLoop(context.Context) error {
 		bufs[i] = make([]byte, r.cfg.MTU)
 	}
 	var out tunnel.Out
-	return loop.Read("tunnel read",
+	return loop.Read(ctx, "tunnel read",
 		func() (int, error) { return r.dev.Read(bufs, sizes, 0) },
 		func(n int) error {
 			for i := range n {
@@ -221,7 +226,7 @@ func (r *Relay) tunnelLoop(context.Context) error {
 }
 
 // socketLoop moves Teredo datagrams to the host.
-func (r *Relay) socketLoop(context.Context) error {
+func (r *Relay) socketLoop(ctx context.Context) error {
 	size := r.cfg.MTU + tunnel.UDPHeadroom
 	msgs := make([]udpio.Message, udpio.MaxBatch)
 	backing := make([]byte, len(msgs)*size)
@@ -229,7 +234,7 @@ func (r *Relay) socketLoop(context.Context) error {
 		msgs[i].Buf = backing[i*size : (i+1)*size : (i+1)*size]
 	}
 	var out tunnel.Out
-	return loop.Read("socket read",
+	return loop.Read(ctx, "socket read",
 		func() (int, error) { return r.conn.ReadBatch(msgs) },
 		func(n int) error {
 			for i := range n {
@@ -305,6 +310,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
 		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend,
 		"gso", r.offloads.GSO, "gro", r.offloads.GRO)
+	r.notify = daemon.NewNotifier(log)
+	r.notify.Ready(fmt.Sprintf("%s relay for %v on %s, UDP %v", relayType(cfg), netip.PrefixFrom(cfg.Prefix, 32), r.dev.Name(), r.LocalAddr()))
+	defer r.notify.Stopping()
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

@@ -63,7 +63,7 @@ func TestLoopGivesUp(t *testing.T) {
 		h: NewHandler(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), 0x20010000, 1280)}
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- s.loop(c, ViaPrimary, [2]udpio.PacketConn{c, c}, new(loopStats)) }()
+	go func() { done <- s.loop(t.Context(), c, ViaPrimary, [2]udpio.PacketConn{c, c}, new(loopStats)) }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, unix.ENOTSOCK) {

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -78,8 +79,10 @@ type Server struct {
 	raw   ipv6Sender
 	limit *sendLimiter // one for all loops: the bound is per /24, server-wide
 	stats []*loopStats
-	start time.Time // origin of the limiter's millisecond clock
-	close sync.Once
+	// notify, if set, hears the data path's health (the watchdog).
+	notify *daemon.Notifier
+	start  time.Time // origin of the limiter's millisecond clock
+	close  sync.Once
 }
 
 // ipv6Sender sends connectivity tests to native IPv6: a raw socket, or a
@@ -185,8 +188,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		for i, c := range s.conns[via] {
 			ls := s.stats[via*len(s.conns[via])+i]
 			out := [2]udpio.PacketConn{s.conns[ViaPrimary][i], s.conns[ViaSecondary][i]}
-			g.Go(func(context.Context) error { return s.loop(c, Via(via), out, ls) })
+			g.Go(func(ctx context.Context) error { return s.loop(ctx, c, Via(via), out, ls) })
 		}
+	}
+	if s.notify != nil {
+		go s.notify.Watchdog(g.Context(), g.Healthy)
 	}
 	err := g.Wait(s.closeSockets)
 	s.Close()
@@ -200,7 +206,7 @@ const bufSize = 2048
 // loop reads datagrams from c (on server address "on") in batches, applies
 // the handler, and writes the answers in batches from the address each one
 // must leave from. Buffers are allocated once per loop.
-func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *loopStats) error {
+func (s *Server) loop(ctx context.Context, c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *loopStats) error {
 	in := make([]udpio.Message, udpio.MaxBatch)
 	inBuf := make([]byte, udpio.MaxBatch*bufSize)
 	for i := range in {
@@ -212,7 +218,7 @@ func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *l
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
-	return loop.Read("read on "+c.LocalAddr().String(),
+	return loop.Read(ctx, "read on "+c.LocalAddr().String(),
 		func() (int, error) { return c.ReadBatch(in) },
 		func(n int) error {
 			st.received.Add(uint64(n))
@@ -293,6 +299,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer release()
 	log.Info("Teredo server started", "primary", cfg.Primary, "secondary", cfg.Secondary,
 		"prefix", cfg.Prefix, "mtu", cfg.MTU, "sockets", len(s.conns[0]))
+	s.notify = daemon.NewNotifier(log)
+	s.notify.Ready(fmt.Sprintf("serving on %v and %v", cfg.Primary, cfg.Secondary))
+	defer s.notify.Stopping()
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
