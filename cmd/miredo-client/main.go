@@ -7,10 +7,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -62,7 +64,8 @@ func appWith(action cli.ActionFunc) *cli.App {
 
 // settings is the merged configuration and what the merge noticed.
 type settings struct {
-	cfg client.Config
+	cfg   client.Config
+	level slog.Level
 	daemon.Loaded
 }
 
@@ -83,6 +86,9 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
+	if s.level, err = ld.LogLevel(c); err != nil {
+		bad.Add(err)
+	}
 	if file.RelayType != conf.ModeClient {
 		bad.Add(file.ErrorAt(conf.RelayType,
 			errors.New("this is a relay configuration: run miredo-relay for it; miredo-client takes client or autoclient")))
@@ -100,7 +106,7 @@ func configure(c *cli.Context) (settings, error) {
 		ControlSocket: c.String("control-socket"),
 		MetricsListen: c.String("metrics-listen"),
 		Refresh:       c.Duration("refresh-interval"),
-		LogLevel:      c.String("log-level"),
+		LogLevel:      strings.ToLower(s.level.String()),
 		TunBackend:    tundev.Backend(c.String("tun-backend")),
 		NoGSO:         c.Bool("no-gso"),
 		NoGRO:         c.Bool("no-gro"),
@@ -162,19 +168,20 @@ func configure(c *cli.Context) (settings, error) {
 }
 
 func run(c *cli.Context) error {
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
 	if c.Bool(client.HelperFlag) {
+		level, err := daemon.ParseLogLevel(c.String("log-level"))
+		if err != nil {
+			return err
+		}
 		log := daemon.NewLogger(os.Stderr, c.App.Name, level).With("process", "helper")
 		return client.RunHelper(client.HelperConfig{
 			Interface: c.String("interface"), Hook: c.String("hook"), User: c.String("user"),
 		}, log)
 	}
-	// SIGHUP (the if-up hook, a reload) must not kill the client while it
-	// starts; once it runs, it re-qualifies on it (client.Run).
-	signal.Ignore(syscall.SIGHUP)
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the daemon
+	// while it starts; once it runs, it reloads the configuration.
+	hup, stopHup := daemon.CatchHangup()
+	defer stopHup()
 	s, err := configure(c)
 	if c.Bool(daemon.CheckConfigFlag.Name) {
 		return daemon.ReportCheck(c, s.Loaded, err)
@@ -182,7 +189,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := s.OpenLog(c, level)
+	var level slog.LevelVar
+	level.Set(s.level)
+	log, closeLog, err := s.OpenLog(c, &level)
 	if err != nil {
 		return err
 	}
@@ -190,5 +199,19 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return client.Run(ctx, s.cfg, log)
+	// SIGHUP also means "the network changed" (Debian's if-up hook): a file
+	// that cannot be read again still makes the client qualify again, with
+	// the configuration it runs.
+	last := s.cfg
+	reloads := daemon.Reloads(ctx, hup, log, func() (client.Config, error) {
+		s, err := configure(c)
+		if err != nil {
+			log.Error("SIGHUP: configuration not reloaded; the running one stays", "err", err)
+			return last, nil
+		}
+		level.Set(s.level)
+		last = s.cfg
+		return s.cfg, nil
+	})
+	return client.Run(ctx, s.cfg, log, reloads)
 }

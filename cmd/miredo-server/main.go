@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -54,7 +55,8 @@ func appWith(action cli.ActionFunc) *cli.App {
 
 // settings is the merged configuration and what the merge noticed.
 type settings struct {
-	cfg server.Config
+	cfg   server.Config
+	level slog.Level
 	daemon.Loaded
 }
 
@@ -75,6 +77,9 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
+	if s.level, err = ld.LogLevel(c); err != nil {
+		bad.Add(err)
+	}
 	cfg := server.Config{
 		Primary:       file.ServerBindAddress,
 		Secondary:     file.ServerBindAddress2,
@@ -120,6 +125,9 @@ func configure(c *cli.Context) (settings, error) {
 			m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 		}
 	}
+	if !m.Given("rate-limit", conf.RateLimit, strconv.FormatUint(uint64(cfg.RateLimit), 10)) && file.IsSet(conf.RateLimit) {
+		cfg.RateLimit = file.RateLimit
+	}
 	if c.IsSet("mtu") {
 		cfg.MTU = c.Int("mtu")
 		m.Given("mtu", conf.InterfaceMTU, strconv.Itoa(cfg.MTU))
@@ -132,14 +140,10 @@ func configure(c *cli.Context) (settings, error) {
 }
 
 func run(c *cli.Context) error {
-	// SIGHUP (a reload, Debian's if-up hook) must not kill the server; it
-	// is answered once the log is open.
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the daemon
+	// while it starts; once it runs, it reloads the configuration.
 	hup, stopHup := daemon.CatchHangup()
 	defer stopHup()
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
 	s, err := configure(c)
 	if c.Bool(daemon.CheckConfigFlag.Name) {
 		return daemon.ReportCheck(c, s.Loaded, err)
@@ -147,7 +151,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := s.OpenLog(c, level)
+	var level slog.LevelVar
+	level.Set(s.level)
+	log, closeLog, err := s.OpenLog(c, &level)
 	if err != nil {
 		return err
 	}
@@ -155,6 +161,13 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the server to apply changes (its sockets cannot be reopened after the privilege drop)")
-	return server.Run(ctx, s.cfg, log)
+	reloads := daemon.Reloads(ctx, hup, log, func() (server.Config, error) {
+		s, err := configure(c)
+		if err != nil {
+			return server.Config{}, err
+		}
+		level.Set(s.level)
+		return s.cfg, nil
+	})
+	return server.Run(ctx, s.cfg, log, reloads)
 }

@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -175,8 +176,9 @@ type Client struct {
 	// devWrite serialises writes to the device, which takes one writer at
 	// a time; the socket loop is the one that writes in bulk.
 	devWrite sync.Mutex
-	// hup delivers SIGHUP: the network changed (Run sets it).
-	hup <-chan os.Signal
+	// reloads delivers the configuration read again at SIGHUP (Run sets
+	// it); the maintenance goroutine takes it.
+	reloads <-chan Config
 }
 
 // Open does the privileged part of starting: the tunnel device, the UDP
@@ -533,11 +535,15 @@ func (c *Client) maintain(ctx context.Context) error {
 			}
 		case <-usr1:
 			c.log.Info("statistics", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
-		case <-c.hup:
-			// Debian's if-up hook and the service manager's reload send
-			// it: the network changed. The configuration is not read
-			// again (the tunnel and socket could not be reopened).
-			c.log.Info("SIGHUP: resolving the Teredo server and qualifying again", "status", m.Status())
+		case next := <-c.reloads:
+			// SIGHUP: Debian's if-up hook (the network changed) and the
+			// service manager's reload send it. The configuration was
+			// read again; the server names and the refresh interval
+			// apply, and the server is asked again at once, which keeps
+			// our address if nothing changed.
+			c.reload(next)
+			m.SetRefresh(c.cfg.Refresh)
+			c.log.Info("SIGHUP: resolving the Teredo server and qualifying again", "server", c.cfg.Server, "status", m.Status())
 			m.Rediscover(time.Now(), &a)
 		}
 	}
@@ -567,7 +573,7 @@ func (c *Client) act(ctx context.Context, m *Machine, a *Actions, apply func(Sta
 		}
 	}
 	if a.Resolve {
-		go c.resolve(ctx, resolved)
+		go c.resolve(ctx, c.cfg.Server, c.cfg.Server2, resolved)
 	}
 	if a.Changed {
 		return apply(m.Status())
@@ -687,14 +693,14 @@ func (r *retryApply) after(ok bool, log *slog.Logger) {
 // resolve looks up the server names (the secondary defaults to the
 // primary plus one, as Windows and Miredo's server assume) and sends the
 // result to out.
-func (c *Client) resolve(ctx context.Context, out chan<- resolution) {
+func (c *Client) resolve(ctx context.Context, server, server2 string, out chan<- resolution) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	var r resolution
-	r.primary, r.err = lookupIPv4(ctx, c.cfg.Server)
+	r.primary, r.err = lookupIPv4(ctx, server)
 	if r.err == nil {
-		if c.cfg.Server2 != "" {
-			r.secondary, r.err = lookupIPv4(ctx, c.cfg.Server2)
+		if server2 != "" {
+			r.secondary, r.err = lookupIPv4(ctx, server2)
 		} else {
 			r.secondary = r.primary.Next()
 		}
@@ -722,13 +728,11 @@ func lookupIPv4(ctx context.Context, name string) (netip.Addr, error) {
 }
 
 // Run runs the client until ctx ends: opens the tunnel, the socket and the
-// helper, writes the pid file, drops privileges and serves.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	// SIGHUP means the network changed, from the start to the end: it must
-	// not kill us while the helper runs the last hooks either.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// helper, writes the pid file, drops privileges and serves. Configurations
+// read again at SIGHUP arrive on reloads (the caller catches the signal
+// for the whole life of the process: it must not kill the client while the
+// helper runs the last hooks either).
+func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding our own executable for the privileged helper: %w", err)
@@ -738,7 +742,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer c.Close()
-	c.hup = hup
+	c.reloads = reloads
 	cfg = c.cfg
 	ctl, err := control.Listen(cfg.ControlSocket, log)
 	if err != nil {
@@ -764,4 +768,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	err = c.Serve(ctx)
 	log.Info("Teredo client stopped", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
 	return err
+}
+
+// reload takes a configuration read again at SIGHUP: the server names and
+// the refresh interval apply; the rest shapes the tunnel, the socket or the
+// helper, set up with privileges the packet process no longer has, and is
+// named in one log line for a restart to apply.
+func (c *Client) reload(next Config) {
+	next, err := next.Check()
+	if err != nil {
+		c.log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	if un := c.cfg.unapplied(next); len(un) > 0 {
+		c.log.Warn("SIGHUP: restart to apply: " + strings.Join(un, ", "))
+	}
+	if next.Server != c.cfg.Server || next.Server2 != c.cfg.Server2 {
+		c.log.Info("SIGHUP: new Teredo server", "server", next.Server, "server2", next.Server2, "old", c.cfg.Server)
+	}
+	c.cfg.Server, c.cfg.Server2, c.cfg.Refresh = next.Server, next.Server2, next.Refresh
 }

@@ -135,3 +135,27 @@ func validHostName(s string) bool {
 	}
 	return !digitsOnly
 }
+
+// unapplied names the settings of next that differ from c's and that a
+// running client cannot take: they shape the tunnel, the socket or the
+// privileged helper.
+func (c Config) unapplied(next Config) []string {
+	var names []string
+	for _, d := range []struct {
+		changed bool
+		name    string
+	}{
+		{c.Interface != next.Interface, "InterfaceName"},
+		{c.BindAddress != next.BindAddress, "BindAddress"},
+		{c.BindPort != next.BindPort, "BindPort"},
+		{c.Hook != next.Hook, "--hook"},
+		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
+		{c.TunBackend != next.TunBackend || c.NoGSO != next.NoGSO || c.NoGRO != next.NoGRO, "I/O switches"},
+		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
+	} {
+		if d.changed {
+			names = append(names, d.name)
+		}
+	}
+	return names
+}

@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -284,8 +285,9 @@ func (r *Relay) flush(out *tunnel.Out) error {
 }
 
 // Run runs the relay until ctx ends: opens the tunnel and socket, writes
-// the pid file, drops privileges and serves.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+// the pid file, drops privileges and serves. Configurations read again
+// (SIGHUP) arrive on reloads; see Relay.reload.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
 	r, err := Open(cfg, log)
 	if err != nil {
 		return err
@@ -328,6 +330,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 	go ctl.Serve(ctx, r.report)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cfg := <-reloads:
+				r.reload(cfg)
+			}
+		}
+	}()
 	go met.Serve(ctx, metrics.Handler("relay", r.counters))
 	err = r.Serve(ctx)
 	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
@@ -339,4 +351,21 @@ func relayType(cfg Config) string {
 		return "restricted"
 	}
 	return "cone"
+}
+
+// reload takes a configuration read again. The relay's settings all shape
+// the tunnel, its route or its socket, which were set up with privileges
+// it no longer has: a change is named in one log line for a restart to
+// apply (the log level, which the caller sets, is the one that applies).
+func (r *Relay) reload(cfg Config) {
+	cfg, err := cfg.Check()
+	if err != nil {
+		r.log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	if un := r.cfg.unapplied(cfg); len(un) > 0 {
+		r.log.Warn("SIGHUP: restart to apply: " + strings.Join(un, ", "))
+		return
+	}
+	r.log.Info("SIGHUP: configuration reloaded")
 }

@@ -77,3 +77,23 @@ func (c Config) Check() (Config, error) {
 	}
 	return c, nil
 }
+
+// unapplied names the settings of next that differ from c's and that a
+// running server cannot take: those that need the privileges it dropped,
+// or that shape its process.
+func (c Config) unapplied(next Config) []string {
+	var names []string
+	for _, d := range []struct {
+		changed bool
+		name    string
+	}{
+		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
+		{c.Sockets != next.Sockets || c.NoBatch != next.NoBatch, "--sockets/--no-batch"},
+		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
+	} {
+		if d.changed {
+			names = append(names, d.name)
+		}
+	}
+	return names
+}

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // sendLimiter bounds how many datagrams the server sends to one IPv4 /24
@@ -24,7 +25,7 @@ import (
 // The slots are split into stripes, each behind its own mutex on its own
 // cache lines, so two loops rarely wait for each other.
 type sendLimiter struct {
-	rate    uint32 // tokens per second; 0 turns the limiter off
+	rate    atomic.Uint32 // tokens per second; 0 turns the limiter off (a reload may change it)
 	seed    maphash.Seed
 	stripes [limiterStripes]limiterStripe
 }
@@ -50,13 +51,16 @@ type limiterSlot struct {
 }
 
 func newSendLimiter(rate uint32) *sendLimiter {
-	return &sendLimiter{rate: rate, seed: maphash.MakeSeed()}
+	l := &sendLimiter{seed: maphash.MakeSeed()}
+	l.rate.Store(rate)
+	return l
 }
 
 // allow takes one token for a datagram to a at time now (milliseconds on
 // any monotonic origin). It is safe for concurrent use.
 func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
-	if l.rate == 0 || !a.Is4() {
+	rate := l.rate.Load()
+	if rate == 0 || !a.Is4() {
 		return true
 	}
 	b := a.As4()
@@ -68,20 +72,20 @@ func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
 	s := &st.slots[h%(limiterSlots/limiterStripes)]
 	switch {
 	case s.key == 0:
-		*s = limiterSlot{key: key, tokens: l.rate, last: now}
+		*s = limiterSlot{key: key, tokens: rate, last: now}
 	case s.key != key:
 		// Another /24 shares the slot: it takes over the bucket as it is,
 		// so churning slots with other sources never refills a victim's.
 		s.key = key
 	}
 	if elapsed := now - s.last; elapsed > 0 {
-		if add := uint64(elapsed) * uint64(l.rate) / 1000; add > 0 {
-			if t := uint64(s.tokens) + add; t >= uint64(l.rate) {
-				s.tokens, s.last = l.rate, now
+		if add := uint64(elapsed) * uint64(rate) / 1000; add > 0 {
+			if t := uint64(s.tokens) + add; t >= uint64(rate) {
+				s.tokens, s.last = rate, now
 			} else {
 				// Keep the fraction of a token not yet earned.
 				s.tokens = uint32(t)
-				s.last += int64(add * 1000 / uint64(l.rate))
+				s.last += int64(add * 1000 / uint64(rate))
 			}
 		}
 	}

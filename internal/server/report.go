@@ -26,10 +26,11 @@ type StatusReport struct {
 
 // report answers the control socket's status request.
 func (s *Server) report(context.Context, control.Request) (any, error) {
+	cfg := s.config()
 	return StatusReport{
 		Common:  control.NewCommon("server", s.start),
-		Primary: s.cfg.Primary, Secondary: s.cfg.Secondary, Prefix: s.cfg.Prefix, MTU: s.cfg.MTU,
-		Sockets: len(s.conns[0]), RateLimit: s.cfg.RateLimit,
+		Primary: cfg.Primary, Secondary: cfg.Secondary, Prefix: cfg.Prefix, MTU: cfg.MTU,
+		Sockets: len(s.sockets()[0]), RateLimit: cfg.RateLimit,
 		Counters: s.counters(),
 	}, nil
 }
