@@ -55,8 +55,8 @@ type peer struct {
 	// that stopped answering (see staleTicks).
 	lastTest tick
 	nonce    [8]byte
-	prev    uint32 // LRU neighbours, noIndex at the ends
-	next    uint32
+	prev     uint32 // LRU neighbours, noIndex at the ends
+	next     uint32
 }
 
 func (p *peer) has(f uint8) bool { return p.flags&f != 0 }
