@@ -28,7 +28,7 @@ func TestFaultRelayRestart(t *testing.T) {
 	w := newWorld(t)
 	var tb table
 	for _, pl := range lab.Placements() {
-		for _, who := range whos(pl) {
+		for _, who := range whos() {
 			for _, dir := range []string{"client->native", "native->client"} {
 				t.Run(pl.Name+"/"+who+"/"+dir, func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
