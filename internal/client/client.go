@@ -157,7 +157,9 @@ type Client struct {
 	applyRetryMin time.Duration
 	// notify, if set, hears the client's state and the data path's health.
 	notify *daemon.Notifier
-	eng    *tunnel.Engine
+	// refresh is the refresh interval in use (nanoseconds), for status.
+	refresh atomic.Int64
+	eng     *tunnel.Engine
 
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
@@ -474,11 +476,15 @@ func (c *Client) maintain(ctx context.Context) error {
 	retry := retryApply{timer: time.NewTimer(time.Hour), min: cmp.Or(c.applyRetryMin, applyRetryMin)}
 	retry.timer.Stop()
 	defer retry.timer.Stop()
+	interval := newIntervalRun(c)
+	defer interval.stop()
+	c.refresh.Store(int64(timing.Refresh))
 	apply := func(st Status) error {
 		ok, err := c.apply(st, &applied)
 		if err == nil {
 			retry.after(ok, c.log)
 			c.tellManager(st, ok)
+			interval.follow(st, m)
 		}
 		return err
 	}
@@ -502,6 +508,10 @@ func (c *Client) maintain(ctx context.Context) error {
 			if err := apply(m.Status()); err != nil {
 				return err
 			}
+		case d := <-interval.in:
+			interval.receive(d, m)
+		case <-interval.tc:
+			interval.tick(m)
 		case <-timer.C:
 			if h := c.lastHeard.Load(); h != 0 { // the refresh may be moot
 				m.Heard(c.start.Add(time.Duration(h)))
