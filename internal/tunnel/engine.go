@@ -27,6 +27,12 @@ const (
 	// most 4 connectivity tests (§5.2.4 case 2: one and 3 repeats).
 	maxProbes   = 4
 	probeWindow = 300 * ticksPerSecond
+	// testWindow is probeWindow for connectivity tests to native peers:
+	// §5.2.6's 300 s binds bubbles; a native peer whose four tests all got
+	// lost (a lossy path) may be tested again after 30 s rather than stay
+	// unreachable for five minutes. The global test budgets still bound
+	// what any number of peers can cost.
+	testWindow = 30 * ticksPerSecond
 	// pingLifetime: how long an echo reply to a connectivity test is
 	// accepted (Miredo: 30 s).
 	pingLifetime tick = 30 * ticksPerSecond

@@ -185,10 +185,15 @@ const (
 
 // mayProbe applies §5.2.6: no probe within 2 s of the last transmission,
 // no more than 4 unanswered ones in 300 s (Miredo counts the 300 s from the
-// last one and then starts afresh).
+// last one and then starts afresh), 30 s for connectivity tests to native
+// peers (testWindow).
 func (e *Engine) mayProbe(p *peer, now tick) probeDecision {
 	if p.probes >= maxProbes {
-		if since(now, p.lastTx) <= probeWindow {
+		window := tick(probeWindow)
+		if p.has(fNative) {
+			window = testWindow
+		}
+		if since(now, p.lastTx) <= window {
 			return probeNo
 		}
 		p.probes = 0

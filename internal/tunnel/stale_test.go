@@ -70,3 +70,37 @@ func TestStaleRelayRetested(t *testing.T) {
 		t.Fatalf("packet from the new relay: %+v", v)
 	}
 }
+
+// TestNativeTestWindow: once four connectivity tests to a native peer went
+// unanswered, host packets to it are refused as unreachable, but only for
+// 30 s (bubbles to Teredo peers keep §5.2.6's 300 s).
+func TestNativeTestWindow(t *testing.T) {
+	en := newEnv(t, Client)
+	tests := func() int { return int(en.e.Stats().Pings) }
+	en.tun(pkt(selfAddr, native, 8))
+	for range 4 {
+		en.clk.advance(2 * time.Second)
+		en.tick()
+	}
+	if n := tests(); n != 4 {
+		t.Fatalf("%d tests, want 4", n)
+	}
+	en.clk.advance(10 * time.Second)
+	if v := en.tun(pkt(selfAddr, native, 8)); v != drop(DropUnreachable) {
+		t.Fatalf("10 s after the last test: %+v, want unreachable", v)
+	}
+	en.clk.advance(25 * time.Second)
+	if v := en.tun(pkt(selfAddr, native, 8)); v != queuedV || tests() != 5 {
+		t.Fatalf("35 s after the last test: %+v with %d tests, want queued and a fifth test", v, tests())
+	}
+	// A Teredo peer keeps the 300 s.
+	en.tun(pkt(selfAddr, peerAddr, 8))
+	for range 4 {
+		en.clk.advance(2 * time.Second)
+		en.tick()
+	}
+	en.clk.advance(60 * time.Second)
+	if v := en.tun(pkt(selfAddr, peerAddr, 8)); v != drop(DropUnreachable) {
+		t.Fatalf("Teredo peer 60 s after its last bubble: %+v, want unreachable", v)
+	}
+}
