@@ -172,6 +172,8 @@ type Client struct {
 	devWrite sync.Mutex
 	// hup delivers SIGHUP: the network changed (Run sets it).
 	hup <-chan os.Signal
+	// ext is RFC 6081's state: random ports, UPnP mapping (ext.go).
+	ext extensions
 }
 
 // Open does the privileged part of starting: the tunnel device, the UDP
@@ -209,7 +211,12 @@ func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
 		c.dev.Close()
 		return nil, err
 	}
-	c.eng = tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix})
+	c.ext.ports = newRandomSockets(cfg.BindAddress)
+	c.eng = tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix, Ports: c.ext.ports})
+	c.ext.ports.receive = func(b []byte, from netip.AddrPort, port uint16, out *tunnel.Out) error {
+		c.eng.FromRandomPort(b, from, port, out)
+		return c.flush(out)
+	}
 	return c, nil
 }
 
@@ -250,7 +257,9 @@ func (c *Client) mono() int64 { return int64(time.Since(c.start)) + 1 }
 // Serve runs the client until ctx ends or something fails for good (the
 // helper died, a socket broke).
 func (c *Client) Serve(ctx context.Context) error {
+	c.startUPnP(ctx)
 	g := loop.NewGroup(ctx)
+	g.Go(c.extLoop)
 	g.Go(c.tunnelLoop)
 	g.Go(c.socketLoop)
 	maintained := make(chan struct{})
@@ -310,6 +319,7 @@ func (c *Client) failed(msg string) func(error) {
 // flush sends and writes what the Engine produced, then resets out. It
 // returns net.ErrClosed once the socket or device is closed.
 func (c *Client) flush(out *tunnel.Out) error {
+	c.sendVia(out)
 	f := out.Flush(c.conn, c.dev, &c.devWrite)
 	c.st.sendErrors.Add(uint64(f.UDPFailed))
 	c.st.tunWriteErrors.Add(uint64(f.TunFailed))
@@ -435,7 +445,8 @@ func (c *Client) maintDone(d datagram) { c.maintFree <- d.b[:0] }
 func (c *Client) maintain(ctx context.Context) error {
 	timing := DefaultTiming()
 	timing.Refresh = c.cfg.Refresh
-	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, MaxMTU: maxMTU, Log: c.log})
+	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, MaxMTU: maxMTU, Log: c.log,
+		LocalPort: c.conn.LocalAddr().Port(), UPnP: c.upnpMapping()})
 	resolved := make(chan resolution, 1)
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -602,7 +613,7 @@ func (c *Client) apply(st Status, applied *Status) (bool, error) {
 				"nat", st.NAT.String(), "hook_status", status)
 		}
 		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.NAT != prev.NAT {
-			c.eng.SetSelf(tunnel.Self{Addr: st.Addr, Server: netip.AddrPortFrom(st.Server, proto.Port), Cone: st.NAT == NATCone})
+			c.eng.SetSelf(c.selfFor(st))
 		}
 		return true, nil
 	}
