@@ -40,10 +40,12 @@ import (
 )
 
 const (
-	// upnpSearch bounds the SSDP search (goupnp waits for answers until
-	// it ends; devices answer within an MX of 1 s): the time a client
-	// without a gateway loses before qualifying.
-	upnpSearch = 1200 * time.Millisecond
+	// upnpSearch bounds the SSDP search: the time a client without a
+	// gateway loses before qualifying (goupnp waits for answers until the
+	// search ends). A gateway on the LAN answers in milliseconds; one that
+	// takes longer than this (UDA allows up to the MX of 1 s we send) is
+	// taken for none, rather than hold every start for a second.
+	upnpSearch = 500 * time.Millisecond
 	// upnpCall bounds each SOAP action.
 	upnpCall = 3 * time.Second
 	// upnpLeaseTime is the lease asked for, renewed at half of it.
@@ -86,7 +88,7 @@ func findIGD(ctx context.Context) (igd, netip.Addr, error) {
 	defer hc.Close()
 	sctx, cancel := context.WithTimeout(ctx, upnpSearch)
 	defer cancel()
-	answers, err := ssdp.RawSearch(sctx, hc, igdSearchTarget, 2)
+	answers, err := ssdp.SSDPRawSearchCtx(sctx, hc, igdSearchTarget, 1, 2)
 	if err != nil {
 		return nil, netip.Addr{}, fmt.Errorf("SSDP search: %w", err)
 	}
