@@ -235,22 +235,22 @@ func (r Results) Table(c1, c2 Impl) string {
 			}
 		}
 	}
+	cell := func(row, col lab.NATMode, same bool) {
+		there, back := directions(c1, c2, row, col, same)
+		fmt.Fprintf(&b, " %s / %s |", r.mark(there), r.mark(back))
+		note(there)
+		note(back)
+	}
 	for _, row := range modes {
 		fmt.Fprintf(&b, "| %s |", Label(row))
 		for _, col := range modes {
-			there, back := directions(c1, c2, row, col, false)
-			fmt.Fprintf(&b, " %s / %s |", r.mark(there), r.mark(back))
-			note(there)
-			note(back)
+			cell(row, col, false)
 		}
 		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "| same NAT (client 1 + client 3) |")
 	for _, m := range modes {
-		there, back := directions(c1, c2, m, m, true)
-		fmt.Fprintf(&b, " %s / %s |", r.mark(there), r.mark(back))
-		note(there)
-		note(back)
+		cell(m, m, true)
 	}
 	b.WriteString("\n")
 	if len(notes) > 0 {
@@ -271,9 +271,10 @@ func (r Results) Table(c1, c2 Impl) string {
 // beyondWhy explains an attempt that connected where neither Figure 1 nor
 // the baseline says it can.
 func beyondWhy(a Attempt) string {
-	if a.ToNAT == lab.SymmetricUPnP && a.To == Ours && !a.SameNAT {
-		return "the initiator's first packet comes in through the UPnP mapping, and the NAT sends the answers back " +
-			"through that flow, from the mapped port, which the initiator's NAT admits (Figure 1 counts the mapping for inbound packets only)"
+	if !a.SameNAT && (a.ToNAT == lab.SymmetricUPnP && a.To == Ours || a.FromNAT == lab.SymmetricUPnP && a.From == Ours) {
+		return "our client behind the UPnP mapping sends no bubble to open its NAT (the mapping lets anyone in), so the " +
+			"peer's packets come in through the mapping and the NAT answers along that flow, from the mapped port, which " +
+			"the peer's NAT admits (Figure 1 counts the mapping for inbound packets only)"
 	}
 	return "not predicted"
 }

@@ -311,7 +311,12 @@ func (e *Engine) probeRound(s *shard, idx uint32, self *selfState, now tick, out
 			c.compat.Add(1)
 		}
 	}
-	if directs && !self.Cone {
+	// Direct bubbles open our NAT to the peer (RFC 4380 §5.2.4 case 5):
+	// not needed behind a cone NAT, nor behind a UPnP mapping, which lets
+	// anyone in already; there one would even do harm, making our NAT
+	// send the peer's answers, through the mapping, back from the random
+	// port of the flow the bubble started.
+	if directs && !self.Cone && !e.upnpSingle(self) {
 		e.directBubbles(p, x, self, out, c, netip.AddrPort{})
 	}
 }
