@@ -233,14 +233,6 @@ func (e *Engine) fromTeredoPeer(s *shard, idx uint32, found bool, d *datagram, o
 	// cost no hashing.
 	how := e.verify(s, idx, found, d)
 	if how == unverified {
-		if found && d.bubble && !d.fromLocal && e.has(ExtUPnP) {
-			// §5.3.4.1: a bubble from another mapping than its
-			// address's says the peer's NAT is symmetric; it changes
-			// nothing until the peer is verified.
-			x := s.extOf(idx)
-			x.bits |= xSymPeer
-			setRouted(&s.peers[idx], x)
-		}
 		if d.fromLocal {
 			return drop(DropNonGlobal)
 		}

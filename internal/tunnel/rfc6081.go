@@ -29,8 +29,16 @@ package tunnel
 //     direct bubble back at once, so that it need not wait 2 s for its own
 //     retry to verify us (RFC 4380 §5.2.3 lets a client bubble anyone it
 //     hears from);
-//   - behind a single UPnP-mapped symmetric NAT, packets to a peer behind a
-//     symmetric NAT go to the mapping in its address (§5.3.4.2, §5.3.4.3);
+//   - behind a single UPnP-mapped symmetric NAT, no bubble goes out to
+//     open our NAT (the mapping keeps it open, as a cone NAT is, RFC 4380
+//     §5.2.4; such a bubble would start a flow from a random port that
+//     shadows the one the peer's packets come in on), and packets go to
+//     a peer along the flow its packet came in on, to the mapping it came
+//     from, which our NAT answers from the mapped port. RFC 6081
+//     §5.3.4.2-3 would send them to the mapping in a symmetric peer's
+//     address instead, betting that the peer has a UPnP mapping too;
+//     answering along the flow reaches every peer the bet reaches and
+//     every other one whose packets come in through our mapping;
 //   - behind a port-preserving symmetric NAT, a random local port per peer
 //     being set up (§5.4); behind another symmetric NAT, an echo test from
 //     a random port predicts its external port (§5.5);
@@ -40,8 +48,8 @@ package tunnel
 //
 // Budget per peer, on top of RFC 4380's (a bubble round at most every 2 s,
 // 4 rounds in 300 s; a round is one indirect bubble, plus the Miredo-style
-// one from the second round, and up to three direct bubbles: its mapping,
-// its random port, our random port's first): one random port at a time;
+// one from the second round, and up to two direct bubbles: to its mapping,
+// and to its random port or from ours): one random port at a time;
 // two echo tests (3 packets each) per 300 s; three solicitations per
 // refresh; 20 keep-alives through a random port (§5.4.2.1). Globally:
 // maxRandomPorts ports at once, and the bubbles that other people's
@@ -71,7 +79,10 @@ const (
 	refreshTicks = 30 * ticksPerSecond
 	maxRefreshes = 20
 	// maxBubbleLen holds a bubble with every trailer we put on one.
-	maxBubbleLen = proto.IPv6HeaderLen + 2 + proto.TrailerNonceLen + 4 + proto.MaxAlternateAddresses*6 + 6 + 4
+	maxBubbleLen = proto.IPv6HeaderLen + proto.TrailerHeaderLen + proto.TrailerNonceLen + // nonce
+		proto.TrailerHeaderLen + 2 + proto.MaxAlternateAddresses*6 + // alternate addresses
+		proto.TrailerHeaderLen + 4 + // neighbor discovery option
+		proto.TrailerHeaderLen + 2 // random port
 	// rsLen is the size of an echo test's router solicitation.
 	rsLen = proto.AuthHeaderMinLen + proto.IPv6HeaderLen + 8
 )
@@ -120,7 +131,6 @@ const (
 	xSent       uint16 = 1 << iota // nonceSent is valid
 	xPrev                          // noncePrev is valid
 	xRecv                          // nonceRecv is valid
-	xSymPeer                       // §5.3.1 Symmetric Peer
 	xDRPrimary                     // §5.4.1 Direct Receive on Primary Port
 	xDRRandom                      // §5.4.1 Direct Receive on Random Port
 	xViaRandom                     // packets to the peer leave from randomPort
@@ -170,8 +180,7 @@ func enabledExtensions(cfg Config) Extensions {
 }
 
 // upnpSingle: we sit behind one UPnP-mapped symmetric NAT, so anyone
-// reaches the mapping in our address, and peers behind symmetric NATs are
-// sent to at the mapping in theirs (§5.3.4.2).
+// reaches the mapping in our address (§5.3.3).
 func (e *Engine) upnpSingle(self *selfState) bool {
 	return e.has(ExtUPnP) && self.Symmetric && self.UPnP && !self.UPnPMapping.IsValid()
 }
@@ -196,9 +205,6 @@ func (e *Engine) routeOf(p *peer, x *extState, self *selfState) route {
 	if x == nil {
 		return r
 	}
-	if x.bits&xSymPeer != 0 && e.upnpSingle(self) {
-		return route{to: embeddedMapping(p.addr[:])}
-	}
 	r.local = x.bits&xLocal != 0
 	if x.bits&xViaRandom != 0 && x.randomPort != 0 {
 		r.via = x.randomPort
@@ -209,7 +215,7 @@ func (e *Engine) routeOf(p *peer, x *extState, self *selfState) route {
 // setRouted keeps fRouted in step with x: it is set whenever routeOf may
 // differ from the peer's mapping.
 func setRouted(p *peer, x *extState) {
-	if x != nil && x.bits&(xSymPeer|xViaRandom|xLocal) != 0 {
+	if x != nil && x.bits&(xViaRandom|xLocal) != 0 {
 		p.flags |= fRouted
 	} else {
 		p.flags &^= fRouted
@@ -303,9 +309,11 @@ func (e *Engine) probeRound(s *shard, idx uint32, self *selfState, now tick, out
 		x.advertised = x.randomPort // §5.4.4.2: the NAT keeps it
 	}
 	e.indirectBubble(p, x, self, now, out, c)
-	if !self.Symmetric && p.probes >= 2 && x.bits&xSpeaks == 0 {
+	if (!self.Symmetric || e.upnpSingle(self)) && p.probes >= 2 && x.bits&xSpeaks == 0 {
 		// A Miredo peer behind a symmetric NAT answers from a mapping
-		// only this bubble's HMAC source lets us verify.
+		// only this bubble's HMAC source lets us verify (its answer gets
+		// through our NAT if that is not symmetric, or through our UPnP
+		// mapping).
 		pkt := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), e.bubbleSource(&p.addr, epochOf(now)), netip.AddrFrom16(p.addr), 0))
 		if out.sendUDP(pkt, serverOf(p)) {
 			c.compat.Add(1)
@@ -313,9 +321,9 @@ func (e *Engine) probeRound(s *shard, idx uint32, self *selfState, now tick, out
 	}
 	// Direct bubbles open our NAT to the peer (RFC 4380 §5.2.4 case 5):
 	// not needed behind a cone NAT, nor behind a UPnP mapping, which lets
-	// anyone in already; there one would even do harm, making our NAT
-	// send the peer's answers, through the mapping, back from the random
-	// port of the flow the bubble started.
+	// anyone in already; there one would even do harm, starting a flow
+	// from a random port that shadows the one the peer's packets would
+	// come in on.
 	if directs && !self.Cone && !e.upnpSingle(self) {
 		e.directBubbles(p, x, self, out, c, netip.AddrPort{})
 	}
@@ -350,8 +358,9 @@ func ownAlternates(self *selfState, dst []netip.AddrPort) []netip.AddrPort {
 }
 
 // directBubbles sends the direct bubbles of a round, echoing the peer's
-// nonce: to where packets to it go (§5.2.6, §5.3.4.2), or, answering an
-// indirect bubble, to its origin (RFC 4380 §5.2.3), and to its
+// nonce: to where packets to it go (§5.2.6), or, answering an indirect
+// bubble, to its origin (RFC 4380 §5.2.3; not behind a UPnP mapping), and
+// to its
 // random port when it advertised one (§5.4.4.3; from our random port if
 // we have one, else from the Teredo port, as the port-restricted side of
 // §6.3/§6.4 must). Behind a port-preserving or sequential NAT, our random
@@ -360,19 +369,11 @@ func ownAlternates(self *selfState, dst []netip.AddrPort) []netip.AddrPort {
 func (e *Engine) directBubbles(p *peer, x *extState, self *selfState, out *Out, c *counters, origin netip.AddrPort) {
 	src, dst := self.Addr, netip.AddrFrom16(p.addr)
 	tr := trailers{nonce: x.echoNonce()}
-	r := e.routeOf(p, x, self)
 	switch {
 	case !origin.IsValid():
-		if out.send(out.bubble(src, dst, tr), r) {
+		if out.send(out.bubble(src, dst, tr), e.routeOf(p, x, self)) {
 			c.direct.Add(1)
 		}
-	case x.bits&xSymPeer != 0 && e.upnpSingle(self) && r.to != origin:
-		// §5.3.4.2: to the mapping in its address (a UPnP mapping, we
-		// bet), as well as the origin.
-		if out.send(out.bubble(src, dst, tr), r) {
-			c.direct.Add(1)
-		}
-		fallthrough
 	default:
 		if out.sendUDP(out.bubble(src, dst, tr), origin) {
 			c.reply.Add(1)
@@ -535,18 +536,15 @@ func (e *Engine) verify(s *shard, idx uint32, found bool, d *datagram) verificat
 	return unverified
 }
 
-// verified records how peer idx was reached (§5.3.4.1, §5.4.4.5, §5.5.4.3,
-// §5.6.4.3) after its mapping was set to d.from, and answers a peer that
+// verified records how peer idx was reached (§5.4.4.5, §5.5.4.3, §5.6.4.3)
+// after its mapping was set to d.from, and answers a peer that
 // proved itself by a nonce or our random port with one direct bubble, so
 // it verifies us now. s.mu is held.
 func (e *Engine) verified(s *shard, idx uint32, d *datagram, how verification, wasTrusted bool, out *Out, c *counters) {
 	p, x := &s.peers[idx], s.extOf(idx)
-	x.bits &^= xLocal | xSymPeer
-	switch {
-	case d.fromLocal:
+	x.bits &^= xLocal
+	if d.fromLocal {
 		x.bits |= xLocal
-	case d.from != embeddedMapping(d.src[:]):
-		x.bits |= xSymPeer
 	}
 	if d.via != 0 {
 		if x.bits&xViaRandom == 0 {

@@ -335,32 +335,59 @@ func TestTrailerRules(t *testing.T) {
 	}
 }
 
-// TestUPnPRoute: behind a single UPnP-mapped symmetric NAT, a peer whose
-// bubble came from another mapping than its address's (a symmetric peer,
-// §5.3.4.1) is sent to at the mapping in its address (§5.3.4.2-3), and
-// answers are accepted from where it sends.
-func TestUPnPRoute(t *testing.T) {
-	for _, tc := range []struct {
+// TestUPnP: behind a single UPnP-mapped symmetric NAT no bubble goes out
+// to open the NAT (an indirect bubble's origin is still answered); packets
+// go back along the flow a peer's packet came in on, to the mapping it
+// came from, whatever the peer's address says (where RFC 6081 §5.3.4.2-3
+// would aim at the address's mapping). Without the mapping, a symmetric
+// client bubbles as usual.
+func TestUPnP(t *testing.T) {
+	upnp := Self{Addr: selfAddr, Server: server, Symmetric: true, UPnP: true}
+	cases := []struct {
 		name string
 		self Self
-		want netip.AddrPort
+		// what a round and an answer to an indirect bubble send
+		round, answer []netip.AddrPort
 	}{
-		{"UPnP, one NAT", Self{Addr: selfAddr, Server: server, Symmetric: true, UPnP: true}, peerMap},
-		{"no UPnP", Self{Addr: selfAddr, Server: server, Symmetric: true}, peerMap2},
-		{"nested NATs", Self{Addr: selfAddr, Server: server, Symmetric: true, UPnP: true, UPnPMapping: selfLocal}, peerMap2},
-	} {
+		{"UPnP, one NAT", upnp, []netip.AddrPort{server}, []netip.AddrPort{server, peerMap}},
+		{"no UPnP", Self{Addr: selfAddr, Server: server, Symmetric: true}, []netip.AddrPort{server, peerMap}, []netip.AddrPort{server, peerMap}},
+		{"nested NATs", Self{Addr: selfAddr, Server: server, Symmetric: true, UPnP: true, UPnPMapping: selfLocal},
+			[]netip.AddrPort{server, peerMap}, []netip.AddrPort{server, peerMap}},
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			en, _ := extEnv(t, tc.self, func(c *Config) { c.Disable = ExtSequential | ExtPortPreserving })
 			en.tun(pkt(selfAddr, peerAddr, 8))
-			// Its answer, echoing our nonce, from its per-destination port.
-			en.udp(trBubble(peerAddr, selfAddr, trailers{nonce: en.sentNonce(peerAddr)}), peerMap2)
-			if v := en.tun(pkt(selfAddr, peerAddr, 8)); v != sent || en.sentTo()[0] != tc.want {
-				t.Errorf("data %+v to %v, want %v", v, en.sentTo(), tc.want)
+			if got := en.sentTo(); !slices.Equal(got, tc.round) {
+				t.Errorf("round sent to %v, want %v", got, tc.round)
 			}
-			if v := en.udp(pkt(peerAddr, selfAddr, 8), peerMap2); v != sent {
-				t.Errorf("data from its mapping: %+v", v)
+			other := teredoAddr(serverIP, netip.MustParseAddrPort("198.51.100.7:7000"))
+			en.udp(viaServer(netip.MustParseAddrPort("198.51.100.7:7000"), trBubble(other, selfAddr, trailers{nonce: nonce(1)})), server)
+			want := []netip.AddrPort{tc.answer[0]}
+			if len(tc.answer) > 1 {
+				want = append(want, netip.MustParseAddrPort("198.51.100.7:7000"))
+			}
+			if got := en.sentTo(); !slices.Equal(got, want) {
+				t.Errorf("answer to an indirect bubble sent to %v, want %v", got, want)
 			}
 		})
+	}
+	// The peer's answer to our nonce comes in through the mapping from a
+	// port of its NAT's choosing: that is where packets to it go.
+	en, _ := extEnv(t, upnp)
+	en.tun(pkt(selfAddr, peerAddr, 8))
+	en.udp(trBubble(peerAddr, selfAddr, trailers{nonce: en.sentNonce(peerAddr)}), peerMap2)
+	if v := en.tun(pkt(selfAddr, peerAddr, 8)); v != sent || en.sentTo()[0] != peerMap2 {
+		t.Errorf("data %+v to %v, want %v", v, en.sentTo(), peerMap2)
+	}
+	// From the second round, the Miredo-style bubble too: a Miredo peer's
+	// answer gets in through the mapping.
+	en, _ = extEnv(t, upnp)
+	en.tun(pkt(selfAddr, peerAddr, 8))
+	en.clk.advance(2 * time.Second)
+	en.tick()
+	if st := en.e.Stats(); st.CompatBubbles != 1 {
+		t.Errorf("%d Miredo-style bubbles", st.CompatBubbles)
 	}
 }
 
