@@ -201,7 +201,10 @@ func (e *Engine) fromOurServer(d *datagram, out *Out, c *counters) (verdict, boo
 // (step 6). It reports whether it decided. s.mu is held.
 func (e *Engine) fromKnownPeer(s *shard, idx uint32, d *datagram, out *Out, c *counters) (verdict, bool) {
 	p := &s.peers[idx]
-	if p.has(fTrusted) && p.mapped(d.from) {
+	if p.has(fTrusted) && (p.mapped(d.from) || e.ext != 0 && e.secondPath(p, d)) {
+		if e.ext != 0 {
+			e.onPath(s, idx, d)
+		}
 		e.accept(s, idx, d.now, out, c)
 		if d.bubble && e.ext != 0 {
 			e.bubbleOptions(s, idx, d, out, c)

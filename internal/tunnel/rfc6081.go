@@ -537,9 +537,10 @@ func (e *Engine) verify(s *shard, idx uint32, found bool, d *datagram) verificat
 }
 
 // verified records how peer idx was reached (§5.4.4.5, §5.5.4.3, §5.6.4.3)
-// after its mapping was set to d.from, and answers a peer that
-// proved itself by a nonce or our random port with one direct bubble, so
-// it verifies us now. s.mu is held.
+// after its mapping was set to d.from, and, the first time, answers with
+// one direct bubble echoing the peer's nonce when the peer cannot verify
+// us by our address's mapping (we answer from another: a random port, a
+// symmetric NAT's), so it verifies us now. s.mu is held.
 func (e *Engine) verified(s *shard, idx uint32, d *datagram, how verification, wasTrusted bool, out *Out, c *counters) {
 	p, x := &s.peers[idx], s.extOf(idx)
 	x.bits &^= xLocal
@@ -561,11 +562,41 @@ func (e *Engine) verified(s *shard, idx uint32, d *datagram, how verification, w
 	if how == byNonce {
 		c.nonceVerified.Add(1)
 	}
-	if (how == byNonce || how == byRandomPort) && !wasTrusted {
+	// The peer may not know our mapping yet: it verifies us by our
+	// nonce, unless our packets come from the mapping in our address.
+	if !wasTrusted && (how != byAddress || d.via != 0 || d.self.Symmetric && !e.upnpSingle(d.self)) {
 		r := e.routeOf(p, x, d.self)
 		if out.send(out.bubble(d.self.Addr, netip.AddrFrom16(p.addr), trailers{nonce: x.echoNonce()}), r) {
 			c.direct.Add(1)
 		}
+	}
+}
+
+// secondPath says whether datagram d from peer p, trusted and heard from in
+// the last 30 s at another mapping, comes from the mapping in its address,
+// which RFC 4380 §5.2.3 case 3 verifies by itself. A client with two paths
+// to a peer (its NAT answers one flow from the mapped port and the other
+// from a random one, or a UPnP mapping lets a second flow in) takes
+// packets from both, rather than move the peer to whichever spoke last and
+// drop the other's, and sends on the one it verified first.
+func (e *Engine) secondPath(p *peer, d *datagram) bool {
+	return !d.fromLocal && since(d.now, p.lastRx) < validTicks && embeddedMapping(d.src[:]) == d.from
+}
+
+// onPath notes that a verified peer reached us on the Teredo port while we
+// send to it from a random port: §5.4.4.5's third case, the Teredo port
+// works and takes over, to the mapping the datagram came from. s.mu is
+// held.
+func (e *Engine) onPath(s *shard, idx uint32, d *datagram) {
+	p := &s.peers[idx]
+	if d.via != 0 || !p.has(fExt) {
+		return
+	}
+	if x := s.ext[idx]; x.bits&xViaRandom != 0 {
+		x.bits |= xDRPrimary
+		e.releasePort(x)
+		p.setMapping(d.from)
+		setRouted(p, x)
 	}
 }
 

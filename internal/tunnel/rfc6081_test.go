@@ -702,3 +702,34 @@ func TestRandomPortBounds(t *testing.T) {
 		t.Errorf("without a port: sent to %v", got)
 	}
 }
+
+// TestSecondPath: a peer verified at one mapping and heard from in the
+// last 30 s keeps it when a packet comes from the mapping in its address
+// (a second path, which RFC 4380 §5.2.3 case 3 verifies by itself): the
+// packet is taken, the peer stays where it was; a silent one moves.
+func TestSecondPath(t *testing.T) {
+	setup := func(t *testing.T) *env {
+		en, _ := extEnv(t, restricted)
+		en.tun(pkt(selfAddr, peerAddr, 8))
+		en.udp(trBubble(peerAddr, selfAddr, trailers{nonce: en.sentNonce(peerAddr)}), peerMap2)
+		return en
+	}
+	en := setup(t)
+	if v := en.udp(pkt(peerAddr, selfAddr, 8), peerMap); v != sent {
+		t.Errorf("from the address's mapping: %+v", v)
+	}
+	if p, _ := en.peer(peerAddr); p.mapping() != peerMap2 {
+		t.Errorf("moved to %v", p.mapping())
+	}
+	if v := en.udp(pkt(peerAddr, selfAddr, 8), attacker); v != drop(DropMismatch) {
+		t.Errorf("from elsewhere: %+v", v)
+	}
+	en = setup(t)
+	en.clk.advance(31 * time.Second)
+	if v := en.udp(pkt(peerAddr, selfAddr, 8), peerMap); v != sent {
+		t.Errorf("silent peer, from the address's mapping: %+v", v)
+	}
+	if p, _ := en.peer(peerAddr); p.mapping() != peerMap {
+		t.Errorf("silent peer stayed at %v", p.mapping())
+	}
+}
