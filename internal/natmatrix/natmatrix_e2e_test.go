@@ -267,14 +267,30 @@ func (c *client) ready(ctx context.Context) error {
 
 // attempt runs one directed measurement with fresh clients: the initiator
 // on client1 behind nat1, the responder on client2 behind nat2, or on
-// client3 behind nat1 too.
+// client3 behind nat1 too. A client that reports another NAT type than its
+// NAT's gets one more try: a random symmetric NAT gives two destinations
+// the same port once in 64k flows, and the client then rightly sees one
+// mapping.
 func (w *world) attempt(t *testing.T, a natmatrix.Attempt) natmatrix.Outcome {
+	o, misread := w.try(t, a)
+	if misread != "" {
+		t.Logf("%v: %s; once more", a, misread)
+		if o, misread = w.try(t, a); misread != "" {
+			t.Errorf("%v: %s", a, misread)
+		}
+	}
+	return o
+}
+
+// try is one run of an attempt; misread says which client reported what
+// NAT type, if one did not report its NAT's.
+func (w *world) try(t *testing.T, a natmatrix.Attempt) (o natmatrix.Outcome, misread string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
 	defer cancel()
 	w.n++
-	fail := func(format string, args ...any) natmatrix.Outcome {
+	fail := func(format string, args ...any) (natmatrix.Outcome, string) {
 		t.Errorf("%v: "+format, append([]any{a}, args...)...)
-		return natmatrix.Outcome{Note: fmt.Sprintf(format, args...)}
+		return natmatrix.Outcome{Note: fmt.Sprintf(format, args...)}, ""
 	}
 	respHost := lab.Client2
 	if err := w.l.SetNAT(ctx, lab.NAT1, a.FromNAT); err != nil {
@@ -312,14 +328,17 @@ func (w *world) attempt(t *testing.T, a natmatrix.Attempt) natmatrix.Outcome {
 		mode lab.NATMode
 	}{{init, a.FromNAT}, {resp, a.ToNAT}} {
 		if c.c.impl == natmatrix.Ours && c.c.nat != natmatrix.ReportedNAT(c.mode) {
-			t.Errorf("%v: %s reported NAT %q behind %v, want %q", a, c.c.p.Name, c.c.nat, c.mode, natmatrix.ReportedNAT(c.mode))
+			misread = fmt.Sprintf("%s reported NAT %q behind %v, want %q", c.c.p.Name, c.c.nat, c.mode, natmatrix.ReportedNAT(c.mode))
 		}
+	}
+	if misread != "" {
+		return natmatrix.Outcome{Note: misread}, misread
 	}
 	pctx, pcancel := context.WithTimeout(ctx, pingWindow)
 	defer pcancel()
 	begin := time.Now()
 	perr := init.h.Ping(pctx, resp.addr)
-	o := natmatrix.Outcome{OK: perr == nil, Took: time.Since(begin)}
+	o = natmatrix.Outcome{OK: perr == nil, Took: time.Since(begin)}
 	if perr != nil {
 		o.Note = "no answer in " + pingWindow.String()
 	}
@@ -340,7 +359,7 @@ func (w *world) attempt(t *testing.T, a natmatrix.Attempt) natmatrix.Outcome {
 			t.Errorf("%v: UPnP mappings left on nat2 after our client stopped: %+v", a, g.Mappings())
 		}
 	}
-	return o
+	return o, ""
 }
 
 // loadReduction: two of our clients that talked, then stayed silent for

@@ -25,10 +25,12 @@ package tunnel
 //   - a direct bubble from a mapping other than the one in the peer's
 //     address is accepted when it echoes a nonce we sent in the last 30 s
 //     (§5.2.4.4), or arrives on the random port we opened for that peer
-//     from the peer's address (§5.4.4.5); a peer verified this way gets one
-//     direct bubble back at once, so that it need not wait 2 s for its own
-//     retry to verify us (RFC 4380 §5.2.3 lets a client bubble anyone it
-//     hears from);
+//     from the peer's address (§5.4.4.5); a peer verified while it cannot
+//     verify us by our address's mapping gets one direct bubble back at
+//     once, echoing its nonce, so that it need not wait 2 s for its own
+//     retry (RFC 4380 §5.2.3 lets a client bubble anyone it hears from); a
+//     verified peer that also speaks from the mapping in its address (a
+//     second path) is heard on both, and sent to on the first;
 //   - behind a single UPnP-mapped symmetric NAT, no bubble goes out to
 //     open our NAT (the mapping keeps it open, as a cone NAT is, RFC 4380
 //     §5.2.4; such a bubble would start a flow from a random port that
