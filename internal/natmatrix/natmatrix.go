@@ -272,9 +272,9 @@ func (r Results) Table(c1, c2 Impl) string {
 // the baseline says it can.
 func beyondWhy(a Attempt) string {
 	if !a.SameNAT && (a.ToNAT == lab.SymmetricUPnP && a.To == Ours || a.FromNAT == lab.SymmetricUPnP && a.From == Ours) {
-		return "our client behind the UPnP mapping sends a peer nothing before the peer's packet has come in through the " +
-			"mapping, then answers along that flow, which its NAT sends from the mapped port, where the peer's NAT expects it " +
-			"(Figure 1 assumes answers from random ports, as RFC 6081 §5.3.4.2's rule would send them)"
+		return "our client behind the UPnP mapping sends no bubble to open its NAT (the mapping lets anyone in) and answers " +
+			"a peer along the flow the peer's packet came in on, which its NAT sends from the mapped port, where the peer's " +
+			"NAT expects it (Figure 1 assumes answers from random ports, as RFC 6081 §5.3.4.2's rule would send them)"
 	}
 	return "not predicted"
 }
