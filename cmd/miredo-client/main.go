@@ -53,6 +53,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
+		&cli.BoolFlag{Name: "no-upnp", Usage: "take no UPnP port mapping on the local gateway (RFC 6081 UPnP extension)"},
 	}
 	app := daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
@@ -111,6 +112,7 @@ func configure(c *cli.Context) (settings, error) {
 		TunBackend:    tundev.Backend(c.String("tun-backend")),
 		NoGSO:         c.Bool("no-gso"),
 		NoGRO:         c.Bool("no-gro"),
+		NoUPnP:        c.Bool("no-upnp"),
 	}
 	if file.IsSet(conf.InterfaceName) && !c.IsSet("interface") {
 		cfg.Interface = file.InterfaceName

@@ -186,6 +186,13 @@ type Client struct {
 	// reloads delivers the configuration read again at SIGHUP (Run sets
 	// it); the maintenance goroutine takes it.
 	reloads <-chan Config
+	// ext is RFC 6081's state: random ports, UPnP mapping (ext.go).
+	ext extensions
+	// netEvents reports changes of the host's IPv4 addresses and default
+	// route (netwatch.go); netDone ends the watch.
+	netEvents <-chan struct{}
+	netDone   chan struct{}
+	netOnce   sync.Once
 }
 
 // Open does the privileged part of starting: the tunnel device, the UDP
@@ -223,7 +230,16 @@ func Open(cfg Config, self string, log *slog.Logger) (*Client, error) {
 		c.dev.Close()
 		return nil, err
 	}
-	c.eng = tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix})
+	c.netDone = make(chan struct{})
+	if c.netEvents, err = watchNetwork(c.netDone, log); err != nil {
+		log.Warn("not watching the host's addresses and routes: a move to another network is seen at the next refresh", "err", err)
+	}
+	c.ext.ports = newRandomSockets(cfg.BindAddress)
+	c.eng = tunnel.New(tunnel.Config{Mode: tunnel.Client, Prefix: proto.DefaultPrefix, Ports: c.ext.ports})
+	c.ext.ports.receive = func(b []byte, from netip.AddrPort, port uint16, out *tunnel.Out) error {
+		c.eng.FromRandomPort(b, from, port, out)
+		return c.flush(out)
+	}
 	return c, nil
 }
 
@@ -236,6 +252,11 @@ func (c *Client) Close() {
 	}
 	c.conn.Close()
 	c.dev.Close()
+	c.netOnce.Do(func() {
+		if c.netDone != nil {
+			close(c.netDone)
+		}
+	})
 }
 
 // LocalAddr is the UDP socket's address.
@@ -264,7 +285,9 @@ func (c *Client) mono() int64 { return int64(time.Since(c.start)) + 1 }
 // Serve runs the client until ctx ends or something fails for good (the
 // helper died, a socket broke).
 func (c *Client) Serve(ctx context.Context) error {
+	c.startUPnP(ctx)
 	g := loop.NewGroup(ctx)
+	g.Go(c.extLoop)
 	g.Go(c.tunnelLoop)
 	g.Go(c.socketLoop)
 	maintained := make(chan struct{})
@@ -329,6 +352,7 @@ func (c *Client) failed(msg string) func(error) {
 // flush sends and writes what the Engine produced, then resets out. It
 // returns net.ErrClosed once the socket or device is closed.
 func (c *Client) flush(out *tunnel.Out) error {
+	c.sendVia(out)
 	f := out.Flush(c.conn, c.dev, &c.devWrite)
 	c.st.sendErrors.Add(uint64(f.UDPFailed))
 	c.st.tunWriteErrors.Add(uint64(f.TunFailed))
@@ -454,7 +478,8 @@ func (c *Client) maintDone(d datagram) { c.maintFree <- d.b[:0] }
 func (c *Client) maintain(ctx context.Context) error {
 	timing := DefaultTiming()
 	timing.Refresh = c.cfg.Refresh
-	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, MaxMTU: maxMTU, Log: c.log})
+	m := NewMachine(MachineConfig{Timing: timing, Prefix: proto.DefaultPrefix, MaxMTU: maxMTU, Log: c.log,
+		LocalPort: c.conn.LocalAddr().Port(), UPnP: c.upnpMapping()})
 	resolved := make(chan resolution, 1)
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -478,6 +503,9 @@ func (c *Client) maintain(ctx context.Context) error {
 	defer retry.timer.Stop()
 	interval := newIntervalRun(c)
 	defer interval.stop()
+	netSettled := time.NewTimer(time.Hour)
+	netSettled.Stop()
+	defer netSettled.Stop()
 	c.refresh.Store(int64(timing.Refresh))
 	apply := func(st Status) error {
 		ok, err := c.apply(st, &applied)
@@ -508,6 +536,11 @@ func (c *Client) maintain(ctx context.Context) error {
 			if err := apply(m.Status()); err != nil {
 				return err
 			}
+		case <-c.netEvents:
+			netSettled.Reset(netSettle)
+		case <-netSettled.C:
+			c.log.Info("the host's IPv4 address or route changed: qualifying again", "status", m.Status())
+			m.Rediscover(time.Now(), &a)
 		case d := <-interval.in:
 			interval.receive(d, m)
 		case <-interval.tc:
@@ -635,7 +668,7 @@ func (c *Client) apply(st Status, applied *Status) (bool, error) {
 				"nat", st.NAT.String(), "hook_status", status)
 		}
 		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.NAT != prev.NAT {
-			c.eng.SetSelf(tunnel.Self{Addr: st.Addr, Server: netip.AddrPortFrom(st.Server, proto.Port), Cone: st.NAT == NATCone})
+			c.eng.SetSelf(c.selfFor(st))
 		}
 		return true, nil
 	}

@@ -44,6 +44,8 @@ type Config struct {
 	TunBackend tundev.Backend
 	// NoGSO and NoGRO turn UDP segmentation offload off (kill switches).
 	NoGSO, NoGRO bool
+	// NoUPnP: no UPnP port mapping (RFC 6081 §5.3), no SSDP search.
+	NoUPnP bool
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.

@@ -54,12 +54,33 @@ const (
 	// the cone probe was filtered (address- or port-restricted cone NAT).
 	NATRestricted
 	// NATSymmetric: a different mapping per destination. Teredo still
-	// works through relays, but peers behind other NATs cannot reach us
-	// directly (RFC 4380 §5.2.10).
+	// works through relays; peers behind cone and address-restricted NATs
+	// reach us through RFC 6081's Symmetric NAT Support Extension.
 	NATSymmetric
+	// NATSymmetricPortPreserving: symmetric, but the primary server saw
+	// our local port (RFC 6081 §5.4.3): the NAT keeps a socket's port for
+	// its first destination, which the Port-Preserving extension uses.
+	NATSymmetricPortPreserving
+	// NATSymmetricSequential: symmetric, and the secondary server saw the
+	// port just after the primary's (RFC 6081 §3.4: a NAT that hands out
+	// ports in turn; the Sequential extension predicts them).
+	NATSymmetricSequential
+	// NATSymmetricUPnP: symmetric, with a UPnP port mapping that the
+	// server saw as our mapping (RFC 6081 §5.3.3: one NAT, reachable by
+	// anyone at the mapping in our address).
+	NATSymmetricUPnP
 )
 
-var natNames = [...]string{"unknown", "cone", "restricted", "symmetric"}
+var natNames = [...]string{"unknown", "cone", "restricted", "symmetric",
+	"symmetric (port-preserving)", "symmetric (sequential)", "symmetric (UPnP mapped)"}
+
+// maxSequentialStep is the largest gap between the primary's and the
+// secondary's port that still reads as a sequential NAT: other flows of
+// the LAN may take ports in between.
+const maxSequentialStep = 16
+
+// Symmetric reports whether n is one of the symmetric kinds.
+func (n NATType) Symmetric() bool { return n >= NATSymmetric && int(n) < len(natNames) }
 
 func (n NATType) String() string {
 	if int(n) < len(natNames) {
@@ -107,6 +128,9 @@ type Status struct {
 	Server, Server2 netip.Addr
 	// NAT is the NAT behaviour the probes found.
 	NAT NATType
+	// UPnP is the port mapping a UPnP gateway gave us (RFC 6081 §5.3.3),
+	// if any: the mapping in our address when our NAT is the gateway.
+	UPnP netip.AddrPort
 	// Since is when Addr was configured.
 	Since time.Time
 	// RTT is the round trip of the last answered solicitation.
@@ -134,6 +158,9 @@ func (s Status) LogValue() slog.Value {
 		attrs = append(attrs, slog.String("server", s.Server.String()), slog.String("server2", s.Server2.String()))
 	}
 	attrs = append(attrs, slog.String("nat", s.NAT.String()))
+	if s.UPnP.IsValid() {
+		attrs = append(attrs, slog.String("upnp", s.UPnP.String()))
+	}
 	return slog.GroupValue(attrs...)
 }
 
@@ -197,6 +224,11 @@ type MachineConfig struct {
 	Rand func([]byte)
 	// Log receives the machine's decisions; nil discards them.
 	Log *slog.Logger
+	// LocalPort is our socket's port and UPnP the port mapping a UPnP
+	// gateway gave it, if any: they tell the kinds of symmetric NAT apart
+	// (RFC 6081 §5.3.3, §5.4.3).
+	LocalPort uint16
+	UPnP      netip.AddrPort
 }
 
 // Datagram is a solicitation to send.
@@ -287,6 +319,7 @@ type Machine struct {
 	toSecondary  time.Time  // last solicitation to the secondary address
 	secondaryWas netip.Addr // ... which was this one
 	coneSkipped  bool       // this probe compares mappings only
+	coneSeen     bool       // a UPnP mapping lets anyone reach our mapping
 	rediscover   bool       // qualified, and Rediscover asked for a resolution
 }
 
@@ -305,7 +338,7 @@ func NewMachine(cfg MachineConfig) *Machine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Machine{cfg: cfg, log: log, st: Status{MTU: proto.MinMTU}}
+	return &Machine{cfg: cfg, log: log, st: Status{MTU: proto.MinMTU, UPnP: cfg.UPnP}}
 }
 
 // Status returns the current status.
@@ -650,13 +683,13 @@ func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actio
 	case rsSecondary:
 		if e.Origin == m.st.Mapping {
 			n := NATRestricted
-			if m.coneSkipped && m.st.NAT == NATCone {
+			if m.coneSeen || m.coneSkipped && m.st.NAT == NATCone {
 				n = NATCone // filtering not probed again: keep what we knew
 			}
 			m.natFound(n, a)
 		} else {
 			m.log.Info("mapping differs towards the secondary server address", "primary", m.st.Mapping, "secondary", e.Origin)
-			m.natFound(NATSymmetric, a)
+			m.natFound(m.symmetricKind(e.Origin), a)
 		}
 	}
 	return nil
@@ -709,7 +742,12 @@ func (m *Machine) probeNAT(now time.Time, a *Actions) {
 	m.rs[rsSecondary].active = false
 	m.coneSkipped = m.secondaryWas == m.st.Server2 && !m.toSecondary.IsZero() &&
 		now.Sub(m.toSecondary) < m.cfg.Timing.ConeQuiet
-	if m.coneSkipped {
+	// A UPnP mapping lets anyone in whatever the NAT does to what we send,
+	// and the cone answer coming in through it would make the secondary
+	// address's flow leave from the same port: only the mappings are
+	// compared (RFC 6081 §5.3.3).
+	m.coneSeen = m.cfg.UPnP.IsValid() && m.cfg.UPnP == m.st.Mapping
+	if m.coneSkipped || m.coneSeen {
 		m.log.Debug("secondary address contacted recently: comparing mappings only")
 		m.rs[rsCone].active = false
 		m.solicit(now, rsSecondary, true, a)
@@ -720,6 +758,22 @@ func (m *Machine) probeNAT(now time.Time, a *Actions) {
 	wait := min(max(2*m.st.RTT+250*time.Millisecond, 250*time.Millisecond), m.cfg.Timing.Timeout)
 	m.solicit(now, rsCone, true, a)
 	m.rs[rsCone].until = now.Add(wait)
+}
+
+// symmetricKind tells the symmetric NATs apart by what the two server
+// addresses saw (primary: m.st.Mapping, secondary: second).
+func (m *Machine) symmetricKind(second netip.AddrPort) NATType {
+	primary := m.st.Mapping
+	step := int(second.Port()) - int(primary.Port())
+	switch {
+	case m.cfg.UPnP.IsValid() && m.cfg.UPnP == primary:
+		return NATSymmetricUPnP
+	case m.cfg.LocalPort != 0 && primary.Port() == m.cfg.LocalPort:
+		return NATSymmetricPortPreserving
+	case second.Addr() == primary.Addr() && step > 0 && step <= maxSequentialStep:
+		return NATSymmetricSequential
+	}
+	return NATSymmetric
 }
 
 func (m *Machine) natFound(n NATType, a *Actions) {

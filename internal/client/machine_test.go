@@ -22,7 +22,13 @@ const (
 	natAddrRestricted
 	natPortRestricted
 	natSymmetric
+	natPortPreserving // symmetric; the first destination sees the local port
+	natSequential     // symmetric; ports one after the other
+	natUPnP           // symmetric; the client's port mapped by UPnP first
 )
+
+// localPort is the client socket's port in the fake world.
+const localPort = 40000
 
 // fakeNAT maps the client's one socket to external endpoints and filters
 // what comes back, as the lab's nftables NATs do.
@@ -43,14 +49,21 @@ func newNAT(mode natMode, wan string) *fakeNAT {
 func (n *fakeNAT) out(dst netip.AddrPort) netip.AddrPort {
 	n.contacted[dst] = true
 	key := netip.AddrPort{}
-	if n.mode == natSymmetric {
+	if n.mode >= natSymmetric {
 		key = dst
 	}
 	if e, ok := n.mapped[key]; ok {
 		return e
 	}
 	e := netip.AddrPortFrom(n.wan, n.port)
-	n.port += 7
+	switch n.mode {
+	case natSymmetric, natPortPreserving, natUPnP:
+		n.port += 4099 // far apart: not in sequence
+	case natSequential:
+		n.port++
+	default:
+		n.port += 7
+	}
 	n.mapped[key] = e
 	return e
 }
@@ -74,6 +87,11 @@ func (n *fakeNAT) in(src, ext netip.AddrPort) bool {
 		return false
 	case natPortRestricted:
 		return n.contacted[src] && n.mapped[netip.AddrPort{}] == ext
+	case natUPnP:
+		if ext == netip.AddrPortFrom(n.wan, localPort) {
+			return true // the UPnP mapping lets anyone in
+		}
+		fallthrough
 	default:
 		return n.contacted[src] && n.mapped[src] == ext
 	}
@@ -135,11 +153,20 @@ func newWorldWith(t *testing.T, mode natMode, setup func(*world)) *world {
 	if mode == natNone {
 		w.nat.wan = netip.MustParseAddr("192.0.2.30")
 	}
-	w.m = NewMachine(MachineConfig{Rand: func(b []byte) {
+	cfg := MachineConfig{LocalPort: localPort, Rand: func(b []byte) {
 		for i := range b {
 			b[i] = byte(r.Uint32())
 		}
-	}})
+	}}
+	switch mode {
+	case natSequential:
+		w.nat.port = 21000
+	case natSymmetric:
+		w.nat.port = 21000 // the NAT does not keep our port
+	case natUPnP:
+		cfg.UPnP = mapping("198.51.100.2", localPort)
+	}
+	w.m = NewMachine(cfg)
 	if setup != nil {
 		setup(w)
 	}
@@ -297,7 +324,12 @@ func TestQualificationNAT(t *testing.T) {
 		{"full cone", natFullCone, mapping("198.51.100.2", 40000), NATCone, 0},
 		{"address restricted", natAddrRestricted, mapping("198.51.100.2", 40000), NATRestricted, 1},
 		{"port restricted", natPortRestricted, mapping("198.51.100.2", 40000), NATRestricted, 1},
-		{"symmetric", natSymmetric, mapping("198.51.100.2", 40000), NATSymmetric, 1},
+		{"symmetric", natSymmetric, mapping("198.51.100.2", 21000), NATSymmetric, 1},
+		{"symmetric, port-preserving", natPortPreserving, mapping("198.51.100.2", localPort), NATSymmetricPortPreserving, 1},
+		{"symmetric, sequential", natSequential, mapping("198.51.100.2", 21000), NATSymmetricSequential, 1},
+		// No cone probe (it would get in through the mapping): the
+		// secondary address is asked at once.
+		{"symmetric, UPnP", natUPnP, mapping("198.51.100.2", localPort), NATSymmetricUPnP, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -144,7 +144,7 @@ func run(ctx context.Context, w io.Writer, bin, natName string, keep bool) error
 	return nil
 }
 
-var natRE = regexp.MustCompile(`msg="NAT behaviour".* nat=([a-z-]+)`)
+var natRE = regexp.MustCompile(`msg="NAT behaviour".* nat="?([a-z-]+(?: \([A-Za-z -]+\))?)`)
 
 // waitNATType waits (up to 10 s) for the NAT behaviour the client reports
 // in its log once its probe through the secondary address is done.

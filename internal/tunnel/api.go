@@ -65,6 +65,37 @@ type Config struct {
 	// MaxQueueBytes bounds the memory of the packets waiting for all peers
 	// together, counted the same way; 0 means 4 MiB.
 	MaxQueueBytes int
+	// Disable turns RFC 6081 extensions off (client only; a relay uses
+	// none). The zero value runs them all.
+	Disable Extensions
+	// Ports opens the random local ports of the Port-Preserving and
+	// Sequential extensions (RFC 6081 §5.4, §5.5); nil leaves them out.
+	Ports PortOpener
+}
+
+// Extensions is a set of RFC 6081 extensions.
+type Extensions uint8
+
+// The extensions (RFC 6081 §3). UPnP, port-preserving and sequential
+// depend on symmetric NAT support (§3): without it they are off too.
+const (
+	ExtSymmetric      Extensions = 1 << iota // §5.2 Symmetric NAT Support
+	ExtUPnP                                  // §5.3 UPnP-Enabled Symmetric NAT
+	ExtPortPreserving                        // §5.4 Port-Preserving Symmetric NAT
+	ExtSequential                            // §5.5 Sequential Port-Symmetric NAT
+	ExtHairpin                               // §5.6 Hairpinning
+	ExtLoadReduction                         // §5.7 Server Load Reduction
+	AllExtensions     = ExtSymmetric | ExtUPnP | ExtPortPreserving | ExtSequential | ExtHairpin | ExtLoadReduction
+)
+
+// PortOpener opens and closes the client's random local ports (RFC 6081
+// §5.4.4.2, §5.5.4.1): UDP sockets on an ephemeral port whose datagrams
+// the caller hands to Engine.FromRandomPort, and from which it sends
+// Out.Via. The Engine calls it with a peer table lock held, so it must not
+// call back into the Engine.
+type PortOpener interface {
+	Open() (port uint16, err error)
+	Close(port uint16)
 }
 
 // Self is what a client knows about itself once qualified. A relay leaves
@@ -79,6 +110,27 @@ type Self struct {
 	Server netip.AddrPort
 	// Cone says our own NAT is a cone NAT (we then need no direct bubbles).
 	Cone bool
+
+	// What RFC 6081's extensions need to know.
+
+	// Server2 is the secondary server address and port 3544, where the
+	// Sequential extension's echo tests send their second solicitation
+	// (§5.5.4.1.1).
+	Server2 netip.AddrPort
+	// Symmetric: our NAT maps each destination to its own external port
+	// (§5.2, §5.3.3).
+	Symmetric bool
+	// PortPreserving: the primary server saw our local port (§5.4.3).
+	PortPreserving bool
+	// UPnP: a UPnP port mapping on our only NAT makes the mapping in our
+	// address reachable by anyone (§5.3.3: UPnP-Enabled, mapping zeroed).
+	UPnP bool
+	// UPnPMapping is the UPnP mapping when it differs from the mapping the
+	// server saw (nested NATs, §5.3.3, §5.6.3); zero otherwise.
+	UPnPMapping netip.AddrPort
+	// Local is our own IPv4 address and port, the alternate a peer behind
+	// the same NAT reaches us at (§5.6.4.1); zero when unknown.
+	Local netip.AddrPort
 }
 
 // Out collects what processing produced. The Engine appends to it; the
@@ -92,6 +144,10 @@ type Out struct {
 	UDP []udpio.Message
 	// Local holds IPv6 packets to write to the tunnel interface.
 	Local [][]byte
+	// Via holds datagrams to send from one of the random local ports
+	// (RFC 6081 §5.4, §5.5) rather than the Teredo socket: a client's
+	// slow path, empty on a relay.
+	Via []ViaMessage
 
 	outBuffers
 }
@@ -103,6 +159,7 @@ type Out struct {
 //	(*Engine).SetSelf(s Self)                                 // client: after (re)qualification; a new address resets the peer table
 //	(*Engine).FromTunnel(pkt []byte, out *Out)                // one IPv6 packet the host sent into the tunnel
 //	(*Engine).FromUDP(b []byte, from netip.AddrPort, out *Out) // one datagram from the socket (maintenance traffic already taken out by the client)
+//	(*Engine).FromRandomPort(b, from, port, out)               // client: one datagram from a random port (rfc6081.go)
 //	(*Engine).Tick(out *Out)                                  // once a second: retries, queue timeouts, expiry
 //	(*Engine).Stats() Stats                                   // counters by disposition and drop reason
 //	(*Out).Reset()                                            // after the batch was sent: recycles Out's buffers
@@ -110,4 +167,10 @@ type Out struct {
 // FromTunnel and FromUDP may run at the same time on different goroutines
 // (one per direction), each with its own Out; Tick runs on a third, with
 // its own Out too (the relay's timer loop, the client's maintenance
-// goroutine).
+// goroutine); FromRandomPort on the random ports' reader goroutines.
+
+// ViaMessage is a datagram to send from a random local port.
+type ViaMessage struct {
+	Port uint16 // the local port, as PortOpener.Open returned it
+	udpio.Message
+}

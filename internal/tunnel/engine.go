@@ -131,6 +131,12 @@ type Engine struct {
 	hostTests, peerTests limiter
 	newPeers             limiter
 	replies              replyGate
+	// ext are the RFC 6081 extensions that run (client only); peerProbes
+	// budgets the indirect bubbles a peer's indirect bubble makes us send
+	// (§3.1); rports are the random ports open (rfc6081.go).
+	ext        Extensions
+	peerProbes limiter
+	rports     randomPorts
 
 	st engineCounters
 }
@@ -160,7 +166,8 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, start: cfg.Now(), pools: newBufPools(),
 		hostTests: newLimiter(testsPerSecond, testBurst), peerTests: newLimiter(testsPerSecond, testBurst),
-		newPeers: newLimiter(newPeersPerSecond, newPeerBurst)}
+		newPeers: newLimiter(newPeersPerSecond, newPeerBurst), peerProbes: newLimiter(repliesPerSecond, replyBurst),
+		ext: enabledExtensions(cfg)}
 	var seed [16 + 2 + 8]byte
 	cfg.Rand(seed[:])
 	cfg.Rand(e.bubbleKey[:])
@@ -258,6 +265,9 @@ func (e *Engine) Tick(out *Out) {
 			if since(now, p.lastTx) < probeSpacing {
 				continue
 			}
+			if x := s.extIf(idx); x != nil && x.bits&(xSoliciting|xEchoing) != 0 {
+				continue // their own timers run them (tickExt)
+			}
 			if p.probes < maxProbes {
 				e.probe(s, idx, self, now, out, c, &e.hostTests)
 				continue
@@ -271,6 +281,9 @@ func (e *Engine) Tick(out *Out) {
 				}
 			}
 			e.dropQueue(q, DropQueueExpired, c)
+		}
+		if e.ext != 0 && self.qualified {
+			e.tickExt(s, self, now, out, c)
 		}
 		n := s.expire(now, idleTicks, expireBudget, queueDrop{e, c})
 		s.mu.Unlock()
@@ -292,6 +305,10 @@ func (e *Engine) probe(s *shard, idx uint32, self *selfState, now tick, out *Out
 	p.probes++
 	if p.has(fNative) {
 		e.test(p, self, out, c)
+		return
+	}
+	if e.ext != 0 {
+		e.probeRound(s, idx, self, now, out, c, true)
 		return
 	}
 	dst := netip.AddrFrom16(p.addr)
@@ -432,17 +449,18 @@ func (e *Engine) unreachable(invoking proto.IPv6, code uint8, now tick, out *Out
 	c.unreach.Add(1)
 }
 
-// flush hands a detached queue to out now that peer p is trusted: outgoing
-// packets go to its mapping, incoming ones (client case 6) to the host if
-// they came from that same mapping. s.mu may be held: nothing here locks.
-func (e *Engine) flush(q *queue, to netip.AddrPort, out *Out, c *counters) {
+// flush hands a detached queue to out now that a peer at mapping from is
+// trusted: outgoing packets go along r, incoming ones (client case 6) to
+// the host if they came from that same mapping. s.mu may be held: nothing
+// here locks.
+func (e *Engine) flush(q *queue, from netip.AddrPort, r route, out *Out, c *counters) {
 	for i := range q.items {
 		it := &q.items[i]
 		ok := false
 		switch {
 		case !it.in:
-			ok = out.sendUDP(it.data, to)
-		case it.from == to:
+			ok = out.send(it.data, r)
+		case it.from == from:
 			out.Local = append(out.Local, it.data)
 			ok = true
 		}

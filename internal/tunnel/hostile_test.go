@@ -215,8 +215,10 @@ func TestHostTestBudget(t *testing.T) {
 // makes a client bubble the origin (to open its NAT) only when it is
 // addressed to us, at most once per origin every 2 s, and 10 a second in
 // all: a forger of our server's address cannot aim our bubbles at a third
-// party at will.
+// party at will. These are RFC 4380's rules, with RFC 6081's extensions
+// off; TestIndirectBubbleBudget holds the extensions to the same budget.
 func TestOriginReplyBubble(t *testing.T) {
+	legacy := func(c *Config) { c.Disable = AllExtensions }
 	withOrigin := func(origin netip.AddrPort, p []byte) []byte { return append(proto.AppendOrigin(nil, origin), p...) }
 	origin := func(i int) netip.AddrPort { return netip.AddrPortFrom(attacker.Addr(), uint16(1000+i)) }
 	type step struct {
@@ -246,7 +248,7 @@ func TestOriginReplyBubble(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			en := newEnv(t, Client)
+			en := newEnv(t, Client, legacy)
 			for i, s := range tc.steps {
 				en.clk.advance(s.after)
 				if v := en.udp(s.pkt, server); v != s.want {
@@ -260,7 +262,7 @@ func TestOriginReplyBubble(t *testing.T) {
 	}
 
 	// Many origins at once: 10, then 10 a second.
-	en := newEnv(t, Client)
+	en := newEnv(t, Client, legacy)
 	replies := func(from, n int) (r int) {
 		for i := range n {
 			en.udp(withOrigin(origin(from+i), bubble(peerAddr, selfAddr)), server)

@@ -97,9 +97,14 @@ func newReplyGate(seed uint64) replyGate {
 }
 
 // allow reports whether a bubble may go to origin now, and if so counts it.
-func (g *replyGate) allow(origin netip.AddrPort, now tick) bool {
+func (g *replyGate) allow(origin netip.AddrPort, now tick) bool { return g.allowKind(origin, 0, now) }
+
+// allowKind is allow for one kind of answer: the two kinds of indirect
+// bubble a client sends (RFC 6081's and Miredo's, see probeRound) come
+// together from the same origin and are each answered.
+func (g *replyGate) allowKind(origin netip.AddrPort, kind uint8, now tick) bool {
 	a := origin.Addr().As4()
-	k := 1<<63 | uint64(a[0])<<40 | uint64(a[1])<<32 | uint64(a[2])<<24 | uint64(a[3])<<16 | uint64(origin.Port())
+	k := 1<<63 | uint64(kind)<<56 | uint64(a[0])<<40 | uint64(a[1])<<32 | uint64(a[2])<<24 | uint64(a[3])<<16 | uint64(origin.Port())
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	sl := &g.slots[mix(k^g.seed)%replySlots]

@@ -42,6 +42,8 @@ func (o *Out) Reset() {
 	o.UDP = trim(o.UDP)
 	clear(o.Local)
 	o.Local = trim(o.Local)
+	clear(o.Via)
+	o.Via = trim(o.Via)
 	for i, b := range o.held {
 		b.pool.Put(b)
 		o.held[i] = nil
@@ -89,6 +91,46 @@ func (o *Out) sendUDP(b []byte, to netip.AddrPort) bool {
 	}
 	o.UDP = append(o.UDP, udpio.Message{Buf: b, N: len(b), Addr: to})
 	return true
+}
+
+// route is where packets to a peer go: its mapping, the random local port
+// they leave from (0: the Teredo socket), and whether the mapping may be a
+// non-global address (a peer behind our own NAT reached at its local
+// address, RFC 6081 §5.6, as RFC 4380 §5.2.4 allows for local peers).
+type route struct {
+	to    netip.AddrPort
+	via   uint16
+	local bool
+}
+
+// send queues b along r. Only a local route may lead to an address that is
+// not global unicast, and never to 0/8, loopback, multicast or broadcast.
+func (o *Out) send(b []byte, r route) bool {
+	if !r.local {
+		if !proto.IsGlobalUnicastIPv4(r.to.Addr()) || r.to.Port() == 0 {
+			return false
+		}
+	} else if !unicastIPv4(r.to.Addr()) || r.to.Port() == 0 {
+		return false
+	}
+	m := udpio.Message{Buf: b, N: len(b), Addr: r.to}
+	if r.via != 0 {
+		o.Via = append(o.Via, ViaMessage{Port: r.via, Message: m})
+	} else {
+		o.UDP = append(o.UDP, m)
+	}
+	return true
+}
+
+// unicastIPv4 is an IPv4 address a datagram may go to at all: not 0/8,
+// loopback, multicast, reserved or broadcast (RFC 6081 §4.3's "valid
+// unicast" for alternate addresses).
+func unicastIPv4(a netip.Addr) bool {
+	if !a.Is4() {
+		return false
+	}
+	b := a.As4()
+	return b[0] != 0 && b[0] != 127 && b[0] < 224
 }
 
 // hold keeps a pooled buffer until Reset.

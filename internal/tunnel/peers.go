@@ -39,6 +39,11 @@ const (
 	fQueued                      // has a queue in shard.queues
 	fPinging                     // a connectivity test is outstanding; nonce is valid
 	fNative                      // not a Teredo address (client connectivity-test peer)
+	// fRouted: packets to the peer do not simply go to its mapping from
+	// the Teredo socket (a random port, the mapping in its address, a
+	// local address: RFC 6081, see Engine.routeOf).
+	fRouted
+	fExt // has RFC 6081 state in shard.ext
 )
 
 // peer is one table entry: 56 bytes, no pointers.
@@ -75,11 +80,14 @@ type shard struct {
 	free   uint32 // free slab slots, linked through next
 	lists  [2]list
 	queues map[uint32]*queue
-	n      int // live entries
-	limit  int // most live entries
-	seed   [2]uint64
-	memo   [budgetSlots]budgetMemo
-	_      [64]byte
+	// ext holds a client's RFC 6081 state for the peers that have some,
+	// keyed by entry index like queues (rfc6081.go).
+	ext   map[uint32]*extState
+	n     int // live entries
+	limit int // most live entries
+	seed  [2]uint64
+	memo  [budgetSlots]budgetMemo
+	_     [64]byte
 }
 
 // budgetSlots is how many removed entries' budgets a shard remembers.
@@ -118,6 +126,7 @@ func newTable(maxPeers int, seed [2]uint64) table {
 		s.limit = max(maxPeers/n, 1)
 		s.index = make(map[[16]byte]uint32)
 		s.queues = make(map[uint32]*queue)
+		s.ext = make(map[uint32]*extState)
 		s.free = noIndex
 		s.lists = [2]list{{noIndex, noIndex}, {noIndex, noIndex}}
 	}
@@ -291,6 +300,10 @@ func (s *shard) remove(i uint32, now tick, d queueDrop, why DropReason) {
 		delete(s.queues, i)
 		d.drop(q, why)
 	}
+	if x, ok := s.ext[i]; ok {
+		d.e.releasePort(x)
+		delete(s.ext, i)
+	}
 	delete(s.index, p.addr)
 	*p = peer{next: s.free}
 	s.free = i
@@ -354,6 +367,7 @@ func (s *shard) compact() {
 	peers := make([]peer, 0, s.n)
 	index := make(map[[16]byte]uint32, s.n)
 	queues := make(map[uint32]*queue, len(s.queues))
+	ext := make(map[uint32]*extState, len(s.ext))
 	var lists [2]list
 	for l := range s.lists {
 		lists[l] = list{noIndex, noIndex}
@@ -372,9 +386,12 @@ func (s *shard) compact() {
 			if p.has(fQueued) {
 				queues[ni] = s.queues[i]
 			}
+			if x, ok := s.ext[i]; ok {
+				ext[ni] = x
+			}
 		}
 	}
-	s.peers, s.index, s.queues, s.lists, s.free = peers, index, queues, lists, noIndex
+	s.peers, s.index, s.queues, s.ext, s.lists, s.free = peers, index, queues, ext, lists, noIndex
 }
 
 // reset empties the shard and forgets every budget (a new address of ours
@@ -383,8 +400,12 @@ func (s *shard) reset(d queueDrop) {
 	for _, q := range s.queues {
 		d.drop(q, DropQueueReset)
 	}
+	for _, x := range s.ext {
+		d.e.releasePort(x)
+	}
 	// Fresh maps and slab: the old ones keep the size they grew to.
 	s.queues = make(map[uint32]*queue)
+	s.ext = make(map[uint32]*extState)
 	s.index = make(map[[16]byte]uint32)
 	s.peers = nil
 	s.free = noIndex

@@ -54,15 +54,8 @@ func (e *Engine) FromUDP(b []byte, from netip.AddrPort, out *Out) { e.fromUDPCou
 func (e *Engine) fromUDPCounted(b []byte, from netip.AddrPort, out *Out) verdict {
 	c := &e.st.udp
 	c.in.Add(1)
-	v := e.fromUDP(b, from, out, c)
-	switch v.disp {
-	case dispDropped:
-		c.dropped[v.reason].Add(1)
-	case dispSent:
-		c.delivered.Add(1)
-	case dispQueued:
-		c.queued.Add(1)
-	}
+	v := e.fromUDPVia(b, from, 0, nil, out, c)
+	e.count(c, v)
 	return v
 }
 
@@ -78,9 +71,18 @@ type datagram struct {
 	srcTeredo bool // the source is in our Teredo prefix
 	self      *selfState
 	now       tick
+	// via is the random port the datagram came to (0: the Teredo port);
+	// fromLocal says its sender is not a global address (a peer behind our
+	// own NAT, RFC 6081 §5.6).
+	via       uint16
+	fromLocal bool
+	// tr are a client's bubble's RFC 6081 trailers.
+	tr proto.Trailers
 }
 
-func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) verdict {
+// fromUDPVia handles a datagram that came to the Teredo port (via 0), or to
+// a client's random port via, which only owner's datagrams may use.
+func (e *Engine) fromUDPVia(b []byte, from netip.AddrPort, via uint16, owner *[16]byte, out *Out, c *counters) verdict {
 	self := e.self.Load()
 	client := e.cfg.Mode == Client
 	if client && !self.qualified {
@@ -91,19 +93,35 @@ func (e *Engine) fromUDP(b []byte, from netip.AddrPort, out *Out, c *counters) v
 		return drop(DropMalformed)
 	}
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	fromLocal := false
 	if !proto.IsGlobalUnicastIPv4(from.Addr()) || from.Port() == 0 {
-		return drop(DropNonGlobal)
+		// Only a peer behind our own NAT answering at the local address
+		// we advertised may (RFC 6081 §5.6): see verify.
+		if !e.has(ExtHairpin) || !unicastIPv4(from.Addr()) || from.Port() == 0 {
+			return drop(DropNonGlobal)
+		}
+		fromLocal = true
 	}
 	prefix := e.cfg.Prefix
 	if client {
 		prefix = self.prefix
 	}
 	d := datagram{ip: env.IPv6, from: from, origin: env.Origin, hasOrigin: env.HasOrigin,
-		bubble: env.IPv6.IsBubble(), self: self, now: e.batchNow(out)}
+		bubble: env.IPv6.IsBubble(), self: self, now: e.batchNow(out), via: via, fromLocal: fromLocal}
 	d.src, d.dst = (*[16]byte)(d.ip[8:24]), (*[16]byte)(d.ip[24:40])
 	d.srcTeredo = be32(d.src[0:4]) == prefix
+	if owner != nil && *d.src != *owner {
+		return drop(DropMismatch)
+	}
+	if e.ext != 0 && d.bubble && len(env.Trailer) > 0 {
+		// Trailers ride on bubbles (RFC 6081 §4); a bad one ends their
+		// reading (§5.1.2), and some cost the bubble (§4.1, §5.6.4.2).
+		if err := proto.ParseTrailers(env.Trailer, &d.tr); proto.TrailerDropsPacket(err) {
+			return drop(DropTrailer)
+		}
+	}
 
-	if client && from == self.Server {
+	if client && via == 0 && from == self.Server {
 		if v, done := e.fromOurServer(&d, out, c); done {
 			return v
 		}
@@ -151,8 +169,16 @@ func (e *Engine) fromOurServer(d *datagram, out *Out, c *counters) (verdict, boo
 	// Only for a packet to us, and within budget: whoever can forge our
 	// server's address chooses the origin.
 	forUs := *d.dst == d.self.addr
+	if ok && forUs && d.bubble && d.srcTeredo && e.ext != 0 && proto.IsGlobalUnicastIPv4(origin.Addr()) && origin.Port() != 0 &&
+		e.indirectFromPeer(d, origin, out, c) {
+		return consumed, true
+	}
 	if ok && forUs && proto.IsGlobalUnicastIPv4(origin.Addr()) && origin.Port() != 0 {
-		if e.replies.allow(origin, d.now) {
+		kind := uint8(0)
+		if d.src[0] == 0xfe {
+			kind = 1 // an answer to a link-local source (Miredo's bubble)
+		}
+		if e.replies.allowKind(origin, kind, d.now) {
 			reply := out.commit(proto.AppendBubble(out.space(proto.IPv6HeaderLen), d.ip.Dst(), d.ip.Src(), 0))
 			out.sendUDP(reply, origin)
 			c.reply.Add(1)
@@ -175,9 +201,18 @@ func (e *Engine) fromOurServer(d *datagram, out *Out, c *counters) (verdict, boo
 // (step 6). It reports whether it decided. s.mu is held.
 func (e *Engine) fromKnownPeer(s *shard, idx uint32, d *datagram, out *Out, c *counters) (verdict, bool) {
 	p := &s.peers[idx]
-	if p.has(fTrusted) && p.mapped(d.from) {
+	if p.has(fTrusted) && (p.mapped(d.from) || e.ext != 0 && e.secondPath(p, d)) {
+		if e.ext != 0 {
+			e.onPath(s, idx, d)
+		}
 		e.accept(s, idx, d.now, out, c)
+		if d.bubble && e.ext != 0 {
+			e.bubbleOptions(s, idx, d, out, c)
+		}
 		return deliver(d.ip, d.bubble, out, c), true
+	}
+	if d.fromLocal {
+		return verdict{}, false
 	}
 	if e.cfg.Mode == Client && p.has(fPinging) && e.isPingReply(d.ip, p, d.self, d.now) {
 		p.flags = p.flags&^fPinging | fTrusted
@@ -195,14 +230,19 @@ func (e *Engine) fromKnownPeer(s *shard, idx uint32, d *datagram, out *Out, c *c
 // bubble. A client takes a new peer this way within the new-peer budget;
 // a relay takes none it has not sent to. s.mu is held.
 func (e *Engine) fromTeredoPeer(s *shard, idx uint32, found bool, d *datagram, out *Out, c *counters) verdict {
-	if embeddedMapping(d.src[:]) != d.from {
-		// Only the answer to our recent bubble, addressed to the
-		// link-local source we sent it from, may come from elsewhere (a
-		// peer behind a symmetric NAT). The table is checked before the
-		// HMAC, so forged bubbles cost no hashing.
-		if !d.bubble || !found || !answersBubble(&s.peers[idx], d.now) || !e.isBubbleSource(d.src, d.dst, d.now) {
-			return drop(DropMismatch)
+	// Only an answer to our recent bubble may come from a mapping other
+	// than the one in the peer's address (a peer behind a symmetric NAT):
+	// see verify. The table is checked before the HMAC, so forged bubbles
+	// cost no hashing.
+	how := e.verify(s, idx, found, d)
+	if how == unverified {
+		if d.fromLocal {
+			return drop(DropNonGlobal)
 		}
+		return drop(DropMismatch)
+	}
+	if d.fromLocal && how != byNonce {
+		return drop(DropNonGlobal)
 	}
 	if !found {
 		if e.cfg.Mode != Client {
@@ -222,11 +262,18 @@ func (e *Engine) fromTeredoPeer(s *shard, idx uint32, found bool, d *datagram, o
 	}
 	p := &s.peers[idx]
 	p.setMapping(d.from)
-	if !p.has(fTrusted) {
+	wasTrusted := p.has(fTrusted)
+	if !wasTrusted {
 		p.flags |= fTrusted
 		c.trusted.Add(1)
 	}
+	if e.ext != 0 {
+		e.verified(s, idx, d, how, wasTrusted, out, c)
+	}
 	e.accept(s, idx, d.now, out, c)
+	if d.bubble && e.ext != 0 {
+		e.bubbleOptions(s, idx, d, out, c)
+	}
 	return deliver(d.ip, d.bubble, out, c)
 }
 
@@ -235,6 +282,9 @@ func (e *Engine) fromTeredoPeer(s *shard, idx uint32, found bool, d *datagram, o
 // test draws on the budget for tests triggered from outside, which is
 // checked before a new source takes a table entry. s.mu is held.
 func (e *Engine) fromNativePeer(s *shard, idx uint32, found bool, d *datagram, out *Out, c *counters) verdict {
+	if d.fromLocal {
+		return drop(DropNonGlobal)
+	}
 	if !found {
 		if !e.peerTests.take(d.now) {
 			c.pingsLimited.Add(1)
@@ -270,6 +320,16 @@ func (e *Engine) accept(s *shard, idx uint32, now tick, out *Out, c *counters) {
 	p.lastRx = now
 	p.probes = 0
 	s.touch(idx, now)
+	if p.has(fExt) {
+		// Heard from: our solicitations (RFC 6081 §5.7) were answered
+		// without an indirect bubble.
+		x := s.ext[idx]
+		if x.bits&xSoliciting != 0 {
+			c.saved.Add(1)
+		}
+		x.bits &^= xSoliciting | xSLRFailed
+		x.solicits = 0
+	}
 	q := s.takeQueue(idx)
 	if q == nil {
 		return
@@ -279,10 +339,17 @@ func (e *Engine) accept(s *shard, idx uint32, now tick, out *Out, c *counters) {
 			// We are sending it data: it has earned protection.
 			s.protect(idx)
 			p.lastTx = now
+			if x := s.extIf(idx); x != nil {
+				x.lastData = now // RFC 6081 §5.4.4.1
+			}
 			break
 		}
 	}
-	e.flush(q, p.mapping(), out, c)
+	r := route{to: p.mapping()}
+	if p.has(fRouted) {
+		r = e.routeOf(p, s.ext[idx], e.self.Load())
+	}
+	e.flush(q, p.mapping(), r, out, c)
 }
 
 // deliver hands an accepted packet to the host, unless it is a bubble.

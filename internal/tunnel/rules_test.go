@@ -28,13 +28,15 @@ type ruleCase struct {
 	code    uint8            // ...and code
 	check   func(t *testing.T, en *env)
 	selfOff bool // client not qualified
+	// disable turns RFC 6081 extensions off: RFC 4380's rules alone.
+	disable Extensions
 }
 
 func runRules(t *testing.T, cases []ruleCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			en := newEnv(t, tc.mode)
+			en := newEnv(t, tc.mode, func(c *Config) { c.Disable = tc.disable })
 			if tc.selfOff {
 				en.e.SetSelf(Self{})
 			}
@@ -187,7 +189,7 @@ func TestFromUDPRules(t *testing.T) {
 
 		// Client (§5.2.3).
 		{name: "client not qualified", mode: Client, selfOff: true, udp: pkt(peerAddr, selfAddr, 8), from: peerMap, want: drop(DropNotQualified)},
-		{name: "indirect bubble via our server", mode: Client,
+		{name: "indirect bubble via our server", mode: Client, disable: AllExtensions,
 			udp: withOrigin(peerMap, bubble(peerAddr, selfAddr)), from: server, want: consumed, udpTo: []netip.AddrPort{peerMap},
 			check: func(t *testing.T, en *env) {
 				src, dst := en.bubbleAt(0)
@@ -202,7 +204,7 @@ func TestFromUDPRules(t *testing.T) {
 					t.Errorf("reply bubble to %v, want the relay's link-local source", dst)
 				}
 			}},
-		{name: "server bubble without origin", mode: Client, udp: bubble(peerAddr, selfAddr), from: server, want: consumed, udpTo: []netip.AddrPort{peerMap}},
+		{name: "server bubble without origin", mode: Client, disable: AllExtensions, udp: bubble(peerAddr, selfAddr), from: server, want: consumed, udpTo: []netip.AddrPort{peerMap}},
 		{name: "origin not global", mode: Client, udp: withOrigin(nonglobal, bubble(peerAddr, selfAddr)), from: server, want: consumed},
 		{name: "bubble from a non-server", mode: Client, udp: withOrigin(peerMap, bubble(peerAddr, selfAddr)), from: relayMap, want: drop(DropMismatch)},
 		{name: "not for us", mode: Client, udp: pkt(peerAddr, native, 8), from: peerMap, want: drop(DropBadDst)},

@@ -119,6 +119,9 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 			if !p.has(fProtected) {
 				s.protect(idx)
 			}
+			if p.has(fRouted) {
+				return e.sendRouted(s, idx, ip, self, now, out)
+			}
 			if !out.sendUDP(ip, p.mapping()) {
 				return drop(DropNonGlobal)
 			}
@@ -130,6 +133,11 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 				e.test(p, self, out, c)
 			}
 			return sent
+		}
+		if x := s.extIf(idx); x != nil && p.has(fTrusted) && e.has(ExtLoadReduction) && x.bits&xSpeaks != 0 && x.bits&xSLRFailed == 0 {
+			// Silent for 30 s, but it reads trailers: ask it directly
+			// first (RFC 6081 §5.7.4.1).
+			return e.solicit(s, idx, x, ip, self, now, out, c)
 		}
 	} else {
 		var res insertResult
@@ -173,6 +181,20 @@ func (e *Engine) queueProbing(s *shard, idx uint32, ip proto.IPv6, from netip.Ad
 		return drop(DropQueueFull)
 	}
 	return queuedV
+}
+
+// sendRouted sends a packet to a trusted peer whose packets take another
+// route than the Teredo socket to its mapping (RFC 6081; see routeOf).
+// s.mu is held.
+func (e *Engine) sendRouted(s *shard, idx uint32, ip []byte, self *selfState, now tick, out *Out) verdict {
+	p, x := &s.peers[idx], s.extIf(idx)
+	if x != nil {
+		x.lastData = now // §5.4.4.1
+	}
+	if !out.send(ip, e.routeOf(p, x, self)) {
+		return drop(DropNonGlobal)
+	}
+	return sent
 }
 
 type probeDecision uint8

@@ -35,6 +35,7 @@ const (
 	DropQueueEvicted             // a queued packet whose entry was evicted to make room
 	DropQueueReset               // client: a queued packet dropped with the peer table on a new address
 	DropPeerLimited              // client: a new Teredo peer from outside beyond the new-peer budget
+	DropTrailer                  // client: a bubble whose RFC 6081 trailers ask for it to be dropped (§4.1, §5.6.4.2)
 	NumDropReasons
 )
 
@@ -61,6 +62,7 @@ var dropNames = [NumDropReasons]string{
 	DropQueueEvicted:  "queue_evicted",
 	DropQueueReset:    "queue_reset",
 	DropPeerLimited:   "peer_limited",
+	DropTrailer:       "trailer",
 }
 
 func (r DropReason) String() string {
@@ -101,11 +103,23 @@ type Stats struct {
 	Peers       uint64 // entries in the table now
 	QueuedBytes uint64 // memory held by packets waiting in queues now (see Config.MaxQueueBytes)
 
+	// RFC 6081 (client).
+	NonceVerified  uint64 // peer mappings verified by a bubble echoing our nonce (§5.2.4.4)
+	CompatBubbles  uint64 // indirect bubbles sent the Miredo way too (HMAC link-local source)
+	AltBubbles     uint64 // direct bubbles to a peer's alternate addresses (§5.6.4.2)
+	RandomPorts    uint64 // random local ports opened (§5.4.4.2, §5.5.4.1)
+	PortsLimited   uint64 // random ports not opened: maxRandomPorts open, or the socket failed
+	EchoTests      uint64 // echo tests started (§5.5.4.1.1)
+	Predictions    uint64 // echo tests that predicted a port (§5.5.4.4)
+	Solicitations  uint64 // direct bubbles asking a silent peer for a direct answer (§5.7.4.1)
+	Advertisements uint64 // direct answers to a peer's solicitation (§5.7.4.2)
+	IndirectSaved  uint64 // refreshes a direct answer completed, with no indirect bubble through a server (§3.6)
+
 	Dropped [NumDropReasons]uint64
 }
 
-// LogValue prints the counters with stable keys; zero drop counters are
-// left out.
+// LogValue prints the counters with stable keys; zero drop counters and
+// RFC 6081 counters are left out.
 func (s Stats) LogValue() slog.Value {
 	attrs := []slog.Attr{
 		slog.Uint64("from_tunnel", s.FromTunnel),
@@ -131,6 +145,18 @@ func (s Stats) LogValue() slog.Value {
 		slog.Uint64("peers", s.Peers),
 		slog.Uint64("queued_bytes", s.QueuedBytes),
 	}
+	// RFC 6081's, when they moved (a relay's never do).
+	for _, c := range []struct {
+		key string
+		n   uint64
+	}{{"nonce_verified", s.NonceVerified}, {"compat_bubbles", s.CompatBubbles}, {"alt_bubbles", s.AltBubbles},
+		{"random_ports", s.RandomPorts}, {"ports_limited", s.PortsLimited}, {"echo_tests", s.EchoTests},
+		{"predictions", s.Predictions}, {"solicitations", s.Solicitations}, {"advertisements", s.Advertisements},
+		{"indirect_saved", s.IndirectSaved}} {
+		if c.n != 0 {
+			attrs = append(attrs, slog.Uint64(c.key, c.n))
+		}
+	}
 	for r := DropReason(1); r < NumDropReasons; r++ {
 		if s.Dropped[r] != 0 {
 			attrs = append(attrs, slog.Uint64("drop_"+r.String(), s.Dropped[r]))
@@ -148,6 +174,9 @@ type counters struct {
 	pingsLimited, replyLimited                         atomic.Uint64
 	unreach, unreachLimited                            atomic.Uint64
 	trusted, created, evicted, expired                 atomic.Uint64
+	nonceVerified, compat, alts, randomPorts           atomic.Uint64
+	portsLimited, echoTests, predictions               atomic.Uint64
+	solicitations, advertisements, saved               atomic.Uint64
 	dropped                                            [NumDropReasons]atomic.Uint64
 	_                                                  [64]byte
 }
@@ -175,6 +204,16 @@ func (c *counters) addTo(s *Stats) {
 	s.Created += c.created.Load()
 	s.Evicted += c.evicted.Load()
 	s.Expired += c.expired.Load()
+	s.NonceVerified += c.nonceVerified.Load()
+	s.CompatBubbles += c.compat.Load()
+	s.AltBubbles += c.alts.Load()
+	s.RandomPorts += c.randomPorts.Load()
+	s.PortsLimited += c.portsLimited.Load()
+	s.EchoTests += c.echoTests.Load()
+	s.Predictions += c.predictions.Load()
+	s.Solicitations += c.solicitations.Load()
+	s.Advertisements += c.advertisements.Load()
+	s.IndirectSaved += c.saved.Load()
 	for i := range c.dropped {
 		s.Dropped[i] += c.dropped[i].Load()
 	}
