@@ -81,18 +81,19 @@ func configure(c *cli.Context) (settings, error) {
 		bad.Add(err)
 	}
 	cfg := server.Config{
-		Primary:       file.ServerBindAddress,
-		Secondary:     file.ServerBindAddress2,
-		Prefix:        file.Prefix.Addr(),
-		MTU:           int(file.InterfaceMTU),
-		User:          c.String("user"),
-		Chroot:        c.String("chroot"),
-		PIDFile:       c.String("pidfile"),
-		Sockets:       c.Int("sockets"),
-		NoBatch:       c.Bool("no-batch"),
-		RateLimit:     uint32(min(c.Uint("rate-limit"), 1<<31)),
-		ControlSocket: c.String("control-socket"),
-		MetricsListen: c.String("metrics-listen"),
+		Primary:            file.ServerBindAddress,
+		Secondary:          file.ServerBindAddress2,
+		Prefix:             file.Prefix.Addr(),
+		MTU:                int(file.InterfaceMTU),
+		User:               c.String("user"),
+		Chroot:             c.String("chroot"),
+		PIDFile:            c.String("pidfile"),
+		Sockets:            c.Int("sockets"),
+		NoBatch:            c.Bool("no-batch"),
+		RateLimit:          uint32(min(c.Uint("rate-limit"), 1<<31)),
+		ControlSocket:      c.String("control-socket"),
+		ControlSocketNamed: c.IsSet("control-socket"),
+		MetricsListen:      c.String("metrics-listen"),
 	}
 	// As in Miredo, a server address on the command line replaces the
 	// file's pair: the secondary is then derived from it.

@@ -820,7 +820,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	defer c.Close()
 	c.reloads = reloads
 	cfg = c.cfg
-	ctl, err := control.Listen(cfg.ControlSocket, log)
+	ctl, err := control.ListenOrWarn(cfg.ControlSocket, cfg.ControlSocketNamed, log)
 	if err != nil {
 		return err
 	}

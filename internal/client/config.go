@@ -28,6 +28,9 @@ type Config struct {
 	PIDFile     string
 	// ControlSocket is where `miredo-client status` asks; "" for none.
 	ControlSocket string
+	// ControlSocketNamed says the operator chose ControlSocket: then it must
+	// be free (see control.ListenOrWarn).
+	ControlSocketNamed bool
 	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
 	MetricsListen string
 	// Refresh is the Teredo refresh interval (RFC 4380 §5.2.5; Windows'

@@ -28,6 +28,9 @@ type Config struct {
 	PIDFile     string
 	// ControlSocket is where `miredo-relay status` asks; "" for none.
 	ControlSocket string
+	// ControlSocketNamed says the operator chose ControlSocket: then it must
+	// be free (see control.ListenOrWarn).
+	ControlSocketNamed bool
 	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
 	MetricsListen string
 	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline

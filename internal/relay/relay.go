@@ -294,7 +294,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	}
 	defer r.Close()
 	cfg = r.cfg
-	ctl, err := control.Listen(cfg.ControlSocket, log)
+	ctl, err := control.ListenOrWarn(cfg.ControlSocket, cfg.ControlSocketNamed, log)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ type Config struct {
 	RateLimit uint32
 	// ControlSocket is where `miredo-server status` asks; "" for none.
 	ControlSocket string
+	// ControlSocketNamed says the operator chose ControlSocket: then it must
+	// be free (see control.ListenOrWarn).
+	ControlSocketNamed bool
 	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
 	MetricsListen string
 }

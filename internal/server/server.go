@@ -399,7 +399,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	}
 	defer s.Close()
 	cfg = s.config()
-	ctl, err := control.Listen(cfg.ControlSocket, log)
+	ctl, err := control.ListenOrWarn(cfg.ControlSocket, cfg.ControlSocketNamed, log)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,9 @@ const (
 	CommandStatus = "status"
 )
 
+// ErrInUse is Listen's error when another daemon answers on the path.
+var ErrInUse = errors.New("in use by another daemon")
+
 // Request is one request line.
 type Request struct {
 	Command string `json:"command"`
@@ -94,7 +97,7 @@ func Listen(path string, log *slog.Logger) (*Server, error) {
 		}
 		if c, err := net.Dial("unix", path); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("control socket: %s is in use by another daemon", path)
+			return nil, fmt.Errorf("control socket: %s: %w", path, ErrInUse)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("control socket: removing a stale one: %w", err)
@@ -113,6 +116,19 @@ func Listen(path string, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return &Server{ln: ln, path: path, log: log}, nil
+}
+
+// ListenOrWarn is Listen for a daemon that was not told where its socket
+// goes: when another daemon of its role already answers at the default
+// path (a second client on the host), it runs without one and says so,
+// rather than refuse to start; any other failure is an error.
+func ListenOrWarn(path string, named bool, log *slog.Logger) (*Server, error) {
+	s, err := Listen(path, log)
+	if err != nil && !named && errors.Is(err, ErrInUse) {
+		log.Warn("no control socket: another daemon answers at the default path; give --control-socket to ask this one", "path", path)
+		return nil, nil
+	}
+	return s, err
 }
 
 // Path is where the socket is.

@@ -165,6 +165,20 @@ func TestListen(t *testing.T) {
 			t.Errorf("second Listen: %v", err)
 		}
 	})
+	t.Run("in use: default path warns, named path fails", func(t *testing.T) {
+		path := filepath.Join(dir, "second.sock")
+		s, err := Listen(path, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if s2, err := ListenOrWarn(path, false, log); err != nil || s2 != nil {
+			t.Errorf("default path in use: %v, %v; want no socket and no error", s2, err)
+		}
+		if _, err := ListenOrWarn(path, true, log); !errors.Is(err, ErrInUse) {
+			t.Errorf("named path in use: %v, want ErrInUse", err)
+		}
+	})
 	t.Run("not a socket", func(t *testing.T) {
 		path := filepath.Join(dir, "file")
 		os.WriteFile(path, nil, 0o644)
