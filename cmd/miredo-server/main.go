@@ -41,11 +41,15 @@ func appWith(action cli.ActionFunc) *cli.App {
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
 	}
-	return daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
+	app := daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
 		"Answers Teredo router solicitations on the primary and secondary addresses (UDP 3544)\n"+
 			"and forwards bubbles and connectivity tests; reads Miredo's miredo-server.conf.\n"+
 			"An optional argument names the primary address, as in Miredo.",
 		true, flags, action)
+	app.Commands = []*cli.Command{mireCommand()}
+	app.UsageText = "miredo-server [options] [address]\n" +
+		"miredo-server mire [options] ADDRESS   (a Teredo test responder, see miredo-server(8))"
+	return app
 }
 
 // settings is the merged configuration and what the merge noticed.

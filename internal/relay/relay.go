@@ -24,11 +24,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -293,20 +290,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
 		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend,
 		"gso", r.offloads.GSO, "gro", r.offloads.GRO)
-	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
-	go func() {
-		for {
-			select {
-			case <-usr1:
-				log.Info("statistics", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats()} })()
 	err = r.Serve(ctx)
 	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
 	return err

@@ -8,11 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miredo-go/miredo/pkg/daemon"
@@ -282,20 +279,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer release()
 	log.Info("Teredo server started", "primary", cfg.Primary, "secondary", cfg.Secondary,
 		"prefix", cfg.Prefix, "mtu", cfg.MTU, "sockets", len(s.conns[0]))
-	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
-	go func() {
-		for {
-			select {
-			case <-usr1:
-				log.Info("statistics", "stats", s.Stats())
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", s.Stats()} })()
 	err = s.Serve(ctx)
 	log.Info("Teredo server stopped", "stats", s.Stats())
 	return err
