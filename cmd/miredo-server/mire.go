@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -41,6 +42,9 @@ func mireCommand() *cli.Command {
 // mireConfig reads the command line of `mire`.
 func mireConfig(c *cli.Context) (mire.Config, error) {
 	if c.NArg() != 1 {
+		if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
+			return mire.Config{}, daemon.Usagef("mire: options go before the address (%s)", c.Args().Get(1))
+		}
 		return mire.Config{}, daemon.Usagef("mire: give the responder's public IPv4 address, and nothing else")
 	}
 	addr, err := netip.ParseAddr(c.Args().First())

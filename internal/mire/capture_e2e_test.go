@@ -59,15 +59,25 @@ func startResponder(ctx context.Context, t *testing.T, l *lab.Lab, h *lab.Host, 
 	t.Helper()
 	argv, name := nobody(teredoMire), "teredo-mire-"+h.Name
 	if ours {
-		argv = nobody(append([]string{lab.Binary(t, "miredo-server"), "mire", h.IPv4().String()}, extra...)...)
+		argv = nobody(append(append([]string{lab.Binary(t, "miredo-server"), "mire"}, extra...), h.IPv4().String())...)
 		name = "our-mire-" + h.Name
 	}
 	p, err := l.Start(ctx, h, name, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Waiting ends early if the responder exits.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Done():
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
 	for _, port := range []uint16{proto.Port, MappedPort} {
-		if err := h.WaitUDP(ctx, port); err != nil {
+		if err := h.WaitUDP(wctx, port); err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, p.Tail(10))
 		}
 	}
