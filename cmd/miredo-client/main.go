@@ -50,10 +50,14 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 	}
-	return daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
+	app := daemon.NewApp("miredo-client", "Teredo client (RFC 4380)",
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
 			"reads Miredo's miredo.conf (client mode). An optional argument names the server, as in Miredo.",
 		true, flags, action)
+	app.Commands = []*cli.Command{probeCommand()}
+	app.UsageText = "miredo-client [options] [server]\n" +
+		"miredo-client probe [--json] [--timeout d] SERVER...   (which servers work, what the NAT does; no root)"
+	return app
 }
 
 // settings is the merged configuration and what the merge noticed.

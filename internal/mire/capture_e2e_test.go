@@ -300,7 +300,9 @@ func capture(ctx context.Context, t *testing.T, l *lab.Lab, h *lab.Host, addr ne
 	}
 	last := fn()
 	for {
-		if ds, ok := readPartial(file); ok && len(ds) > 0 && string(ds[len(ds)-1].Payload) == string(last) {
+		// Until tcpdump has written a whole last record, the file does
+		// not parse.
+		if ds, err := pcapfile.ReadUDP4File(file); err == nil && len(ds) > 0 && string(ds[len(ds)-1].Payload) == string(last) {
 			return ds
 		}
 		select {
@@ -309,27 +311,6 @@ func capture(ctx context.Context, t *testing.T, l *lab.Lab, h *lab.Host, addr ne
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// readPartial reads a capture tcpdump may still be writing: false until it
-// parses whole.
-func readPartial(path string) ([]pcapfile.Datagram, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	lt, recs, err := pcapfile.Read(f)
-	if err != nil {
-		return nil, false
-	}
-	var ds []pcapfile.Datagram
-	for _, r := range recs {
-		if d, err := pcapfile.UDP4(lt, r); err == nil {
-			ds = append(ds, d)
-		}
-	}
-	return ds, true
 }
 
 // TestTeredoMireCapture sends the catalogue to Debian's teredo-mire in the

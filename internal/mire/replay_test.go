@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -37,27 +36,6 @@ var diverges = map[DropReason]string{
 type exchange struct {
 	req   pcapfile.Datagram
 	reply *pcapfile.Datagram
-}
-
-// readCapture returns the UDP datagrams of a capture file.
-func readCapture(t *testing.T, path string) []pcapfile.Datagram {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	lt, recs, err := pcapfile.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds []pcapfile.Datagram
-	for _, r := range recs {
-		if d, err := pcapfile.UDP4(lt, r); err == nil {
-			ds = append(ds, d)
-		}
-	}
-	return ds
 }
 
 // pairCapture pairs each answer of the responder on addr with the request
@@ -157,7 +135,11 @@ func (c comparison) String() string {
 // either, or the reason must be one of the differences we chose (diverges,
 // each of which the capture must show at least once).
 func TestReplayTeredoMireCapture(t *testing.T) {
-	xs, err := pairCapture(readCapture(t, captureFile), captureAddr)
+	ds, err := pcapfile.ReadUDP4File(captureFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs, err := pairCapture(ds, captureAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
