@@ -62,6 +62,9 @@ const DefaultTimeout = 3 * time.Second
 // and two thirds, so one lost datagram does not lose the server.
 const tries = 3
 
+// maxRefused bounds the refused answers an exchange keeps for the report.
+const maxRefused = 4
+
 // Exchange kinds.
 const (
 	KindPrimary   = "primary"
@@ -235,9 +238,9 @@ type prober struct {
 	buf                [2048]byte
 }
 
-// exchange sends up to n solicitations to server (with the cone bit for a
-// cone exchange), each with a fresh nonce, every each, and waits for an
-// answer x accepts to any of them; it gives up each after the last.
+// exchange sends up to n solicitations to server (with the cone bit when x
+// says so), each with a fresh nonce and waited for during each, and returns
+// at the first answer x accepts to any of them.
 func (p *prober) exchange(ctx context.Context, kind string, server netip.Addr, x client.Expect, n int, each time.Duration) (ex Exchange) {
 	ex = Exchange{Kind: kind, To: netip.AddrPortFrom(server, p.port)}
 	sent := map[[proto.NonceLen]byte]time.Time{}
@@ -283,7 +286,9 @@ func (p *prober) exchange(ctx context.Context, kind string, server netip.Addr, x
 			}
 			ra, err := x.Check(&e, from)
 			if err != nil {
-				ex.Refused = append(ex.Refused, fmt.Sprintf("from %v: %v", from, err))
+				if len(ex.Refused) < maxRefused {
+					ex.Refused = append(ex.Refused, fmt.Sprintf("from %v: %v", from, err))
+				}
 				continue
 			}
 			ex.Answered, ex.From, ex.Mapping, ex.RTT, ex.ra = true, from, e.Origin, Millis(at.Sub(t)), ra
