@@ -83,7 +83,8 @@ func TestUnitTemplates(t *testing.T) {
 				t.Errorf("Documentation=%s, want %s", got, want)
 			}
 			fixed := map[string]string{
-				"Type": "simple", "Restart": "on-failure", "RestartSec": "5", "RestartPreventExitStatus": "2",
+				"Type": "notify", "WatchdogSec": "30", "RuntimeDirectory": "miredo", "RuntimeDirectoryPreserve": "yes",
+				"ExecReload": "/bin/kill -HUP $MAINPID", "Restart": "on-failure", "RestartSec": "5", "RestartPreventExitStatus": "2",
 				"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
 				"SystemCallArchitectures": "native", "SystemCallFilter": "@system-service",
 			}

@@ -7,10 +7,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -45,6 +47,8 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
+		daemon.ControlSocketFlag("client"),
+		daemon.MetricsListenFlag,
 		&cli.BoolFlag{Name: client.HelperFlag, Hidden: true},
 		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
@@ -54,15 +58,17 @@ func appWith(action cli.ActionFunc) *cli.App {
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
 			"reads Miredo's miredo.conf (client mode). An optional argument names the server, as in Miredo.",
 		true, flags, action)
-	app.Commands = []*cli.Command{probeCommand()}
+	app.Commands = []*cli.Command{daemon.StatusCommand[client.StatusReport]("client", true), probeCommand()}
 	app.UsageText = "miredo-client [options] [server]\n" +
+		"miredo-client status [--json] [--peers]   (the running client's state)\n" +
 		"miredo-client probe [--json] [--timeout d] SERVER...   (which servers work, what the NAT does; no root)"
 	return app
 }
 
 // settings is the merged configuration and what the merge noticed.
 type settings struct {
-	cfg client.Config
+	cfg   client.Config
+	level slog.Level
 	daemon.Loaded
 }
 
@@ -83,25 +89,30 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
+	if s.level, err = ld.LogLevel(c); err != nil {
+		bad.Add(err)
+	}
 	if file.RelayType != conf.ModeClient {
 		bad.Add(file.ErrorAt(conf.RelayType,
 			errors.New("this is a relay configuration: run miredo-relay for it; miredo-client takes client or autoclient")))
 	}
 	cfg := client.Config{
-		Server:      file.ServerAddress,
-		Server2:     file.ServerAddress2,
-		Interface:   c.String("interface"),
-		BindAddress: file.BindAddress,
-		BindPort:    file.BindPort,
-		Hook:        c.String("hook"),
-		User:        c.String("user"),
-		Chroot:      c.String("chroot"),
-		PIDFile:     c.String("pidfile"),
-		Refresh:     c.Duration("refresh-interval"),
-		LogLevel:    c.String("log-level"),
-		TunBackend:  tundev.Backend(c.String("tun-backend")),
-		NoGSO:       c.Bool("no-gso"),
-		NoGRO:       c.Bool("no-gro"),
+		Server:        file.ServerAddress,
+		Server2:       file.ServerAddress2,
+		Interface:     c.String("interface"),
+		BindAddress:   file.BindAddress,
+		BindPort:      file.BindPort,
+		Hook:          c.String("hook"),
+		User:          c.String("user"),
+		Chroot:        c.String("chroot"),
+		PIDFile:       c.String("pidfile"),
+		ControlSocket: c.String("control-socket"),
+		MetricsListen: c.String("metrics-listen"),
+		Refresh:       c.Duration("refresh-interval"),
+		LogLevel:      strings.ToLower(s.level.String()),
+		TunBackend:    tundev.Backend(c.String("tun-backend")),
+		NoGSO:         c.Bool("no-gso"),
+		NoGRO:         c.Bool("no-gro"),
 	}
 	if file.IsSet(conf.InterfaceName) && !c.IsSet("interface") {
 		cfg.Interface = file.InterfaceName
@@ -160,19 +171,20 @@ func configure(c *cli.Context) (settings, error) {
 }
 
 func run(c *cli.Context) error {
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
 	if c.Bool(client.HelperFlag) {
+		level, err := daemon.ParseLogLevel(c.String("log-level"))
+		if err != nil {
+			return err
+		}
 		log := daemon.NewLogger(os.Stderr, c.App.Name, level).With("process", "helper")
 		return client.RunHelper(client.HelperConfig{
 			Interface: c.String("interface"), Hook: c.String("hook"), User: c.String("user"),
 		}, log)
 	}
-	// SIGHUP (the if-up hook, a reload) must not kill the client while it
-	// starts; once it runs, it re-qualifies on it (client.Run).
-	signal.Ignore(syscall.SIGHUP)
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the daemon
+	// while it starts; once it runs, it reloads the configuration.
+	hup, stopHup := daemon.CatchHangup()
+	defer stopHup()
 	s, err := configure(c)
 	if c.Bool(daemon.CheckConfigFlag.Name) {
 		return daemon.ReportCheck(c, s.Loaded, err)
@@ -180,7 +192,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := s.OpenLog(c, level)
+	var level slog.LevelVar
+	level.Set(s.level)
+	log, closeLog, err := s.OpenLog(c, &level)
 	if err != nil {
 		return err
 	}
@@ -188,5 +202,19 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return client.Run(ctx, s.cfg, log)
+	// SIGHUP also means "the network changed" (Debian's if-up hook): a file
+	// that cannot be read again still makes the client qualify again, with
+	// the configuration it runs.
+	last := s.cfg
+	reloads := daemon.Reloads(ctx, hup, log, func() (client.Config, error) {
+		s, err := configure(c)
+		if err != nil {
+			log.Error("SIGHUP: configuration not reloaded; the running one stays", "err", err)
+			return last, nil
+		}
+		level.Set(s.level)
+		last = s.cfg
+		return s.cfg, nil
+	})
+	return client.Run(ctx, s.cfg, log, reloads)
 }

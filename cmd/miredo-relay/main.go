@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -49,11 +50,15 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
+		daemon.ControlSocketFlag("relay"),
+		daemon.MetricsListenFlag,
 	}
-	return daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
+	app := daemon.NewApp("miredo-relay", "Teredo relay (RFC 4380)",
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
 			"reads Miredo's miredo.conf (RelayType cone or restricted).",
 		false, flags, action)
+	app.Commands = []*cli.Command{daemon.StatusCommand[relay.StatusReport]("relay", true)}
+	return app
 }
 
 // errClientConfig is what a client's miredo.conf gets.
@@ -67,7 +72,8 @@ const DefaultConfig = "/etc/miredo/miredo-relay.conf"
 
 // settings is the merged configuration and what the merge noticed.
 type settings struct {
-	cfg relay.Config
+	cfg   relay.Config
+	level slog.Level
 	daemon.Loaded
 }
 
@@ -89,21 +95,26 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
+	if s.level, err = ld.LogLevel(c); err != nil {
+		bad.Add(err)
+	}
 	cfg := relay.Config{
-		Restricted:  file.RelayType == conf.ModeRestricted,
-		Prefix:      file.Prefix.Addr(),
-		Interface:   file.InterfaceName,
-		MTU:         int(file.InterfaceMTU),
-		BindAddress: file.BindAddress,
-		BindPort:    file.BindPort,
-		MaxPeers:    c.Int("max-peers"),
-		User:        c.String("user"),
-		Chroot:      c.String("chroot"),
-		PIDFile:     c.String("pidfile"),
-		NoBatch:     c.Bool("no-batch"),
-		NoGSO:       c.Bool("no-gso"),
-		NoGRO:       c.Bool("no-gro"),
-		TunBackend:  tundev.Backend(c.String("tun-backend")),
+		Restricted:    file.RelayType == conf.ModeRestricted,
+		Prefix:        file.Prefix.Addr(),
+		Interface:     file.InterfaceName,
+		MTU:           int(file.InterfaceMTU),
+		BindAddress:   file.BindAddress,
+		BindPort:      file.BindPort,
+		MaxPeers:      c.Int("max-peers"),
+		User:          c.String("user"),
+		Chroot:        c.String("chroot"),
+		PIDFile:       c.String("pidfile"),
+		ControlSocket: c.String("control-socket"),
+		MetricsListen: c.String("metrics-listen"),
+		NoBatch:       c.Bool("no-batch"),
+		NoGSO:         c.Bool("no-gso"),
+		NoGRO:         c.Bool("no-gro"),
+		TunBackend:    tundev.Backend(c.String("tun-backend")),
 	}
 	switch {
 	case m.Given("cone", conf.RelayType, conf.ModeCone.String()):
@@ -162,14 +173,10 @@ func fileExists(path string) bool {
 }
 
 func run(c *cli.Context) error {
-	// SIGHUP (a reload, Debian's if-up hook) must not kill the relay; it
-	// is answered once the log is open.
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the daemon
+	// while it starts; once it runs, it reloads the configuration.
 	hup, stopHup := daemon.CatchHangup()
 	defer stopHup()
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
 	s, err := configure(c)
 	if c.Bool(daemon.CheckConfigFlag.Name) {
 		return daemon.ReportCheck(c, s.Loaded, err)
@@ -177,7 +184,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := s.OpenLog(c, level)
+	var level slog.LevelVar
+	level.Set(s.level)
+	log, closeLog, err := s.OpenLog(c, &level)
 	if err != nil {
 		return err
 	}
@@ -185,6 +194,13 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the relay to apply changes (its tunnel and socket cannot be reopened after the privilege drop)")
-	return relay.Run(ctx, s.cfg, log)
+	reloads := daemon.Reloads(ctx, hup, log, func() (relay.Config, error) {
+		s, err := configure(c)
+		if err != nil {
+			return relay.Config{}, err
+		}
+		level.Set(s.level)
+		return s.cfg, nil
+	})
+	return relay.Run(ctx, s.cfg, log, reloads)
 }

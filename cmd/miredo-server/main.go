@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -40,21 +41,25 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
+		daemon.ControlSocketFlag("server"),
+		daemon.MetricsListenFlag,
 	}
 	app := daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
 		"Answers Teredo router solicitations on the primary and secondary addresses (UDP 3544)\n"+
 			"and forwards bubbles and connectivity tests; reads Miredo's miredo-server.conf.\n"+
 			"An optional argument names the primary address, as in Miredo.",
 		true, flags, action)
-	app.Commands = []*cli.Command{mireCommand()}
+	app.Commands = []*cli.Command{daemon.StatusCommand[server.StatusReport]("server", false), mireCommand()}
 	app.UsageText = "miredo-server [options] [address]\n" +
+		"miredo-server status [--json]   (the running server's state)\n" +
 		"miredo-server mire [options] ADDRESS   (a Teredo test responder, see miredo-server(8))"
 	return app
 }
 
 // settings is the merged configuration and what the merge noticed.
 type settings struct {
-	cfg server.Config
+	cfg   server.Config
+	level slog.Level
 	daemon.Loaded
 }
 
@@ -75,17 +80,22 @@ func configure(c *cli.Context) (settings, error) {
 	}
 	s.Loaded = ld
 	file, m := ld.File, ld.Merge
+	if s.level, err = ld.LogLevel(c); err != nil {
+		bad.Add(err)
+	}
 	cfg := server.Config{
-		Primary:   file.ServerBindAddress,
-		Secondary: file.ServerBindAddress2,
-		Prefix:    file.Prefix.Addr(),
-		MTU:       int(file.InterfaceMTU),
-		User:      c.String("user"),
-		Chroot:    c.String("chroot"),
-		PIDFile:   c.String("pidfile"),
-		Sockets:   c.Int("sockets"),
-		NoBatch:   c.Bool("no-batch"),
-		RateLimit: uint32(min(c.Uint("rate-limit"), 1<<31)),
+		Primary:       file.ServerBindAddress,
+		Secondary:     file.ServerBindAddress2,
+		Prefix:        file.Prefix.Addr(),
+		MTU:           int(file.InterfaceMTU),
+		User:          c.String("user"),
+		Chroot:        c.String("chroot"),
+		PIDFile:       c.String("pidfile"),
+		Sockets:       c.Int("sockets"),
+		NoBatch:       c.Bool("no-batch"),
+		RateLimit:     uint32(min(c.Uint("rate-limit"), 1<<31)),
+		ControlSocket: c.String("control-socket"),
+		MetricsListen: c.String("metrics-listen"),
 	}
 	// As in Miredo, a server address on the command line replaces the
 	// file's pair: the secondary is then derived from it.
@@ -118,6 +128,9 @@ func configure(c *cli.Context) (settings, error) {
 			m.Given("prefix", conf.Prefix, cfg.Prefix.String())
 		}
 	}
+	if !m.Given("rate-limit", conf.RateLimit, strconv.FormatUint(uint64(cfg.RateLimit), 10)) && file.IsSet(conf.RateLimit) {
+		cfg.RateLimit = file.RateLimit
+	}
 	if c.IsSet("mtu") {
 		cfg.MTU = c.Int("mtu")
 		m.Given("mtu", conf.InterfaceMTU, strconv.Itoa(cfg.MTU))
@@ -130,14 +143,10 @@ func configure(c *cli.Context) (settings, error) {
 }
 
 func run(c *cli.Context) error {
-	// SIGHUP (a reload, Debian's if-up hook) must not kill the server; it
-	// is answered once the log is open.
+	// SIGHUP (a reload, Debian's if-up hook) must not kill the daemon
+	// while it starts; once it runs, it reloads the configuration.
 	hup, stopHup := daemon.CatchHangup()
 	defer stopHup()
-	level, err := daemon.ParseLogLevel(c.String("log-level"))
-	if err != nil {
-		return err
-	}
 	s, err := configure(c)
 	if c.Bool(daemon.CheckConfigFlag.Name) {
 		return daemon.ReportCheck(c, s.Loaded, err)
@@ -145,7 +154,9 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := s.OpenLog(c, level)
+	var level slog.LevelVar
+	level.Set(s.level)
+	log, closeLog, err := s.OpenLog(c, &level)
 	if err != nil {
 		return err
 	}
@@ -153,6 +164,13 @@ func run(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go daemon.LogHangups(ctx, hup, log, "SIGHUP: configuration not reloaded; restart the server to apply changes (its sockets cannot be reopened after the privilege drop)")
-	return server.Run(ctx, s.cfg, log)
+	reloads := daemon.Reloads(ctx, hup, log, func() (server.Config, error) {
+		s, err := configure(c)
+		if err != nil {
+			return server.Config{}, err
+		}
+		level.Set(s.level)
+		return s.cfg, nil
+	})
+	return server.Run(ctx, s.cfg, log, reloads)
 }

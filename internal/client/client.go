@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,9 +36,11 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
+	"github.com/miredo-go/miredo/pkg/metrics"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
@@ -147,7 +150,9 @@ type Client struct {
 	// applyRetryMin is the first wait before retrying a status the helper
 	// could not apply (0: applyRetryMin).
 	applyRetryMin time.Duration
-	eng           *tunnel.Engine
+	// notify, if set, hears the client's state and the data path's health.
+	notify *daemon.Notifier
+	eng    *tunnel.Engine
 
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
@@ -171,8 +176,9 @@ type Client struct {
 	// devWrite serialises writes to the device, which takes one writer at
 	// a time; the socket loop is the one that writes in bulk.
 	devWrite sync.Mutex
-	// hup delivers SIGHUP: the network changed (Run sets it).
-	hup <-chan os.Signal
+	// reloads delivers the configuration read again at SIGHUP (Run sets
+	// it); the maintenance goroutine takes it.
+	reloads <-chan Config
 }
 
 // Open does the privileged part of starting: the tunnel device, the UDP
@@ -255,10 +261,15 @@ func (c *Client) Serve(ctx context.Context) error {
 	g.Go(c.tunnelLoop)
 	g.Go(c.socketLoop)
 	maintained := make(chan struct{})
-	g.Go(func(ctx context.Context) error {
+	go func() { // not a Group loop: its helper calls may rightly take long
 		defer close(maintained)
-		return c.maintain(ctx)
-	})
+		if err := c.maintain(g.Context()); err != nil {
+			g.Fail(err)
+		}
+	}()
+	if c.notify != nil {
+		go c.notify.Watchdog(g.Context(), g.Healthy)
+	}
 	return g.Wait(func() {
 		// The state machine stops first (it may be talking to the
 		// helper), then the helper, while the interface exists: it takes
@@ -274,7 +285,7 @@ func (c *Client) Serve(ctx context.Context) error {
 }
 
 // tunnelLoop moves host packets into the Teredo socket.
-func (c *Client) tunnelLoop(context.Context) error {
+func (c *Client) tunnelLoop(ctx context.Context) error {
 	bs := c.dev.BatchSize()
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
@@ -282,7 +293,7 @@ func (c *Client) tunnelLoop(context.Context) error {
 		bufs[i] = make([]byte, tunHeadroom+tunBufSize)
 	}
 	var out tunnel.Out
-	return loop.Read("tunnel read",
+	return loop.Read(ctx, "tunnel read",
 		func() (int, error) { return c.dev.Read(bufs, sizes, tunHeadroom) },
 		func(n int) error {
 			for i := range n {
@@ -322,14 +333,14 @@ func (c *Client) flush(out *tunnel.Out) error {
 
 // socketLoop reads Teredo datagrams: maintenance traffic goes to the state
 // machine, everything else to the Engine.
-func (c *Client) socketLoop(context.Context) error {
+func (c *Client) socketLoop(ctx context.Context) error {
 	msgs := make([]udpio.Message, udpio.MaxBatch)
 	buf := make([]byte, udpio.MaxBatch*udpBufSize)
 	for i := range msgs {
 		msgs[i].Buf = buf[i*udpBufSize : (i+1)*udpBufSize]
 	}
 	var out tunnel.Out
-	return loop.Read("socket read",
+	return loop.Read(ctx, "socket read",
 		func() (int, error) { return c.conn.ReadBatch(msgs) },
 		func(n int) error {
 			c.receive(msgs[:n], &out)
@@ -462,6 +473,7 @@ func (c *Client) maintain(ctx context.Context) error {
 		ok, err := c.apply(st, &applied)
 		if err == nil {
 			retry.after(ok, c.log)
+			c.tellManager(st, ok)
 		}
 		return err
 	}
@@ -523,11 +535,15 @@ func (c *Client) maintain(ctx context.Context) error {
 			}
 		case <-usr1:
 			c.log.Info("statistics", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
-		case <-c.hup:
-			// Debian's if-up hook and the service manager's reload send
-			// it: the network changed. The configuration is not read
-			// again (the tunnel and socket could not be reopened).
-			c.log.Info("SIGHUP: resolving the Teredo server and qualifying again", "status", m.Status())
+		case next := <-c.reloads:
+			// SIGHUP: Debian's if-up hook (the network changed) and the
+			// service manager's reload send it. The configuration was
+			// read again; the server names and the refresh interval
+			// apply, and the server is asked again at once, which keeps
+			// our address if nothing changed.
+			c.reload(next)
+			m.SetRefresh(c.cfg.Refresh)
+			c.log.Info("SIGHUP: resolving the Teredo server and qualifying again", "server", c.cfg.Server, "status", m.Status())
 			m.Rediscover(time.Now(), &a)
 		}
 	}
@@ -557,7 +573,7 @@ func (c *Client) act(ctx context.Context, m *Machine, a *Actions, apply func(Sta
 		}
 	}
 	if a.Resolve {
-		go c.resolve(ctx, resolved)
+		go c.resolve(ctx, c.cfg.Server, c.cfg.Server2, resolved)
 	}
 	if a.Changed {
 		return apply(m.Status())
@@ -621,6 +637,26 @@ func (c *Client) apply(st Status, applied *Status) (bool, error) {
 	return true, nil
 }
 
+// tellManager tells the service manager where the client stands: ready
+// once qualified with the interface configured, and otherwise why not.
+func (c *Client) tellManager(st Status, configured bool) {
+	if c.notify == nil {
+		return
+	}
+	switch {
+	case st.Phase == PhaseQualified && configured:
+		c.notify.Ready(fmt.Sprintf("Teredo address %v through server %v, NAT %s", st.Addr, st.Server, st.NAT))
+	case st.Phase == PhaseQualified:
+		c.notify.Status(fmt.Sprintf("qualified as %v, but the interface could not be configured yet; retrying", st.Addr))
+	case st.Phase == PhaseResolving:
+		c.notify.Status("resolving the Teredo server " + c.cfg.Server)
+	case st.Phase == PhaseQualifying:
+		c.notify.Status(fmt.Sprintf("qualifying with the Teredo server %v", st.Server))
+	default:
+		c.notify.Status("offline: the Teredo server does not answer; retrying")
+	}
+}
+
 // helperGone returns err if the helper has exited (nothing can be retried
 // then), and nil if it is alive.
 func (c *Client) helperGone(err error) error {
@@ -657,14 +693,14 @@ func (r *retryApply) after(ok bool, log *slog.Logger) {
 // resolve looks up the server names (the secondary defaults to the
 // primary plus one, as Windows and Miredo's server assume) and sends the
 // result to out.
-func (c *Client) resolve(ctx context.Context, out chan<- resolution) {
+func (c *Client) resolve(ctx context.Context, server, server2 string, out chan<- resolution) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	var r resolution
-	r.primary, r.err = lookupIPv4(ctx, c.cfg.Server)
+	r.primary, r.err = lookupIPv4(ctx, server)
 	if r.err == nil {
-		if c.cfg.Server2 != "" {
-			r.secondary, r.err = lookupIPv4(ctx, c.cfg.Server2)
+		if server2 != "" {
+			r.secondary, r.err = lookupIPv4(ctx, server2)
 		} else {
 			r.secondary = r.primary.Next()
 		}
@@ -692,13 +728,11 @@ func lookupIPv4(ctx context.Context, name string) (netip.Addr, error) {
 }
 
 // Run runs the client until ctx ends: opens the tunnel, the socket and the
-// helper, writes the pid file, drops privileges and serves.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	// SIGHUP means the network changed, from the start to the end: it must
-	// not kill us while the helper runs the last hooks either.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// helper, writes the pid file, drops privileges and serves. Configurations
+// read again at SIGHUP arrive on reloads (the caller catches the signal
+// for the whole life of the process: it must not kill the client while the
+// helper runs the last hooks either).
+func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding our own executable for the privileged helper: %w", err)
@@ -708,8 +742,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer c.Close()
-	c.hup = hup
+	c.reloads = reloads
 	cfg = c.cfg
+	ctl, err := control.Listen(cfg.ControlSocket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	met, err := metrics.Listen(cfg.MetricsListen, log)
+	if err != nil {
+		return err
+	}
 	// The device and socket are open and the helper holds CAP_NET_ADMIN:
 	// the packet process needs no privilege at all.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
@@ -718,7 +761,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer release()
 	log.Info("Teredo client started", "server", cfg.Server, "interface", c.dev.Name(), "local", c.LocalAddr())
+	c.notify = daemon.NewNotifier(log)
+	defer c.notify.Stopping()
+	go ctl.Serve(ctx, c.report)
+	go met.Serve(ctx, metrics.Handler("client", c.counters))
 	err = c.Serve(ctx)
 	log.Info("Teredo client stopped", "status", c.Status(), "stats", c.Stats(), "engine", c.eng.Stats())
 	return err
+}
+
+// reload takes a configuration read again at SIGHUP: the server names and
+// the refresh interval apply; the rest shapes the tunnel, the socket or the
+// helper, set up with privileges the packet process no longer has, and is
+// named in one log line for a restart to apply.
+func (c *Client) reload(next Config) {
+	next, err := next.Check()
+	if err != nil {
+		c.log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	if un := c.cfg.unapplied(next); len(un) > 0 {
+		c.log.Warn("SIGHUP: restart to apply: " + strings.Join(un, ", "))
+	}
+	if next.Server != c.cfg.Server || next.Server2 != c.cfg.Server2 {
+		c.log.Info("SIGHUP: new Teredo server", "server", next.Server, "server2", next.Server2, "old", c.cfg.Server)
+	}
+	c.cfg.Server, c.cfg.Server2, c.cfg.Refresh = next.Server, next.Server2, next.Refresh
 }

@@ -26,6 +26,10 @@ type Config struct {
 	User        string
 	Chroot      string
 	PIDFile     string
+	// ControlSocket is where `miredo-client status` asks; "" for none.
+	ControlSocket string
+	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
+	MetricsListen string
 	// Refresh is the Teredo refresh interval (RFC 4380 §5.2.5; Windows'
 	// "netsh interface teredo set state refreshinterval="); 0 means 30 s.
 	Refresh time.Duration
@@ -130,4 +134,28 @@ func validHostName(s string) bool {
 		}
 	}
 	return !digitsOnly
+}
+
+// unapplied names the settings of next that differ from c's and that a
+// running client cannot take: they shape the tunnel, the socket or the
+// privileged helper.
+func (c Config) unapplied(next Config) []string {
+	var names []string
+	for _, d := range []struct {
+		changed bool
+		name    string
+	}{
+		{c.Interface != next.Interface, "InterfaceName"},
+		{c.BindAddress != next.BindAddress, "BindAddress"},
+		{c.BindPort != next.BindPort, "BindPort"},
+		{c.Hook != next.Hook, "--hook"},
+		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
+		{c.TunBackend != next.TunBackend || c.NoGSO != next.NoGSO || c.NoGRO != next.NoGRO, "I/O switches"},
+		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
+	} {
+		if d.changed {
+			names = append(names, d.name)
+		}
+	}
+	return names
 }

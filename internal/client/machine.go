@@ -411,6 +411,14 @@ func (m *Machine) solicit(now time.Time, k rsKind, first bool, a *Actions) {
 	m.log.Debug("router solicitation sent", "kind", kindNames[k], "to", to, "try", s.tries)
 }
 
+// SetRefresh changes the refresh interval (a reloaded configuration); it
+// takes effect from the next refresh.
+func (m *Machine) SetRefresh(d time.Duration) {
+	if d > 0 {
+		m.cfg.Timing.Refresh = d
+	}
+}
+
 // Heard records a packet from the primary server other than an RA (a
 // forwarded bubble, a connectivity-test reply): proof that the mapping
 // still works, which postpones the next refresh (RFC 4380 §5.2.5).

@@ -41,6 +41,12 @@ type Process struct {
 // to <LogDir>/<name>.log. It is stopped (SIGTERM to its process group, then
 // SIGKILL after 3 s) when ctx ends, when Stop is called or at Close.
 func (l *Lab) Start(ctx context.Context, h *Host, name string, argv ...string) (*Process, error) {
+	return l.StartEnv(ctx, h, name, nil, argv...)
+}
+
+// StartEnv is Start with env added to the daemon's environment (such as a
+// NOTIFY_SOCKET the test listens on).
+func (l *Lab) StartEnv(ctx context.Context, h *Host, name string, env []string, argv ...string) (*Process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("lab: start: empty command")
 	}
@@ -52,6 +58,9 @@ func (l *Lab) Start(ctx context.Context, h *Host, name string, argv ...string) (
 	fmt.Fprintf(logf, "### %s in %s: %s\n", time.Now().Format(time.RFC3339Nano), h.Netns, strings.Join(argv, " "))
 	// Not CommandContext: the lab decides how the process ends.
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Netns}, argv...)...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -33,7 +33,9 @@ func TestPingResponders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	server, relay := l.Host(lab.Server), l.Host(lab.Relay)
-	srv, err := l.Start(ctx, server, "our-server", lab.Binary(t, "miredo-server"), "-c", "/dev/null", server.IPv4().String())
+	// No control socket: its default path is shared by every namespace, and
+	// other tests' daemons run at the same time.
+	srv, err := l.Start(ctx, server, "our-server", lab.Binary(t, "miredo-server"), "-c", "/dev/null", "--control-socket", "", server.IPv4().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +46,7 @@ func TestPingResponders(t *testing.T) {
 	if err := os.WriteFile(relayConf, []byte(refmiredo.RelayConfig(relay.IPv4(), refmiredo.DefaultIfname)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rp, err := l.Start(ctx, relay, "our-relay", lab.Binary(t, "miredo-relay"), "-c", relayConf)
+	rp, err := l.Start(ctx, relay, "our-relay", lab.Binary(t, "miredo-relay"), "-c", relayConf, "--control-socket", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func TestPingResponders(t *testing.T) {
 	if err := os.WriteFile(clientConf, []byte("RelayType client\nInterfaceName "+refmiredo.DefaultIfname+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cp, err := l.Start(ctx, c1, "our-client", lab.Binary(t, "miredo-client"), "-c", clientConf,
+	cp, err := l.Start(ctx, c1, "our-client", lab.Binary(t, "miredo-client"), "-c", clientConf, "--control-socket", "",
 		"--server", server.IPv4().String(), "-p", filepath.Join(l.LogDir, "our-client.pid"))
 	if err != nil {
 		t.Fatal(err)

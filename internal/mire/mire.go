@@ -158,7 +158,7 @@ func (r *Responder) Close() {
 func (r *Responder) Serve(ctx context.Context) error {
 	g := loop.NewGroup(ctx)
 	for on := range r.conns {
-		g.Go(func(context.Context) error { return r.loop(Port(on)) })
+		g.Go(func(ctx context.Context) error { return r.loop(ctx, Port(on)) })
 	}
 	err := g.Wait(r.Close)
 	r.Close()
@@ -172,7 +172,7 @@ const bufSize = 2048
 // loop reads the socket of port on in batches, applies the handler and
 // sends the replies in one batch from the 3545 socket. Buffers are
 // allocated once per loop.
-func (r *Responder) loop(on Port) error {
+func (r *Responder) loop(ctx context.Context, on Port) error {
 	c, out := r.conns[on], r.conns[OnMappedPort]
 	st := &r.stats[on]
 	in := make([]udpio.Message, udpio.MaxBatch)
@@ -183,7 +183,7 @@ func (r *Responder) loop(on Port) error {
 	outBuf := make([]byte, udpio.MaxBatch*bufSize)
 	batch := make([]udpio.Message, 0, udpio.MaxBatch)
 	var e proto.Envelope
-	return loop.Read("read on "+c.LocalAddr().String(),
+	return loop.Read(ctx, "read on "+c.LocalAddr().String(),
 		func() (int, error) { return c.ReadBatch(in) },
 		func(n int) error {
 			st.received.Add(uint64(n))

@@ -26,6 +26,10 @@ type Config struct {
 	User        string
 	Chroot      string
 	PIDFile     string
+	// ControlSocket is where `miredo-relay status` asks; "" for none.
+	ControlSocket string
+	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
+	MetricsListen string
 	// NoBatch turns recvmmsg/sendmmsg off (a kill switch, and the baseline
 	// for benchmarks).
 	NoBatch bool
@@ -92,4 +96,30 @@ func (c Config) mode() tunnel.Mode {
 		return tunnel.RestrictedRelay
 	}
 	return tunnel.ConeRelay
+}
+
+// unapplied names the settings of next that differ from c's and that a
+// running relay cannot take (by directive, or by flag when there is none).
+func (c Config) unapplied(next Config) []string {
+	var names []string
+	for _, d := range []struct {
+		changed bool
+		name    string
+	}{
+		{c.Restricted != next.Restricted, "RelayType"},
+		{c.Prefix != next.Prefix, "Prefix"},
+		{c.Interface != next.Interface, "InterfaceName"},
+		{c.MTU != next.MTU, "InterfaceMTU"},
+		{c.BindAddress != next.BindAddress, "BindAddress"},
+		{c.BindPort != next.BindPort, "BindPort"},
+		{c.MaxPeers != next.MaxPeers, "--max-peers"},
+		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
+		{c.NoBatch != next.NoBatch || c.NoGSO != next.NoGSO || c.NoGRO != next.NoGRO || c.TunBackend != next.TunBackend, "I/O switches"},
+		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
+	} {
+		if d.changed {
+			names = append(names, d.name)
+		}
+	}
+	return names
 }

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +33,11 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
+	"github.com/miredo-go/miredo/pkg/metrics"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
@@ -85,6 +88,9 @@ type Relay struct {
 	devWrite sync.Mutex
 	// offloads says whether the socket got UDP GSO and GRO.
 	offloads udpio.Stats
+	start    time.Time
+	// notify, if set, hears the data path's health (the watchdog).
+	notify *daemon.Notifier
 }
 
 // Open does the privileged part: the tunnel interface with its MTU,
@@ -100,7 +106,7 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 	} else if stale {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
-	r := &Relay{cfg: cfg, log: log}
+	r := &Relay{cfg: cfg, log: log, start: time.Now()}
 	devs, err := tundev.Open(cfg.Interface, tundev.Options{Backend: cfg.TunBackend})
 	if err != nil {
 		return nil, err
@@ -191,11 +197,14 @@ func (r *Relay) Serve(ctx context.Context) error {
 	g.Go(r.tunnelLoop)
 	g.Go(r.socketLoop)
 	g.Go(r.timerLoop)
+	if r.notify != nil {
+		go r.notify.Watchdog(g.Context(), g.Healthy)
+	}
 	return g.Wait(r.Close)
 }
 
 // tunnelLoop moves host packets to Teredo peers.
-func (r *Relay) tunnelLoop(context.Context) error {
+func (r *Relay) tunnelLoop(ctx context.Context) error {
 	bs := r.dev.BatchSize()
 	bufs := make([][]byte, bs)
 	sizes := make([]int, bs)
@@ -203,7 +212,7 @@ func (r *Relay) tunnelLoop(context.Context) error {
 		bufs[i] = make([]byte, r.cfg.MTU)
 	}
 	var out tunnel.Out
-	return loop.Read("tunnel read",
+	return loop.Read(ctx, "tunnel read",
 		func() (int, error) { return r.dev.Read(bufs, sizes, 0) },
 		func(n int) error {
 			for i := range n {
@@ -215,7 +224,7 @@ func (r *Relay) tunnelLoop(context.Context) error {
 }
 
 // socketLoop moves Teredo datagrams to the host.
-func (r *Relay) socketLoop(context.Context) error {
+func (r *Relay) socketLoop(ctx context.Context) error {
 	size := r.cfg.MTU + tunnel.UDPHeadroom
 	msgs := make([]udpio.Message, udpio.MaxBatch)
 	backing := make([]byte, len(msgs)*size)
@@ -223,7 +232,7 @@ func (r *Relay) socketLoop(context.Context) error {
 		msgs[i].Buf = backing[i*size : (i+1)*size : (i+1)*size]
 	}
 	var out tunnel.Out
-	return loop.Read("socket read",
+	return loop.Read(ctx, "socket read",
 		func() (int, error) { return r.conn.ReadBatch(msgs) },
 		func(n int) error {
 			for i := range n {
@@ -273,14 +282,24 @@ func (r *Relay) flush(out *tunnel.Out) error {
 }
 
 // Run runs the relay until ctx ends: opens the tunnel and socket, writes
-// the pid file, drops privileges and serves.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+// the pid file, drops privileges and serves. Configurations read again
+// (SIGHUP) arrive on reloads; see Relay.reload.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
 	r, err := Open(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	cfg = r.cfg
+	ctl, err := control.Listen(cfg.ControlSocket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	met, err := metrics.Listen(cfg.MetricsListen, log)
+	if err != nil {
+		return err
+	}
 	// Reading and writing an open tunnel and socket needs no capability.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
@@ -290,7 +309,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("Teredo relay started", "type", relayType(cfg), "prefix", netip.PrefixFrom(cfg.Prefix, 32),
 		"interface", r.dev.Name(), "mtu", cfg.MTU, "addr", r.LocalAddr(), "max_peers", cfg.MaxPeers, "batch", !cfg.NoBatch, "tun_backend", cfg.TunBackend,
 		"gso", r.offloads.GSO, "gro", r.offloads.GRO)
+	r.notify = daemon.NewNotifier(log)
+	r.notify.Ready(fmt.Sprintf("%s relay for %v on %s, UDP %v", relayType(cfg), netip.PrefixFrom(cfg.Prefix, 32), r.dev.Name(), r.LocalAddr()))
+	defer r.notify.Stopping()
+	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats()} })()
+	go ctl.Serve(ctx, r.report)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cfg := <-reloads:
+				r.reload(cfg)
+			}
+		}
+	}()
+	go met.Serve(ctx, metrics.Handler("relay", r.counters))
 	err = r.Serve(ctx)
 	log.Info("Teredo relay stopped", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
 	return err
@@ -301,4 +336,21 @@ func relayType(cfg Config) string {
 		return "restricted"
 	}
 	return "cone"
+}
+
+// reload takes a configuration read again. The relay's settings all shape
+// the tunnel, its route or its socket, which were set up with privileges
+// it no longer has: a change is named in one log line for a restart to
+// apply (the log level, which the caller sets, is the one that applies).
+func (r *Relay) reload(cfg Config) {
+	cfg, err := cfg.Check()
+	if err != nil {
+		r.log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	if un := r.cfg.unapplied(cfg); len(un) > 0 {
+		r.log.Warn("SIGHUP: restart to apply: " + strings.Join(un, ", "))
+		return
+	}
+	r.log.Info("SIGHUP: configuration reloaded")
 }

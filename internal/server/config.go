@@ -24,10 +24,14 @@ type Config struct {
 	Sockets int
 	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
 	NoBatch bool
-	// RateLimit bounds the datagrams each socket loop sends to one IPv4
-	// /24 per second (advertisements and forwarded packets); 0 means no
-	// limit. See sendLimiter.
+	// RateLimit bounds the datagrams the server sends to one IPv4 /24 per
+	// second (advertisements and forwarded packets); 0 means no limit.
+	// See sendLimiter.
 	RateLimit uint32
+	// ControlSocket is where `miredo-server status` asks; "" for none.
+	ControlSocket string
+	// MetricsListen is where Prometheus metrics are served (host:port); "" for none.
+	MetricsListen string
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.
@@ -72,4 +76,24 @@ func (c Config) Check() (Config, error) {
 		return c, fmt.Errorf("MTU %d: %w", c.MTU, ErrAdvertiseMTU)
 	}
 	return c, nil
+}
+
+// unapplied names the settings of next that differ from c's and that a
+// running server cannot take: those that need the privileges it dropped,
+// or that shape its process.
+func (c Config) unapplied(next Config) []string {
+	var names []string
+	for _, d := range []struct {
+		changed bool
+		name    string
+	}{
+		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
+		{c.Sockets != next.Sockets || c.NoBatch != next.NoBatch, "--sockets/--no-batch"},
+		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
+	} {
+		if d.changed {
+			names = append(names, d.name)
+		}
+	}
+	return names
 }

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miredo-go/miredo/pkg/ratelimit"
 )
@@ -26,7 +27,7 @@ import (
 // The slots are split into stripes, each behind its own mutex on its own
 // cache lines, so two loops rarely wait for each other.
 type sendLimiter struct {
-	rate    uint32 // tokens per second; 0 turns the limiter off
+	rate    atomic.Uint32 // tokens per second; 0 turns the limiter off (a reload may change it)
 	seed    maphash.Seed
 	stripes [limiterStripes]limiterStripe
 }
@@ -48,13 +49,16 @@ type limiterSlot struct {
 }
 
 func newSendLimiter(rate uint32) *sendLimiter {
-	return &sendLimiter{rate: rate, seed: maphash.MakeSeed()}
+	l := &sendLimiter{seed: maphash.MakeSeed()}
+	l.rate.Store(rate)
+	return l
 }
 
 // allow takes one token for a datagram to a at time now (milliseconds on
 // any monotonic origin). It is safe for concurrent use.
 func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
-	if l.rate == 0 || !a.Is4() {
+	rate := l.rate.Load()
+	if rate == 0 || !a.Is4() {
 		return true
 	}
 	b := a.As4()
@@ -66,11 +70,11 @@ func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
 	s := &st.slots[h%(limiterSlots/limiterStripes)]
 	switch {
 	case s.key == 0:
-		*s = limiterSlot{key: key, bucket: ratelimit.Full(l.rate, now)}
+		*s = limiterSlot{key: key, bucket: ratelimit.Full(rate, now)}
 	case s.key != key:
 		// Another /24 shares the slot: it takes over the bucket as it is,
 		// so churning slots with other sources never refills a victim's.
 		s.key = key
 	}
-	return s.bucket.Take(now, l.rate)
+	return s.bucket.Take(now, rate)
 }

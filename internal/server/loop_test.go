@@ -59,11 +59,14 @@ func TestLoopGivesUp(t *testing.T) {
 	}
 	unix.Close(p[0])
 
-	s := &Server{log: slog.New(slog.DiscardHandler),
-		h: NewHandler(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), 0x20010000, 1280)}
+	cfg, err := Config{Primary: netip.MustParseAddr("192.0.2.1")}.Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(cfg, [2][]udpio.PacketConn{{c}, {c}}, &fakeRaw{entered: make(chan struct{})}, slog.New(slog.DiscardHandler))
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- s.loop(c, ViaPrimary, [2]udpio.PacketConn{c, c}, new(loopStats)) }()
+	go func() { done <- s.loop(t.Context(), c, ViaPrimary, [2]udpio.PacketConn{c, c}, new(loopStats)) }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, unix.ENOTSOCK) {

@@ -5,16 +5,20 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/dropprivs"
 	"github.com/miredo-go/miredo/pkg/loop"
+	"github.com/miredo-go/miredo/pkg/metrics"
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
@@ -66,15 +70,22 @@ func (l *loopStats) addTo(s *Stats) {
 
 // Server is a running Teredo server.
 type Server struct {
+	log *slog.Logger
+	h   atomic.Pointer[Handler] // a reload may replace it
+	// mu guards cfg and conns, which a reload changes.
+	mu    sync.Mutex
 	cfg   Config
-	h     *Handler
-	log   *slog.Logger
 	conns [2][]udpio.PacketConn // primary, secondary; index i of each pairs up
-	raw   ipv6Sender
-	limit *sendLimiter // one for all loops: the bound is per /24, server-wide
-	stats []*loopStats
-	start time.Time // origin of the limiter's millisecond clock
-	close sync.Once
+	// rebind carries a configuration with other addresses from a reload
+	// to Serve, which moves the sockets.
+	rebind chan Config
+	raw    ipv6Sender
+	limit  *sendLimiter // one for all loops: the bound is per /24, server-wide
+	stats  []*loopStats
+	// notify, if set, hears the data path's health (the watchdog).
+	notify *daemon.Notifier
+	start  time.Time // origin of the limiter's millisecond clock
+	close  sync.Once
 }
 
 // ipv6Sender sends connectivity tests to native IPv6: a raw socket, or a
@@ -96,23 +107,15 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 	if n <= 0 {
 		n = udpio.GroupSize()
 	}
-	var conns [2][]udpio.PacketConn
+	conns, err := listenPair(cfg, n)
+	if err != nil {
+		return nil, err
+	}
 	closeAll := func() {
 		for _, cs := range conns {
 			for _, c := range cs {
 				c.Close()
 			}
-		}
-	}
-	opt := udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch}
-	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
-		cs, err := udpio.ListenGroup(netip.AddrPortFrom(a, proto.Port), n, opt)
-		if err != nil {
-			closeAll()
-			return nil, err
-		}
-		for _, c := range cs {
-			conns[i] = append(conns[i], c)
 		}
 	}
 	raw, err := openRawIPv6()
@@ -127,23 +130,38 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 // secondary sockets, and the IPv6 sender.
 func newServer(cfg Config, conns [2][]udpio.PacketConn, raw ipv6Sender, log *slog.Logger) *Server {
 	s := &Server{
-		cfg:   cfg,
-		start: time.Now(),
-		h:     NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)),
-		log:   log,
-		conns: conns,
-		raw:   raw,
-		limit: newSendLimiter(cfg.RateLimit),
+		cfg:    cfg,
+		start:  time.Now(),
+		log:    log,
+		conns:  conns,
+		raw:    raw,
+		limit:  newSendLimiter(cfg.RateLimit),
+		rebind: make(chan Config, 1),
 	}
+	s.h.Store(NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)))
 	for range len(conns[0]) + len(conns[1]) {
 		s.stats = append(s.stats, new(loopStats))
 	}
 	return s
 }
 
+// config is the configuration now in force.
+func (s *Server) config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// sockets are the UDP sockets now in use.
+func (s *Server) sockets() [2][]udpio.PacketConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
 // closeSockets closes the UDP sockets: the loops' reads return.
 func (s *Server) closeSockets() {
-	for _, cs := range s.conns {
+	for _, cs := range s.sockets() {
 		for _, c := range cs {
 			c.Close()
 		}
@@ -173,19 +191,124 @@ func (s *Server) Stats() Stats {
 }
 
 // Serve runs one loop per socket until ctx ends or a loop fails for good,
-// then closes the sockets.
+// then closes the sockets. A reload that moves the server to other
+// addresses stops the loops, binds the new addresses (UDP 3544 needs no
+// privilege) and starts the loops again.
 func (s *Server) Serve(ctx context.Context) error {
-	g := loop.NewGroup(ctx)
-	for via := range s.conns {
-		for i, c := range s.conns[via] {
-			ls := s.stats[via*len(s.conns[via])+i]
-			out := [2]udpio.PacketConn{s.conns[ViaPrimary][i], s.conns[ViaSecondary][i]}
-			g.Go(func(context.Context) error { return s.loop(c, Via(via), out, ls) })
+	for {
+		gctx, stopGen := context.WithCancel(ctx)
+		g := loop.NewGroup(gctx)
+		conns := s.sockets()
+		for via := range conns {
+			for i, c := range conns[via] {
+				ls := s.stats[via*len(conns[via])+i]
+				out := [2]udpio.PacketConn{conns[ViaPrimary][i], conns[ViaSecondary][i]}
+				g.Go(func(ctx context.Context) error { return s.loop(ctx, c, Via(via), out, ls) })
+			}
+		}
+		if s.notify != nil {
+			go s.notify.Watchdog(g.Context(), g.Healthy)
+		}
+		var next *Config
+		select {
+		case <-g.Context().Done():
+		case c := <-s.rebind:
+			next = &c
+			stopGen()
+		}
+		err := g.Wait(s.closeSockets)
+		stopGen()
+		if err != nil || next == nil || ctx.Err() != nil {
+			s.Close()
+			return err
+		}
+		if err := s.moveTo(*next); err != nil {
+			s.Close()
+			return err
 		}
 	}
-	err := g.Wait(s.closeSockets)
-	s.Close()
-	return err
+}
+
+// moveTo binds the sockets of next's addresses, the old ones closed, and
+// makes next's handler the one in use. If the new addresses cannot be
+// bound, the old ones are bound again; only if that fails too does the
+// server stop.
+func (s *Server) moveTo(next Config) error {
+	cur := s.config()
+	n := len(s.sockets()[0])
+	conns, err := listenPair(next, n)
+	if err != nil {
+		s.log.Error("SIGHUP: cannot serve on the new addresses; staying on the old ones", "primary", next.Primary,
+			"secondary", next.Secondary, "err", err)
+		if conns, err = listenPair(cur, n); err != nil {
+			return fmt.Errorf("rebinding the old addresses after a failed reload: %w", err)
+		}
+		next = cur
+	}
+	s.mu.Lock()
+	s.conns = conns
+	s.cfg.Primary, s.cfg.Secondary = next.Primary, next.Secondary
+	cfg := s.cfg
+	s.mu.Unlock()
+	s.h.Store(NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)))
+	s.log.Info("serving on new addresses", "primary", cfg.Primary, "secondary", cfg.Secondary)
+	if s.notify != nil {
+		s.notify.Status(fmt.Sprintf("serving on %v and %v", cfg.Primary, cfg.Secondary))
+	}
+	return nil
+}
+
+// listenPair opens n SO_REUSEPORT sockets on port 3544 of each of cfg's
+// two addresses.
+func listenPair(cfg Config, n int) ([2][]udpio.PacketConn, error) {
+	var conns [2][]udpio.PacketConn
+	opt := udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch}
+	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
+		cs, err := udpio.ListenGroup(netip.AddrPortFrom(a, proto.Port), n, opt)
+		if err != nil {
+			for _, group := range conns {
+				for _, c := range group {
+					c.Close()
+				}
+			}
+			return conns, err
+		}
+		for _, c := range cs {
+			conns[i] = append(conns[i], c)
+		}
+	}
+	return conns, nil
+}
+
+// reload takes a configuration read again (SIGHUP): the send limit, the
+// advertised prefix and MTU apply at once; other addresses are bound by
+// Serve; settings that need the privileges the server dropped are named in
+// one log line for a restart to apply.
+func (s *Server) reload(next Config) {
+	next, err := next.Check()
+	if err != nil {
+		s.log.Error("SIGHUP: configuration not reloaded", "err", err)
+		return
+	}
+	cur := s.config()
+	if un := cur.unapplied(next); len(un) > 0 {
+		s.log.Warn("SIGHUP: restart to apply: " + strings.Join(un, ", "))
+	}
+	s.limit.rate.Store(next.RateLimit)
+	s.mu.Lock()
+	s.cfg.RateLimit, s.cfg.Prefix, s.cfg.MTU = next.RateLimit, next.Prefix, next.MTU
+	cfg := s.cfg
+	s.mu.Unlock()
+	s.h.Store(NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)))
+	if next.Primary != cur.Primary || next.Secondary != cur.Secondary {
+		select { // the newest replaces one Serve has not taken
+		case <-s.rebind:
+		default:
+		}
+		s.rebind <- next
+	}
+	s.log.Info("SIGHUP: configuration reloaded", "rate_limit", next.RateLimit, "prefix", next.Prefix, "mtu", next.MTU,
+		"primary", next.Primary, "secondary", next.Secondary)
 }
 
 // bufSize holds any datagram the server reads or writes: it forwards only
@@ -195,7 +318,7 @@ const bufSize = 2048
 // loop reads datagrams from c (on server address "on") in batches, applies
 // the handler, and writes the answers in batches from the address each one
 // must leave from. Buffers are allocated once per loop.
-func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *loopStats) error {
+func (s *Server) loop(ctx context.Context, c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *loopStats) error {
 	in := make([]udpio.Message, udpio.MaxBatch)
 	inBuf := make([]byte, udpio.MaxBatch*bufSize)
 	for i := range in {
@@ -207,16 +330,17 @@ func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *l
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
-	return loop.Read("read on "+c.LocalAddr().String(),
+	return loop.Read(ctx, "read on "+c.LocalAddr().String(),
 		func() (int, error) { return c.ReadBatch(in) },
 		func(n int) error {
 			st.received.Add(uint64(n))
+			h := s.h.Load()
 			batches[0], batches[1] = batches[0][:0], batches[1][:0]
 			now := int64(time.Since(s.start) / time.Millisecond)
 			for i := range n {
 				m := &in[i]
 				slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-				r := s.h.Handle(m.Buf[:m.N], m.Addr, on, slot, &e)
+				r := h.Handle(m.Buf[:m.N], m.Addr, on, slot, &e)
 				switch r.Verdict {
 				case Drop:
 					st.dropped[r.Reason].Add(1)
@@ -263,14 +387,24 @@ func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *l
 func isRA(b []byte) bool { return len(b) > 1 && b[0] == 0 && b[1] == 1 }
 
 // Run runs the server until ctx ends: opens its sockets, writes the pid file,
-// drops privileges and serves.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+// drops privileges and serves. Configurations read again (SIGHUP) arrive
+// on reloads; see Server.reload.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Config) error {
 	s, err := Listen(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	cfg = s.cfg
+	cfg = s.config()
+	ctl, err := control.Listen(cfg.ControlSocket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	met, err := metrics.Listen(cfg.MetricsListen, log)
+	if err != nil {
+		return err
+	}
 	// The sockets are open; sending on them needs no capability at all.
 	release, err := daemon.Settle(cfg.PIDFile, dropprivs.Config{User: cfg.User, Chroot: cfg.Chroot}, log)
 	if err != nil {
@@ -278,8 +412,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer release()
 	log.Info("Teredo server started", "primary", cfg.Primary, "secondary", cfg.Secondary,
-		"prefix", cfg.Prefix, "mtu", cfg.MTU, "sockets", len(s.conns[0]))
+		"prefix", cfg.Prefix, "mtu", cfg.MTU, "sockets", len(s.sockets()[0]))
+	s.notify = daemon.NewNotifier(log)
+	s.notify.Ready(fmt.Sprintf("serving on %v and %v", cfg.Primary, cfg.Secondary))
+	defer s.notify.Stopping()
+	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", s.Stats()} })()
+	go ctl.Serve(ctx, s.report)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cfg := <-reloads:
+				s.reload(cfg)
+			}
+		}
+	}()
+	go met.Serve(ctx, metrics.Handler("server", s.counters))
 	err = s.Serve(ctx)
 	log.Info("Teredo server stopped", "stats", s.Stats())
 	return err

@@ -5,24 +5,14 @@ package tunnel
 import (
 	"net/netip"
 	"time"
-)
 
-// PeerInfo is one peer table entry as the status socket reports it.
-type PeerInfo struct {
-	Address netip.Addr     `json:"address"`
-	Mapping netip.AddrPort `json:"mapping"`
-	Trusted bool           `json:"trusted"`
-	Native  bool           `json:"native,omitempty"`
-	// LastSeen is how long ago the peer's last packet was accepted; nil
-	// when none ever was.
-	LastSeen    *float64 `json:"last_seen_seconds,omitempty"`
-	QueuedBytes int      `json:"queued_bytes,omitempty"`
-}
+	"github.com/miredo-go/miredo/pkg/control"
+)
 
 // Peers copies up to max entries of the peer table (all of them when max
 // is 0) and says whether more were left out. Each shard is locked only
 // while its entries are copied, so the data path waits at most that long.
-func (e *Engine) Peers(max int) (peers []PeerInfo, truncated bool) {
+func (e *Engine) Peers(max int) (peers []control.Peer, truncated bool) {
 	now := e.now()
 	for i := range e.table.shards {
 		s := &e.table.shards[i]
@@ -34,7 +24,7 @@ func (e *Engine) Peers(max int) (peers []PeerInfo, truncated bool) {
 					return peers, true
 				}
 				p := &s.peers[idx]
-				info := PeerInfo{Address: netip.AddrFrom16(p.addr), Mapping: p.mapping(),
+				info := control.Peer{Address: netip.AddrFrom16(p.addr), Mapping: p.mapping(),
 					Trusted: p.has(fTrusted), Native: p.has(fNative)}
 				if p.has(fTrusted) {
 					ago := (time.Duration(since(now, p.lastRx)) * time.Second / ticksPerSecond).Seconds()

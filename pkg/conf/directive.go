@@ -21,6 +21,8 @@ const (
 	SyslogFacility                          // all: syslog facility name
 	ServerBindAddress                       // server: primary IPv4 address
 	ServerBindAddress2                      // server: secondary IPv4 address
+	LogLevel                                // all (ours, not Miredo's): least severe messages logged
+	RateLimit                               // server (ours): datagrams sent to one /24 per second
 
 	numDirectives // one past the last directive
 )
@@ -50,6 +52,10 @@ func (d Directive) String() string {
 		return "ServerBindAddress"
 	case ServerBindAddress2:
 		return "ServerBindAddress2"
+	case LogLevel:
+		return "LogLevel"
+	case RateLimit:
+		return "RateLimit"
 	}
 	return "Directive(" + strconv.Itoa(int(d)) + ")"
 }
@@ -72,13 +78,15 @@ type Schema uint32
 // The schemas of the three roles, matching what Miredo 1.2.6 consumes in
 // client mode, relay mode (src/relayd.c) and in miredo-server
 // (src/serverd.c). SyslogFacility is read by the shared main for all.
+// LogLevel (all) and RateLimit (server) are ours: settings a reload
+// (SIGHUP) can change, which Miredo's files have no directive for.
 const (
 	ClientSchema Schema = 1<<RelayType | 1<<ServerAddress | 1<<ServerAddress2 |
-		1<<InterfaceName | 1<<BindAddress | 1<<BindPort | 1<<SyslogFacility
+		1<<InterfaceName | 1<<BindAddress | 1<<BindPort | 1<<SyslogFacility | 1<<LogLevel
 	RelaySchema Schema = 1<<RelayType | 1<<Prefix | 1<<InterfaceMTU |
-		1<<InterfaceName | 1<<BindAddress | 1<<BindPort | 1<<SyslogFacility
+		1<<InterfaceName | 1<<BindAddress | 1<<BindPort | 1<<SyslogFacility | 1<<LogLevel
 	ServerSchema Schema = 1<<ServerBindAddress | 1<<ServerBindAddress2 |
-		1<<Prefix | 1<<InterfaceMTU | 1<<SyslogFacility
+		1<<Prefix | 1<<InterfaceMTU | 1<<SyslogFacility | 1<<LogLevel | 1<<RateLimit
 )
 
 // SchemaOf returns the schema holding exactly ds.

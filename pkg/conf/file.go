@@ -39,6 +39,8 @@ type File struct {
 	SyslogFacility     Facility     // default daemon
 	ServerBindAddress  netip.Addr   // IPv4, global unicast
 	ServerBindAddress2 netip.Addr   // IPv4, global unicast
+	LogLevel           string       // debug, info, warn or error; "" when unset
+	RateLimit          uint32       // 0 (no limit) to 2^31; 0 when unset
 
 	set [numDirectives]setting
 }

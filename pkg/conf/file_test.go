@@ -285,9 +285,9 @@ func TestNames(t *testing.T) {
 
 func TestSchema(t *testing.T) {
 	want := map[conf.Schema][]conf.Directive{
-		conf.ClientSchema: {conf.RelayType, conf.ServerAddress, conf.ServerAddress2, conf.InterfaceName, conf.BindAddress, conf.BindPort, conf.SyslogFacility},
-		conf.RelaySchema:  {conf.RelayType, conf.Prefix, conf.InterfaceMTU, conf.InterfaceName, conf.BindAddress, conf.BindPort, conf.SyslogFacility},
-		conf.ServerSchema: {conf.Prefix, conf.InterfaceMTU, conf.SyslogFacility, conf.ServerBindAddress, conf.ServerBindAddress2},
+		conf.ClientSchema: {conf.RelayType, conf.ServerAddress, conf.ServerAddress2, conf.InterfaceName, conf.BindAddress, conf.BindPort, conf.SyslogFacility, conf.LogLevel},
+		conf.RelaySchema:  {conf.RelayType, conf.Prefix, conf.InterfaceMTU, conf.InterfaceName, conf.BindAddress, conf.BindPort, conf.SyslogFacility, conf.LogLevel},
+		conf.ServerSchema: {conf.Prefix, conf.InterfaceMTU, conf.SyslogFacility, conf.ServerBindAddress, conf.ServerBindAddress2, conf.LogLevel, conf.RateLimit},
 	}
 	for s, ds := range want {
 		if got := s.Directives(); !equalDirectives(got, ds) {

@@ -247,6 +247,20 @@ func (p *parser) value(d Directive, v string) (text, warn string, err error) {
 		}
 		f.BindAddress = a
 		return text, warn, nil
+	case LogLevel:
+		switch l := lowerString(v); l {
+		case "debug", "info", "warn", "error":
+			f.LogLevel = l
+			return l, "", nil
+		}
+		return "", "", errors.New("want debug, info, warn or error")
+	case RateLimit:
+		n, err := parseUint(v, 0, 1<<31)
+		if err != nil {
+			return "", "", err
+		}
+		f.RateLimit = uint32(n)
+		return strconv.FormatUint(n, 10), "", nil
 	case ServerBindAddress, ServerBindAddress2:
 		a, text, warn, err := parseIPv4(v, p.opts.LookupIPv4)
 		if err != nil {
@@ -345,4 +359,13 @@ func (lr *lineReader) next() (line []byte, long bool, err error) {
 			return nil, false, err
 		}
 	}
+}
+
+// lowerString folds ASCII upper case, as directive names are folded.
+func lowerString(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lowerASCII(c)
+	}
+	return string(b)
 }

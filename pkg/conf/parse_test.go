@@ -368,6 +368,16 @@ func TestParseValues(t *testing.T) {
 		bad(re, "Prefix teredo.example.net", `Prefix "teredo.example.net": not an IPv6 address`),
 		bad(re, "Prefix fe80::1%eth0", `Prefix "fe80::1%eth0": an IPv6 prefix takes no zone`),
 
+		// LogLevel, RateLimit: ours
+		ok(cl, "LogLevel debug", "LogLevel debug"),
+		ok(re, "LogLevel WARN", "LogLevel warn"),
+		ok(sv, "LogLevel error", "LogLevel error"),
+		bad(sv, "LogLevel loud", `LogLevel "loud": want debug, info, warn or error`),
+		ok(sv, "RateLimit 0", "RateLimit 0"),
+		ok(sv, "RateLimit 20000", "RateLimit 20000"),
+		bad(sv, "RateLimit -1", `RateLimit "-1": out of range 0-2147483648`),
+		bad(sv, "RateLimit 4294967296", `RateLimit "4294967296": out of range 0-2147483648`),
+
 		// InterfaceMTU: strtoul(…, 0), 1280-65535
 		ok(re, "InterfaceMTU 1280", "InterfaceMTU 1280"),
 		ok(sv, "InterfaceMTU 1500", "InterfaceMTU 1500"),

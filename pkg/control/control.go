@@ -78,8 +78,13 @@ type Server struct {
 
 // Listen creates the socket at path, mode 0600, in a directory it creates
 // if need be (mode 0755). A socket left at path by a daemon that did not
-// clean up is replaced; any other file there is an error.
+// clean up is replaced; any other file there is an error. An empty path
+// means no control socket: Listen returns a nil *Server, on which Serve
+// and Close do nothing.
 func Listen(path string, log *slog.Logger) (*Server, error) {
+	if path == "" {
+		return nil, nil
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
@@ -115,6 +120,9 @@ func (s *Server) Path() string { return s.path }
 
 // Close stops accepting and removes the socket if it can.
 func (s *Server) Close() error {
+	if s == nil {
+		return nil
+	}
 	var err error
 	s.once.Do(func() {
 		err = s.ln.Close()
@@ -125,6 +133,9 @@ func (s *Server) Close() error {
 
 // Serve answers connections with h until ctx ends or the socket is closed.
 func (s *Server) Serve(ctx context.Context, h Handler) error {
+	if s == nil {
+		return nil
+	}
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	sem := make(chan struct{}, MaxConns)

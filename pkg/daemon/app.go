@@ -126,16 +126,30 @@ func CatchHangup() (hup <-chan os.Signal, stop func()) {
 	return ch, func() { signal.Stop(ch) }
 }
 
-// LogHangups logs msg at each SIGHUP from hup until ctx ends, for daemons
-// that keep running unchanged: their sockets and tunnel were opened before
-// the privilege drop, so a new configuration takes a restart.
-func LogHangups(ctx context.Context, hup <-chan os.Signal, log *slog.Logger, msg string) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			log.Warn(msg)
+// Reloads turns SIGHUP into new configurations for the daemon: at each
+// signal, load reads the configuration again as at start; a configuration
+// that fails is logged and skipped (the running one stays). The channel
+// holds the newest configuration not yet taken.
+func Reloads[C any](ctx context.Context, hup <-chan os.Signal, log *slog.Logger, load func() (C, error)) <-chan C {
+	out := make(chan C, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			cfg, err := load()
+			if err != nil {
+				log.Error("SIGHUP: configuration not reloaded; the running one stays", "err", err)
+				continue
+			}
+			select { // the newest replaces one not yet taken
+			case <-out:
+			default:
+			}
+			out <- cfg
 		}
-	}
+	}()
+	return out
 }

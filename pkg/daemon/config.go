@@ -41,7 +41,7 @@ func LoadConfig(path string, named bool, schema conf.Schema, opts conf.Options) 
 // LogOptions say where a daemon logs.
 type LogOptions struct {
 	Program string
-	Level   slog.Level
+	Level   slog.Leveler // a *slog.LevelVar lets a reload change it
 	Stderr  io.Writer
 	// Syslog, when true, also sends records to syslog with Facility, as
 	// Miredo does (its SyslogFacility directive).

@@ -5,6 +5,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -109,11 +110,21 @@ func Load(c *cli.Context, schema conf.Schema) (Loaded, error) {
 	return Loaded{File: f, Warnings: warns, Merge: NewMerge(c, f)}, nil
 }
 
+// LogLevel is the level to log at: --log-level when given, else the file's
+// LogLevel, else info.
+func (l Loaded) LogLevel(c *cli.Context) (slog.Level, error) {
+	s := c.String(LogLevelFlag.Name)
+	if !l.Given(LogLevelFlag.Name, conf.LogLevel, strings.ToLower(s)) && l.File.IsSet(conf.LogLevel) {
+		s = l.File.LogLevel
+	}
+	return ParseLogLevel(s)
+}
+
 // OpenLog builds the daemon's logger (stderr, and syslog when --syslog or
 // the file's SyslogFacility asks) and logs, one warning each, what the file
 // was warned of and the directives the command line replaced. The function
 // returned closes what it opened.
-func (l Loaded) OpenLog(c *cli.Context, level slog.Level) (*slog.Logger, func(), error) {
+func (l Loaded) OpenLog(c *cli.Context, level slog.Leveler) (*slog.Logger, func(), error) {
 	log, closeLog, err := NewDaemonLogger(LogOptions{
 		Program: c.App.Name, Level: level, Stderr: c.App.ErrWriter,
 		Syslog: c.Bool("syslog") || l.File.IsSet(conf.SyslogFacility), Facility: l.File.SyslogFacility,

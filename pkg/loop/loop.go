@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -58,12 +59,14 @@ func (r *ErrorRun) Reset() { r.n = 0 }
 // is passed to failed (to be counted; it may be nil) and retried as
 // ErrorRun says. Read returns nil once read or handle returns an error
 // wrapping net.ErrClosed (closing the descriptor is how a loop is
-// stopped), and otherwise the error that ended it.
-func Read(what string, read func() (int, error), handle func(n int) error, failed func(error)) error {
-	return readWith(&ErrorRun{}, what, read, handle, failed)
+// stopped), and otherwise the error that ended it. ctx carries the loop's
+// heartbeat when a Group started it: the time spent in handle is what
+// Group.Healthy watches.
+func Read(ctx context.Context, what string, read func() (int, error), handle func(n int) error, failed func(error)) error {
+	return readWith(&ErrorRun{}, beatOf(ctx), what, read, handle, failed)
 }
 
-func readWith(run *ErrorRun, what string, read func() (int, error), handle func(n int) error, failed func(error)) error {
+func readWith(run *ErrorRun, b *beat, what string, read func() (int, error), handle func(n int) error, failed func(error)) error {
 	for {
 		n, err := read()
 		if err != nil {
@@ -79,7 +82,10 @@ func readWith(run *ErrorRun, what string, read func() (int, error), handle func(
 			continue
 		}
 		run.Reset()
-		if err := handle(n); err != nil {
+		b.busy()
+		err = handle(n)
+		b.idle()
+		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -99,7 +105,11 @@ func Every(ctx context.Context, d time.Duration, fn func() error) error {
 			return nil
 		case <-t.C:
 		}
-		if err := fn(); err != nil {
+		b := beatOf(ctx)
+		b.busy()
+		err := fn()
+		b.idle()
+		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -113,8 +123,49 @@ type Group struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	once   sync.Once
+	mu     sync.Mutex // err, beats
 	err    error
+	beats  []*beat
+}
+
+// beat is one loop's heartbeat: when it started on the batch it is
+// working on, or 0 while it waits for input (waiting is healthy, however
+// long: a quiet network is not a hang).
+type beat struct{ since atomic.Int64 }
+
+func (b *beat) busy() {
+	if b != nil {
+		b.since.Store(time.Now().UnixNano())
+	}
+}
+
+func (b *beat) idle() {
+	if b != nil {
+		b.since.Store(0)
+	}
+}
+
+type beatKey struct{}
+
+// beatOf is the heartbeat Group.Go put in ctx, or nil.
+func beatOf(ctx context.Context) *beat {
+	b, _ := ctx.Value(beatKey{}).(*beat)
+	return b
+}
+
+// Healthy reports whether every loop of the group has been working on its
+// current batch (or tick) for less than max: a loop stuck longer is hung,
+// which is what the service manager's watchdog is told.
+func (g *Group) Healthy(max time.Duration) bool {
+	now := time.Now().UnixNano()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, b := range g.beats {
+		if s := b.since.Load(); s != 0 && now-s > int64(max) {
+			return false
+		}
+	}
+	return true
 }
 
 // NewGroup returns a group whose loops run until ctx ends.
@@ -123,15 +174,35 @@ func NewGroup(ctx context.Context) *Group {
 	return &Group{ctx: ctx, cancel: cancel}
 }
 
+// Context is the group's context: it ends when the parent's does or a loop
+// fails.
+func (g *Group) Context() context.Context { return g.ctx }
+
+// Fail ends the group with err, as a failing loop would: for work that runs
+// beside the loops (and is not watched as they are) but whose failure must
+// stop them.
+func (g *Group) Fail(err error) {
+	g.mu.Lock()
+	if g.err == nil {
+		g.err = err
+	}
+	g.mu.Unlock()
+	g.cancel()
+}
+
 // Go starts fn on its own goroutine with the group's context, which ends
 // when the parent's does or when any loop of the group fails.
 func (g *Group) Go(fn func(ctx context.Context) error) {
+	b := new(beat)
+	g.mu.Lock()
+	g.beats = append(g.beats, b)
+	g.mu.Unlock()
+	ctx := context.WithValue(g.ctx, beatKey{}, b)
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		if err := fn(g.ctx); err != nil {
-			g.once.Do(func() { g.err = err })
-			g.cancel()
+		if err := fn(ctx); err != nil {
+			g.Fail(err)
 		}
 	}()
 }
@@ -146,5 +217,7 @@ func (g *Group) Wait(stop func()) error {
 	stop()
 	g.wg.Wait()
 	g.cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	return g.err
 }

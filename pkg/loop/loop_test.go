@@ -75,7 +75,7 @@ func TestRead(t *testing.T) {
 				}
 				return nil
 			}
-			err := readWith(run, "socket read", read, handle, func(error) { failed++ })
+			err := readWith(run, nil, "socket read", read, handle, func(error) { failed++ })
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Errorf("ended with %v, want nil", err)
@@ -104,7 +104,7 @@ func pauses(k int) time.Duration {
 func TestReadSurvivesTransientBurst(t *testing.T) {
 	start := time.Now()
 	reads := 0
-	err := Read("socket read", func() (int, error) {
+	err := Read(t.Context(), "socket read", func() (int, error) {
 		reads++
 		if time.Since(start) < 50*time.Millisecond {
 			return 0, syscall.ENOBUFS
@@ -176,5 +176,52 @@ func TestEvery(t *testing.T) {
 		if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) || n != 3 {
 			t.Errorf("Every returned %v after %d calls, want %v after 3", err, n, tc.want)
 		}
+	}
+}
+
+// TestHealthy: a loop waiting for input is healthy however long it waits;
+// one stuck in a batch longer than the bound is not.
+func TestHealthy(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	g := NewGroup(ctx)
+	input, release := make(chan int), make(chan struct{})
+	inBatch := make(chan struct{})
+	g.Go(func(ctx context.Context) error {
+		return Read(ctx, "read", func() (int, error) {
+			n, ok := <-input
+			if !ok {
+				return 0, net.ErrClosed
+			}
+			return n, nil
+		}, func(int) error {
+			close(inBatch)
+			<-release // a hung batch
+			return nil
+		}, nil)
+	})
+	time.Sleep(20 * time.Millisecond)
+	if !g.Healthy(10 * time.Millisecond) {
+		t.Error("a loop waiting for input counted as hung")
+	}
+	input <- 1
+	<-inBatch
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Healthy(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a loop stuck in its batch still counts as healthy")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for !g.Healthy(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("healthy again never")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(input)
+	cancel()
+	if err := g.Wait(func() {}); err != nil {
+		t.Fatal(err)
 	}
 }

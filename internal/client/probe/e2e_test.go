@@ -95,7 +95,9 @@ func TestProbeBehindEveryNAT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	server, inet2 := l.Host(lab.Server), l.Host(lab.Inet2)
-	p, err := l.Start(ctx, server, "our-server", lab.Binary(t, "miredo-server"), "-c", "/dev/null", server.IPv4().String())
+	// No control socket: its default path is shared by every namespace, and
+	// other tests' daemons run at the same time.
+	p, err := l.Start(ctx, server, "our-server", lab.Binary(t, "miredo-server"), "-c", "/dev/null", "--control-socket", "", server.IPv4().String())
 	if err != nil {
 		t.Fatal(err)
 	}
