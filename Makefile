@@ -95,6 +95,12 @@ install: build
 package: build
 	GO='$(GO)' MAKE='$(MAKE)' DIST='$(DIST)' PKG_VERSION='$(PKG_VERSION)' PKG_STAGE='$(PKG_STAGE)' ./packaging/package.sh
 
+# The fault suite with Debian's Miredo timed beside ours under each fault
+# (needs root; CI runs ours only).
+.PHONY: faults
+faults:
+	$(GO) test -count=1 -tags e2e -v -timeout 60m ./internal/faults -args -full
+
 # Our miredo-server against Debian's 1.2.6 in a namespace lab (needs root);
 # BENCHFLAGS go to serverbench, e.g. BENCHFLAGS='-rounds 3'.
 .PHONY: bench-server

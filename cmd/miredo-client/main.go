@@ -109,6 +109,7 @@ func configure(c *cli.Context) (settings, error) {
 		ControlSocket: c.String("control-socket"),
 		MetricsListen: c.String("metrics-listen"),
 		Refresh:       c.Duration("refresh-interval"),
+		FixedRefresh:  c.IsSet("refresh-interval"),
 		LogLevel:      strings.ToLower(s.level.String()),
 		TunBackend:    tundev.Backend(c.String("tun-backend")),
 		NoGSO:         c.Bool("no-gso"),

@@ -23,10 +23,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,8 +76,11 @@ const (
 	// interface change the helper could not make.
 	applyRetryMin = time.Second
 	applyRetryMax = 30 * time.Second
-	// resolveTimeout bounds one resolution of the server names.
-	resolveTimeout = 10 * time.Second
+	// resolveTimeout bounds one resolution of the server names. It is
+	// short: a client that starts before DNS works tries again every 1-2 s
+	// (Timing.BackoffMax), and a query lost while the resolver was out of
+	// reach must not hold the next try back.
+	resolveTimeout = 2500 * time.Millisecond
 	// maintQueue bounds the advertisements waiting for the maintenance
 	// goroutine; more are dropped (a flood of fake ones, most likely).
 	maintQueue = 16
@@ -152,7 +157,9 @@ type Client struct {
 	applyRetryMin time.Duration
 	// notify, if set, hears the client's state and the data path's health.
 	notify *daemon.Notifier
-	eng    *tunnel.Engine
+	// refresh is the refresh interval in use (nanoseconds), for status.
+	refresh atomic.Int64
+	eng     *tunnel.Engine
 
 	// servers are the primary and secondary server addresses, read by the
 	// socket loop to pick out maintenance traffic.
@@ -469,11 +476,15 @@ func (c *Client) maintain(ctx context.Context) error {
 	retry := retryApply{timer: time.NewTimer(time.Hour), min: cmp.Or(c.applyRetryMin, applyRetryMin)}
 	retry.timer.Stop()
 	defer retry.timer.Stop()
+	interval := newIntervalRun(c)
+	defer interval.stop()
+	c.refresh.Store(int64(timing.Refresh))
 	apply := func(st Status) error {
 		ok, err := c.apply(st, &applied)
 		if err == nil {
 			retry.after(ok, c.log)
 			c.tellManager(st, ok)
+			interval.follow(st, m)
 		}
 		return err
 	}
@@ -497,6 +508,10 @@ func (c *Client) maintain(ctx context.Context) error {
 			if err := apply(m.Status()); err != nil {
 				return err
 			}
+		case d := <-interval.in:
+			interval.receive(d, m)
+		case <-interval.tc:
+			interval.tick(m)
 		case <-timer.C:
 			if h := c.lastHeard.Load(); h != 0 { // the refresh may be moot
 				m.Heard(c.start.Add(time.Duration(h)))
@@ -573,7 +588,8 @@ func (c *Client) act(ctx context.Context, m *Machine, a *Actions, apply func(Sta
 		}
 	}
 	if a.Resolve {
-		go c.resolve(ctx, c.cfg.Server, c.cfg.Server2, resolved)
+		st := m.Status()
+		go c.resolve(ctx, c.cfg.Server, c.cfg.Server2, st.Server, st.Unreachable, resolved)
 	}
 	if a.Changed {
 		return apply(m.Status())
@@ -693,14 +709,18 @@ func (r *retryApply) after(ok bool, log *slog.Logger) {
 // resolve looks up the server names (the secondary defaults to the
 // primary plus one, as Windows and Miredo's server assume) and sends the
 // result to out.
-func (c *Client) resolve(ctx context.Context, server, server2 string, out chan<- resolution) {
+func (c *Client) resolve(ctx context.Context, server, server2 string, current, avoid netip.Addr, out chan<- resolution) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	var r resolution
-	r.primary, r.err = lookupIPv4(ctx, server)
-	if r.err == nil {
+	addrs, err := lookupIPv4(ctx, server)
+	if r.err = err; err == nil {
+		r.primary = pickServer(addrs, current, avoid, rand.Uint64())
 		if server2 != "" {
-			r.secondary, r.err = lookupIPv4(ctx, server2)
+			var s2 []netip.Addr
+			if s2, r.err = lookupIPv4(ctx, server2); r.err == nil {
+				r.secondary = s2[0]
+			}
 		} else {
 			r.secondary = r.primary.Next()
 		}
@@ -711,20 +731,43 @@ func (c *Client) resolve(ctx context.Context, server, server2 string, out chan<-
 	}
 }
 
-// lookupIPv4 returns name's first IPv4 address, or name itself if it is
-// one.
-func lookupIPv4(ctx context.Context, name string) (netip.Addr, error) {
+// pickServer chooses the primary server among the addresses a name has:
+// the current one while it is still among them and answers, otherwise one
+// of the others at random (r), avoiding the one that stopped answering, so
+// that clients spread over a pool of servers behind one name and move off
+// a dead member at once.
+func pickServer(addrs []netip.Addr, current, avoid netip.Addr, r uint64) netip.Addr {
+	if current.IsValid() && current != avoid && slices.Contains(addrs, current) {
+		return current
+	}
+	var live []netip.Addr
+	for _, a := range addrs {
+		if a != avoid {
+			live = append(live, a)
+		}
+	}
+	if len(live) == 0 {
+		live = addrs
+	}
+	return live[r%uint64(len(live))]
+}
+
+// lookupIPv4 returns name's IPv4 addresses, or name itself if it is one.
+func lookupIPv4(ctx context.Context, name string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(name); err == nil {
-		return a.Unmap(), nil
+		return []netip.Addr{a.Unmap()}, nil
 	}
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", name)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("resolve %s: %w", name, err)
+		return nil, fmt.Errorf("resolve %s: %w", name, err)
 	}
 	if len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("resolve %s: no IPv4 address", name)
+		return nil, fmt.Errorf("resolve %s: no IPv4 address", name)
 	}
-	return addrs[0].Unmap(), nil
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
 }
 
 // Run runs the client until ctx ends: opens the tunnel, the socket and the

@@ -32,7 +32,11 @@ type Config struct {
 	MetricsListen string
 	// Refresh is the Teredo refresh interval (RFC 4380 §5.2.5; Windows'
 	// "netsh interface teredo set state refreshinterval="); 0 means 30 s.
+	// Unless FixedRefresh, it is where the determination procedure
+	// (RFC 4380 §5.2.7, interval.go) starts from.
 	Refresh time.Duration
+	// FixedRefresh keeps Refresh as it is: the operator chose it.
+	FixedRefresh bool
 	// LogLevel is passed on to the privileged helper.
 	LogLevel string
 	// TunBackend is how the tunnel is opened (tundev.BackendOffload by

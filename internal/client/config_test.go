@@ -5,6 +5,7 @@ package client
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -59,8 +60,42 @@ func TestConfigCheck(t *testing.T) {
 // the test machine.
 func TestLookupIPv4(t *testing.T) {
 	for in, want := range map[string]string{"192.0.2.1": "192.0.2.1", "::ffff:198.51.100.7": "198.51.100.7"} {
-		if a, err := lookupIPv4(t.Context(), in); err != nil || a != netip.MustParseAddr(want) {
+		if a, err := lookupIPv4(t.Context(), in); err != nil || len(a) != 1 || a[0] != netip.MustParseAddr(want) {
 			t.Errorf("lookupIPv4(%q) = %v, %v; want %s", in, a, err, want)
+		}
+	}
+}
+
+// TestPickServer: a client keeps its server while the name still gives it
+// and it answers, spreads over a pool otherwise, and leaves a dead member.
+func TestPickServer(t *testing.T) {
+	a, b, c := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.12"), netip.MustParseAddr("192.0.2.14")
+	pool := []netip.Addr{a, b, c}
+	none := netip.Addr{}
+	cases := []struct {
+		name           string
+		addrs          []netip.Addr
+		current, avoid netip.Addr
+		want           []netip.Addr // the choices allowed
+	}{
+		{"first start: any member", pool, none, none, pool},
+		{"keeps its server", pool, b, none, []netip.Addr{b}},
+		{"its server left the pool", []netip.Addr{a, c}, b, none, []netip.Addr{a, c}},
+		{"its server died", pool, b, b, []netip.Addr{a, c}},
+		{"dead server, the only one", []netip.Addr{b}, b, b, []netip.Addr{b}},
+		{"literal", []netip.Addr{a}, none, none, []netip.Addr{a}},
+	}
+	for _, tc := range cases {
+		seen := map[netip.Addr]bool{}
+		for r := range uint64(30) {
+			got := pickServer(tc.addrs, tc.current, tc.avoid, r)
+			if !slices.Contains(tc.want, got) {
+				t.Errorf("%s: picked %v, want one of %v", tc.name, got, tc.want)
+			}
+			seen[got] = true
+		}
+		if len(seen) != len(tc.want) {
+			t.Errorf("%s: picked only %v over 30 draws, want each of %v", tc.name, seen, tc.want)
 		}
 	}
 }

@@ -111,6 +111,9 @@ type Status struct {
 	Since time.Time
 	// RTT is the round trip of the last answered solicitation.
 	RTT time.Duration
+	// Unreachable is the last primary server address that stopped
+	// answering: the next resolution of a pool avoids it.
+	Unreachable netip.Addr
 	// Refreshed is when the primary server last confirmed the mapping
 	// (an advertisement answered our solicitation).
 	Refreshed time.Time
@@ -147,8 +150,14 @@ type Timing struct {
 	// (RFC 4380 §5.2.5).
 	Refresh time.Duration
 	// BackoffMin and BackoffMax bound the wait before trying again after
-	// the server went silent: it starts at BackoffMin and doubles.
+	// the server went silent (or could not be resolved): it starts at
+	// BackoffMin and doubles. Each try then sends one solicitation and
+	// waits RetryTimeout for the answer: an offline client asks again every
+	// few seconds, so it is back within seconds of its server (Miredo waits
+	// 100 s), and a server name resolved again on each try moves it to a
+	// live member of a pool.
 	BackoffMin, BackoffMax time.Duration
+	RetryTimeout           time.Duration
 	// SuspectGap is the least time between two early solicitations asked
 	// for by the data path (Suspect).
 	SuspectGap time.Duration
@@ -163,13 +172,14 @@ type Timing struct {
 // DefaultTiming returns RFC 4380's timers and our back-off.
 func DefaultTiming() Timing {
 	return Timing{
-		Timeout:    4 * time.Second,
-		Retries:    3,
-		Refresh:    30 * time.Second,
-		BackoffMin: 2 * time.Second,
-		BackoffMax: 64 * time.Second,
-		SuspectGap: 10 * time.Second,
-		ConeQuiet:  5 * time.Minute,
+		Timeout:      4 * time.Second,
+		Retries:      3,
+		Refresh:      30 * time.Second,
+		BackoffMin:   time.Second,
+		BackoffMax:   2 * time.Second,
+		RetryTimeout: 2 * time.Second,
+		SuspectGap:   10 * time.Second,
+		ConeQuiet:    5 * time.Minute,
 	}
 }
 
@@ -243,6 +253,10 @@ type solicitation struct {
 	nonce  [proto.NonceLen]byte
 	sent   time.Time // last transmission
 	tries  int
+	// timeout and maxTries are Timing's Timeout and Retries, except for
+	// the one solicitation of a retry after a loss.
+	timeout  time.Duration
+	maxTries int
 	// until ends the wait for a cone probe, which is sent once: its answer
 	// being filtered is the expected outcome behind most NATs.
 	until time.Time
@@ -397,6 +411,10 @@ func (m *Machine) solicit(now time.Time, k rsKind, first bool, a *Actions) {
 	s := &m.rs[k]
 	if first {
 		s.tries = 0
+		s.timeout, s.maxTries = m.cfg.Timing.Timeout, m.cfg.Timing.Retries
+		if k == rsPrimary && m.st.Phase == PhaseQualifying && m.failures > 0 {
+			s.timeout, s.maxTries = m.cfg.Timing.RetryTimeout, 1
+		}
 	}
 	var b [2 + proto.NonceLen]byte
 	m.cfg.Rand(b[:proto.NonceLen])
@@ -466,7 +484,7 @@ func (m *Machine) Deadline() time.Time {
 		if rsKind(k) == rsCone {
 			earliest(s.until)
 		} else {
-			earliest(s.sent.Add(m.cfg.Timing.Timeout))
+			earliest(s.sent.Add(s.timeout))
 		}
 	}
 	if m.st.Phase == PhaseQualified && !m.rs[rsPrimary].active {
@@ -491,9 +509,8 @@ func (m *Machine) Tick(now time.Time, a *Actions) {
 		}
 		return
 	}
-	t := m.cfg.Timing
-	if s := &m.rs[rsPrimary]; s.active && !now.Before(s.sent.Add(t.Timeout)) {
-		if s.tries < t.Retries {
+	if s := &m.rs[rsPrimary]; s.active && !now.Before(s.sent.Add(s.timeout)) {
+		if s.tries < s.maxTries {
 			m.solicit(now, rsPrimary, false, a)
 		} else {
 			s.active = false
@@ -503,6 +520,7 @@ func (m *Machine) Tick(now time.Time, a *Actions) {
 			} else {
 				m.log.Warn("No reply from Teredo server", "server", m.st.Server, "tries", s.tries)
 			}
+			m.st.Unreachable = m.st.Server
 			m.goOffline(now, a)
 			return
 		}
@@ -513,8 +531,8 @@ func (m *Machine) Tick(now time.Time, a *Actions) {
 		s.active = false
 		m.solicit(now, rsSecondary, true, a)
 	}
-	if s := &m.rs[rsSecondary]; s.active && !now.Before(s.sent.Add(t.Timeout)) {
-		if s.tries < t.Retries {
+	if s := &m.rs[rsSecondary]; s.active && !now.Before(s.sent.Add(s.timeout)) {
+		if s.tries < s.maxTries {
 			m.solicit(now, rsSecondary, false, a)
 		} else {
 			s.active = false
@@ -627,6 +645,7 @@ func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actio
 // advertised applies a valid RA from the primary address.
 func (m *Machine) advertised(now time.Time, mapping netip.AddrPort, mtu int, a *Actions) {
 	m.lastContact, m.st.Refreshed = now, now
+	m.st.Unreachable = netip.Addr{}
 	m.refreshShare = m.share()
 	m.failures = 0
 	old := m.st

@@ -482,9 +482,11 @@ func TestMaintenance(t *testing.T) {
 				t.Errorf("lost %v after the first unanswered refresh, want 12 s", lost.Sub(refresh))
 			}
 			resolves := w.resolves
-			// Back-off doubles from 2 s (75-100 %): retries at ~2, ~4, ~8 s.
+			// Back-off from 1 s (75-100 %), then one solicitation waiting
+			// 2 s and 1.5-2 s more: a try every 3.5-4 s, each resolving
+			// the name again.
 			w.run(20 * time.Second)
-			if w.resolves-resolves < 2 {
+			if w.resolves-resolves < 5 {
 				t.Errorf("%d re-resolutions in the 20 s after the loss", w.resolves-resolves)
 			}
 			var retries []time.Duration
@@ -493,8 +495,13 @@ func TestMaintenance(t *testing.T) {
 					retries = append(retries, s.at.Sub(lost))
 				}
 			}
-			if len(retries) == 0 || retries[0] < 1400*time.Millisecond || retries[0] > 2100*time.Millisecond {
-				t.Errorf("first retry %v after the loss, want 1.5-2 s", retries)
+			if len(retries) == 0 || retries[0] < 700*time.Millisecond || retries[0] > 1050*time.Millisecond {
+				t.Errorf("first retry %v after the loss, want 0.75-1 s", retries)
+			}
+			for i := 1; i < len(retries); i++ {
+				if g := retries[i] - retries[i-1]; g < 3400*time.Millisecond || g > 4100*time.Millisecond {
+					t.Errorf("retries %v: gap %d is %v, want 3.5-4 s", retries, i, g)
+				}
 			}
 			w.down = false
 			w.run(time.Minute)
@@ -507,23 +514,24 @@ func TestMaintenance(t *testing.T) {
 		}},
 		{"back-off is capped", natPortRestricted, nil, func(t *testing.T, w *world) {
 			w.down = true
-			w.run(30 * time.Minute)
-			var gaps []time.Duration
-			for i := 1; i < len(w.sent); i++ {
-				if g := w.sent[i].at.Sub(w.sent[i-1].at); g > 4*time.Second {
-					gaps = append(gaps, g-4*time.Second) // minus the last RS timeout
-				}
+			for end := w.now.Add(time.Minute); w.status().Phase != PhaseOffline && w.now.Before(end); {
+				w.run(100 * time.Millisecond)
 			}
-			if len(gaps) < 10 {
-				t.Fatalf("only %d retries in 30 min", len(gaps))
+			lost := len(w.sent)
+			w.run(30 * time.Minute)
+			// After the loss, one solicitation every 3.5-4 s: bounded
+			// both ways.
+			var gaps []time.Duration
+			for i := lost + 1; i < len(w.sent); i++ {
+				gaps = append(gaps, w.sent[i].at.Sub(w.sent[i-1].at))
+			}
+			if len(gaps) < 400 || len(gaps) > 520 {
+				t.Fatalf("%d retries in 30 min, want one every 3.5-4 s", len(gaps))
 			}
 			for i, g := range gaps {
-				if g > 64*time.Second {
-					t.Errorf("back-off %d is %v, over the cap", i, g)
+				if g < 3400*time.Millisecond || g > 4100*time.Millisecond {
+					t.Errorf("retry %d came %v after the last, want 3.5-4 s", i, g)
 				}
-			}
-			if last := gaps[len(gaps)-1]; last < 48*time.Second {
-				t.Errorf("back-off settles at %v, want 48-64 s", last)
 			}
 			if w.status().Phase == PhaseQualified {
 				t.Error("qualified without a server")
@@ -794,8 +802,8 @@ func TestRediscover(t *testing.T) {
 		}},
 		{"offline: no waiting for the back-off", func(t *testing.T, w *world) {
 			w.down = true
-			// Several losses, until the back-off is long.
-			for i := 0; w.status().Phase != PhaseOffline || w.m.retryAt.Sub(w.now) < 10*time.Second; i++ {
+			// Several losses, until a retry is a second or more away.
+			for i := 0; w.status().Phase != PhaseOffline || w.m.retryAt.Sub(w.now) < time.Second; i++ {
 				if i == 3000 {
 					t.Fatalf("no long back-off with the server down: phase %v", w.status().Phase)
 				}

@@ -36,11 +36,14 @@ type StatusReport struct {
 	NATType       string     `json:"nat_type"`
 	MTU           int        `json:"mtu,omitempty"`
 	// LastRefresh is when the server last confirmed the mapping.
-	LastRefresh    *time.Time     `json:"last_refresh,omitempty"`
-	Counters       map[string]any `json:"counters"`
-	PeerCount      uint64         `json:"peer_count"`
-	Peers          []control.Peer `json:"peers,omitempty"`
-	PeersTruncated bool           `json:"peers_truncated,omitempty"`
+	LastRefresh *time.Time `json:"last_refresh,omitempty"`
+	// RefreshInterval is the refresh interval in use (seconds), as the
+	// determination procedure set it.
+	RefreshInterval float64        `json:"refresh_interval_seconds"`
+	Counters        map[string]any `json:"counters"`
+	PeerCount       uint64         `json:"peer_count"`
+	Peers           []control.Peer `json:"peers,omitempty"`
+	PeersTruncated  bool           `json:"peers_truncated,omitempty"`
 }
 
 // report answers the control socket's status request.
@@ -56,6 +59,7 @@ func (c *Client) report(_ context.Context, req control.Request) (any, error) {
 		NATType:             st.NAT.String(),
 		Counters:            c.counters(),
 		PeerCount:           es.Peers,
+		RefreshInterval:     time.Duration(c.refresh.Load()).Seconds(),
 	}
 	if st.Phase == PhaseQualified {
 		a, _ := proto.ParseAddress(st.Addr)
@@ -97,7 +101,8 @@ func (r StatusReport) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "%-14s %s\n", "NAT:", r.NATType)
 	if r.LastRefresh != nil {
-		fmt.Fprintf(w, "%-14s %v ago\n", "last refresh:", time.Since(*r.LastRefresh).Round(time.Second))
+		fmt.Fprintf(w, "%-14s %v ago (every %v)\n", "last refresh:", time.Since(*r.LastRefresh).Round(time.Second),
+			time.Duration(r.RefreshInterval*float64(time.Second)).Round(10*time.Millisecond))
 	}
 	control.WritePeers(w, r.PeerCount, r.Peers, r.PeersTruncated)
 	control.WriteCounters(w, r.Counters)

@@ -35,7 +35,11 @@ type Process struct {
 	err      error         // Wait's result, set before done closes
 	stopOnce sync.Once
 	stopErr  error
+	started  time.Time
 }
+
+// Started is when the process was started.
+func (p *Process) Started() time.Time { return p.started }
 
 // Start runs argv in host h's namespace as a daemon named name, with output
 // to <LogDir>/<name>.log. It is stopped (SIGTERM to its process group, then
@@ -73,7 +77,7 @@ func (l *Lab) StartEnv(ctx context.Context, h *Host, name string, env []string, 
 		// does); the next lab with the same prefix kills what is left.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	p := &Process{Name: name, Host: h, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, Host: h, LogPath: logPath, cmd: cmd, done: make(chan struct{}), started: time.Now()}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -41,7 +41,7 @@ const (
 	fNative                      // not a Teredo address (client connectivity-test peer)
 )
 
-// peer is one table entry: 52 bytes, no pointers.
+// peer is one table entry: 56 bytes, no pointers.
 type peer struct {
 	addr    [16]byte // the peer's IPv6 address (also the map key)
 	mapIP   [4]byte  // mapped IPv4 address packets go to
@@ -51,9 +51,12 @@ type peer struct {
 	lastRx  tick  // last packet accepted from the peer
 	lastTx  tick  // last packet, bubble or ping sent to it
 	lastUse tick  // last lookup, for LRU order and expiry (1 s grain)
-	nonce   [8]byte
-	prev    uint32 // LRU neighbours, noIndex at the ends
-	next    uint32
+	// lastTest is the last connectivity test to a trusted native peer
+	// that stopped answering (see staleTicks).
+	lastTest tick
+	nonce    [8]byte
+	prev     uint32 // LRU neighbours, noIndex at the ends
+	next     uint32
 }
 
 func (p *peer) has(f uint8) bool { return p.flags&f != 0 }

@@ -14,7 +14,9 @@ package tunnel
 //  4. Teredo destination whose embedded server or client IPv4 is not global
 //     unicast: dropped silently;
 //  5. trusted peer heard from in the last 30 s: the packet goes as is to
-//     its mapping, with no copy (case 1);
+//     its mapping, with no copy (case 1); a client that has had nothing
+//     back from a native peer for 2 s tests it again meanwhile, so that a
+//     relay that died or restarted is replaced within seconds;
 //  6. otherwise the packet is queued (a copy) and the peer probed: a
 //     bubble through its server, plus one to its mapping when our NAT
 //     filters (case 5; the cone bit is ignored, as §5.2.4 allows and Miredo
@@ -119,6 +121,13 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 			}
 			if !out.sendUDP(ip, p.mapping()) {
 				return drop(DropNonGlobal)
+			}
+			if client && p.has(fNative) && since(now, p.lastRx) >= staleTicks &&
+				since(now, p.lastTest) >= staleTicks && e.hostTests.take(now) {
+				// Our packets go unanswered: test the peer again,
+				// without counting against its budget (it is trusted).
+				p.lastTest = now
+				e.test(p, self, out, c)
 			}
 			return sent
 		}
