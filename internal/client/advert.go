@@ -66,15 +66,16 @@ func (x Expect) Check(e *proto.Envelope, from netip.AddrPort) (proto.RouterAdver
 }
 
 // ResolveServer looks up a server given as a host name or an IPv4 address,
-// as the client does, and returns its primary address and the secondary
-// (the primary plus one, as Windows and Miredo's server assume), both
-// checked as the Machine checks them.
+// as the client does, and returns its primary address (the first, for a
+// name with several) and the secondary (the primary plus one, as Windows
+// and Miredo's server assume), both checked as the Machine checks them.
 func ResolveServer(ctx context.Context, name string) (primary, secondary netip.Addr, err error) {
 	if err := CheckServerName(name); err != nil {
 		return primary, secondary, fmt.Errorf("server %q: %w", name, err)
 	}
-	if primary, err = lookupIPv4(ctx, name); err != nil {
+	addrs, err := lookupIPv4(ctx, name)
+	if err != nil {
 		return primary, secondary, err
 	}
-	return checkServers(primary, primary.Next())
+	return checkServers(addrs[0], addrs[0].Next())
 }
