@@ -81,6 +81,14 @@ func startResponder(ctx context.Context, t *testing.T, l *lab.Lab, h *lab.Host, 
 			t.Fatalf("%s: %v\n%s", name, err, p.Tail(10))
 		}
 	}
+	// Ours catches SIGUSR1 (Statistics) once it says it started.
+	for ours && !strings.Contains(p.Tail(20), "Teredo test responder started") {
+		select {
+		case <-wctx.Done():
+			t.Fatalf("%s did not start:\n%s", name, p.Tail(10))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	return p
 }
 

@@ -230,12 +230,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer r.Close()
+	// SIGUSR1 is caught before the log says the responder started (a
+	// SIGUSR1 Go has not been told to catch is lost).
+	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", r.Stats()} })()
 	if _, err := daemon.Settle("", dropprivs.Config{User: r.cfg.User}, log); err != nil {
 		return err
 	}
 	log.Info("Teredo test responder started", "address", r.cfg.Addr, "teredo_address", r.Address(),
 		"rate_limit", r.cfg.RateLimit)
-	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", r.Stats()} })()
 	err = r.Serve(ctx)
 	log.Info("Teredo test responder stopped", "stats", r.Stats())
 	return err
