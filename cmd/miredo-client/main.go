@@ -59,7 +59,10 @@ func appWith(action cli.ActionFunc) *cli.App {
 		"Qualifies with a Teredo server and configures a Teredo IPv6 address on a tunnel interface;\n"+
 			"reads Miredo's miredo.conf (client mode). An optional argument names the server, as in Miredo.",
 		true, flags, action)
-	app.Commands = []*cli.Command{daemon.StatusCommand[client.StatusReport]("client", true)}
+	app.Commands = []*cli.Command{daemon.StatusCommand[client.StatusReport]("client", true), probeCommand()}
+	app.UsageText = "miredo-client [options] [server]\n" +
+		"miredo-client status [--json] [--peers]   (the running client's state)\n" +
+		"miredo-client probe [--json] [--timeout d] SERVER...   (which servers work, what the NAT does; no root)"
 	return app
 }
 

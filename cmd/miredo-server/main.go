@@ -49,7 +49,10 @@ func appWith(action cli.ActionFunc) *cli.App {
 			"and forwards bubbles and connectivity tests; reads Miredo's miredo-server.conf.\n"+
 			"An optional argument names the primary address, as in Miredo.",
 		true, flags, action)
-	app.Commands = []*cli.Command{daemon.StatusCommand[server.StatusReport]("server", false)}
+	app.Commands = []*cli.Command{daemon.StatusCommand[server.StatusReport]("server", false), mireCommand()}
+	app.UsageText = "miredo-server [options] [address]\n" +
+		"miredo-server status [--json]   (the running server's state)\n" +
+		"miredo-server mire [options] ADDRESS   (a Teredo test responder, see miredo-server(8))"
 	return app
 }
 

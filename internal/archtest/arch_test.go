@@ -6,8 +6,10 @@ package archtest
 
 import (
 	"bytes"
+	"maps"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,7 +30,15 @@ var restricted = map[string][]string{
 	// The Teredo data path (peer table, bubbles, queues) is for the client and
 	// the relay; the stateless server has no use for it.
 	module + "/internal/tunnel": {"miredo-client", "miredo-relay"},
+	// The Teredo test responder (`miredo-server mire`) needs what a server
+	// host has, a public IPv4 address, and runs instead of the server.
+	module + "/internal/mire": {"miredo-server"},
 }
+
+// standalone lists packages that carry a role of their own inside another
+// role's binary and must link no role package, so that the binary that
+// hosts them can change without dragging one role into another.
+var standalone = []string{module + "/internal/mire"}
 
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
@@ -72,6 +82,24 @@ func TestRoleSeparation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStandaloneRolesLinkNoRole: the responder links none of the client,
+// relay, server or tunnel packages.
+func TestStandaloneRolesLinkNoRole(t *testing.T) {
+	for _, p := range standalone {
+		deps := goList(t, "-deps", p)
+		if len(deps) == 0 {
+			t.Fatalf("%s: no packages listed", p)
+		}
+		for _, d := range deps {
+			for _, role := range append(slices.Collect(maps.Values(roles)), module+"/internal/tunnel") {
+				if d == role || strings.HasPrefix(d, role+"/") {
+					t.Errorf("%s links %s", p, d)
+				}
+			}
+		}
 	}
 }
 

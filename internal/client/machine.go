@@ -629,36 +629,16 @@ func (m *Machine) Receive(now time.Time, b []byte, from netip.AddrPort, a *Actio
 	if k == numKinds {
 		return ErrNotSolicited
 	}
-	want := m.st.Server
+	x := Expect{From: m.st.Server, Cone: k == rsCone, Server: m.st.Server, Prefix: m.cfg.Prefix}
 	if k != rsPrimary {
-		want = m.st.Server2
+		x.From = m.st.Server2
 	}
-	if from.Addr().Unmap() != want {
-		return fmt.Errorf("%w: %v, want %v", ErrWrongSource, from.Addr(), want)
-	}
-	if e.Auth.Confirmation != 0 {
+	ra, err := x.Check(&e, from)
+	if errors.Is(err, ErrAuthFailed) {
 		m.log.Warn("Authentication with server failed", "server", from)
-		return ErrAuthFailed
 	}
-	if !e.HasOrigin {
-		return ErrNoOrigin
-	}
-	ll := proto.LinkLocalClient()
-	if k == rsCone {
-		ll = proto.LinkLocalClientCone()
-	}
-	if e.IPv6.Dst() != ll {
-		return ErrWrongDst
-	}
-	ra, err := proto.ParseRouterAdvertisement(e.IPv6)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadAdvert, err)
-	}
-	if ra.Prefix != m.cfg.Prefix {
-		return fmt.Errorf("%w: %v", ErrWrongPrefix, proto.PrefixAddr(ra.Prefix))
-	}
-	if ra.Server != m.st.Server {
-		return fmt.Errorf("%w: %v, want %v", ErrWrongServer, ra.Server, m.st.Server)
+		return err
 	}
 	mtu := int(ra.MTU)
 	if mtu == 0 {

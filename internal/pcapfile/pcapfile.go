@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 )
 
 // Link types this package understands (tcpdump.org link-layer header types).
@@ -151,6 +152,28 @@ func UDP4(linkType uint32, rec Record) (Datagram, error) {
 		Dst:     netip.AddrPortFrom(dst, binary.BigEndian.Uint16(u[2:4])),
 		Payload: u[8:ulen],
 	}, nil
+}
+
+// ReadUDP4File returns the UDP/IPv4 datagrams of the capture file at path,
+// in order, leaving out the frames that are something else (ARP, IPv6 and
+// the like).
+func ReadUDP4File(path string) ([]Datagram, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lt, recs, err := Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var out []Datagram
+	for _, r := range recs {
+		if d, err := UDP4(lt, r); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // AppendUDP4 appends an IPv4 header and a UDP header around payload, with a

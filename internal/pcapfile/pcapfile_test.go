@@ -100,3 +100,30 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestReadUDP4File: the datagrams of a file, frame numbers kept; a file cut
+// in the middle of a record (a capture still being written) is an error.
+func TestReadUDP4File(t *testing.T) {
+	const path = "../../pkg/proto/testdata/server.pcap"
+	ds, err := ReadUDP4File(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 9 || ds[0].Frame != 1 || ds[8].Frame != 9 {
+		t.Fatalf("%d datagrams, frames %d..%d", len(ds), ds[0].Frame, ds[len(ds)-1].Frame)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := t.TempDir() + "/cut.pcap"
+	if err := os.WriteFile(cut, b[:len(b)-3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadUDP4File(cut); err == nil {
+		t.Error("a cut file read without error")
+	}
+	if _, err := ReadUDP4File(t.TempDir() + "/none.pcap"); err == nil {
+		t.Error("a missing file read without error")
+	}
+}

@@ -24,12 +24,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -316,19 +313,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	r.notify.Ready(fmt.Sprintf("%s relay for %v on %s, UDP %v", relayType(cfg), netip.PrefixFrom(cfg.Prefix, 32), r.dev.Name(), r.LocalAddr()))
 	defer r.notify.Stopping()
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
-	go func() {
-		for {
-			select {
-			case <-usr1:
-				log.Info("statistics", "stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats())
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats()} })()
 	go ctl.Serve(ctx, r.report)
 	go func() {
 		for {

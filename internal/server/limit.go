@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/miredo-go/miredo/pkg/ratelimit"
 )
 
 // sendLimiter bounds how many datagrams the server sends to one IPv4 /24
@@ -43,11 +45,7 @@ type limiterStripe struct {
 
 type limiterSlot struct {
 	key    uint32 // the /24 (top 24 bits) plus 1, so zero means empty
-	tokens uint32
-	// last is the time of the last refill in milliseconds: 64 bits, so no
-	// idle time makes the difference wrap (a 32-bit clock refused a slot
-	// drained and then left alone for 25 days, forever).
-	last int64
+	bucket ratelimit.Bucket
 }
 
 func newSendLimiter(rate uint32) *sendLimiter {
@@ -72,26 +70,11 @@ func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
 	s := &st.slots[h%(limiterSlots/limiterStripes)]
 	switch {
 	case s.key == 0:
-		*s = limiterSlot{key: key, tokens: rate, last: now}
+		*s = limiterSlot{key: key, bucket: ratelimit.Full(rate, now)}
 	case s.key != key:
 		// Another /24 shares the slot: it takes over the bucket as it is,
 		// so churning slots with other sources never refills a victim's.
 		s.key = key
 	}
-	if elapsed := now - s.last; elapsed > 0 {
-		if add := uint64(elapsed) * uint64(rate) / 1000; add > 0 {
-			if t := uint64(s.tokens) + add; t >= uint64(rate) {
-				s.tokens, s.last = rate, now
-			} else {
-				// Keep the fraction of a token not yet earned.
-				s.tokens = uint32(t)
-				s.last += int64(add * 1000 / uint64(rate))
-			}
-		}
-	}
-	if s.tokens == 0 {
-		return false
-	}
-	s.tokens--
-	return true
+	return s.bucket.Take(now, rate)
 }

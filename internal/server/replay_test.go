@@ -4,7 +4,6 @@ package server
 
 import (
 	"bytes"
-	"os"
 	"testing"
 
 	"github.com/miredo-go/miredo/internal/pcapfile"
@@ -16,20 +15,9 @@ import (
 // the same answer from us, byte for byte, from the same address, to the same
 // destination (the connectivity test goes to the raw socket instead).
 func TestReplayMiredoServerCapture(t *testing.T) {
-	f, err := os.Open("../../pkg/proto/testdata/server.pcap")
+	ds, err := pcapfile.ReadUDP4File("../../pkg/proto/testdata/server.pcap")
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	lt, recs, err := pcapfile.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds []pcapfile.Datagram
-	for _, r := range recs {
-		if d, err := pcapfile.UDP4(lt, r); err == nil {
-			ds = append(ds, d)
-		}
 	}
 	h := NewHandler(primary, secondary, proto.DefaultPrefix, 1280)
 	var e proto.Envelope

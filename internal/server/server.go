@@ -9,12 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miredo-go/miredo/pkg/control"
@@ -420,19 +417,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	s.notify.Ready(fmt.Sprintf("serving on %v and %v", cfg.Primary, cfg.Secondary))
 	defer s.notify.Stopping()
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
-	go func() {
-		for {
-			select {
-			case <-usr1:
-				log.Info("statistics", "stats", s.Stats())
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", s.Stats()} })()
 	go ctl.Serve(ctx, s.report)
 	go func() {
 		for {

@@ -310,6 +310,16 @@ func (e *Engine) probeRound(s *shard, idx uint32, self *selfState, now tick, out
 	if !trusted && x.randomPort == 0 && e.portPreserving(self) && e.openRandom(p, x, c) {
 		x.advertised = x.randomPort // §5.4.4.2: the NAT keeps it
 	}
+	// Direct bubbles open our NAT to the peer (RFC 4380 §5.2.4 case 5):
+	// not needed behind a cone NAT, nor behind a UPnP mapping, which lets
+	// anyone in already; there one would even do harm, starting a flow
+	// from a random port that shadows the one the peer's packets would
+	// come in on. They go first, as Miredo sends them: the peer answers
+	// the indirect bubble, and an answer that beats the direct bubble to
+	// our NAT is filtered.
+	if directs && !self.Cone && !e.upnpSingle(self) {
+		e.directBubbles(p, x, self, out, c, netip.AddrPort{})
+	}
 	e.indirectBubble(p, x, self, now, out, c)
 	if (!self.Symmetric || e.upnpSingle(self)) && p.probes >= 2 && x.bits&xSpeaks == 0 {
 		// A Miredo peer behind a symmetric NAT answers from a mapping
@@ -320,14 +330,6 @@ func (e *Engine) probeRound(s *shard, idx uint32, self *selfState, now tick, out
 		if out.sendUDP(pkt, serverOf(p)) {
 			c.compat.Add(1)
 		}
-	}
-	// Direct bubbles open our NAT to the peer (RFC 4380 §5.2.4 case 5):
-	// not needed behind a cone NAT, nor behind a UPnP mapping, which lets
-	// anyone in already; there one would even do harm, starting a flow
-	// from a random port that shadows the one the peer's packets would
-	// come in on.
-	if directs && !self.Cone && !e.upnpSingle(self) {
-		e.directBubbles(p, x, self, out, c, netip.AddrPort{})
 	}
 }
 

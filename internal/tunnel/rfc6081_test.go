@@ -129,7 +129,7 @@ func TestIndirectBubble(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("sent %+v", got)
 	}
-	ind, dir := got[0], got[1]
+	dir, ind := got[0], got[1] // direct first, as Miredo sends them
 	p, _ := en.peer(peerAddr)
 	x := en.ext(peerAddr)
 	if ind.to != server || ind.src != selfAddr || ind.dst != peerAddr || !ind.tr.HasNonce || ind.tr.Nonce != x.nonceSent ||
@@ -143,8 +143,9 @@ func TestIndirectBubble(t *testing.T) {
 	en.clk.advance(2 * time.Second)
 	en.tick()
 	got = en.sentAll()
-	if len(got) != 3 || got[1].to != server || !got[1].src.IsLinkLocalUnicast() || got[1].tr.HasNonce {
-		t.Fatalf("second round %+v: want ours, Miredo's, direct", got)
+	if len(got) != 3 || got[0].to != peerMap || got[1].to != server || got[2].to != server ||
+		!got[2].src.IsLinkLocalUnicast() || got[2].tr.HasNonce {
+		t.Fatalf("second round %+v: want direct, ours, Miredo's", got)
 	}
 	if x := en.ext(peerAddr); x.nonceSent == first || x.noncePrev != first {
 		t.Errorf("nonce not renewed: %x, previous %x", x.nonceSent, x.noncePrev)
@@ -350,9 +351,10 @@ func TestUPnP(t *testing.T) {
 		round, answer []netip.AddrPort
 	}{
 		{"UPnP, one NAT", upnp, []netip.AddrPort{server}, []netip.AddrPort{server, peerMap}},
-		{"no UPnP", Self{Addr: selfAddr, Server: server, Symmetric: true}, []netip.AddrPort{server, peerMap}, []netip.AddrPort{server, peerMap}},
+		// Direct bubbles first, as Miredo sends them.
+		{"no UPnP", Self{Addr: selfAddr, Server: server, Symmetric: true}, []netip.AddrPort{peerMap, server}, []netip.AddrPort{server, peerMap}},
 		{"nested NATs", Self{Addr: selfAddr, Server: server, Symmetric: true, UPnP: true, UPnPMapping: selfLocal},
-			[]netip.AddrPort{server, peerMap}, []netip.AddrPort{server, peerMap}},
+			[]netip.AddrPort{peerMap, server}, []netip.AddrPort{server, peerMap}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -417,8 +419,8 @@ func TestPortPreserving(t *testing.T) {
 				t.Fatalf("ports %+v, state %+v", ports, x)
 			}
 			got := en.sentAll()
-			if len(got) != 2 || got[0].tr.RandomPort != x.randomPort || len(en.out.Via) != 0 {
-				t.Fatalf("first round %+v: want the indirect bubble with the port, a direct one, nothing from the port", got)
+			if len(got) != 2 || got[1].tr.RandomPort != x.randomPort || got[1].to != server || len(en.out.Via) != 0 {
+				t.Fatalf("first round %+v: want a direct bubble, then the indirect one with the port, nothing from the port", got)
 			}
 			in := trailers{nonce: nonce(3), randomPort: tc.peerRandom}
 			en.udp(viaServer(peerMap, trBubble(peerAddr, selfAddr, in)), server)
@@ -698,7 +700,7 @@ func TestRandomPortBounds(t *testing.T) {
 	en, ports = extEnv(t, self)
 	ports.fail = true
 	en.tun(pkt(selfAddr, peerAddr, 8))
-	if got := en.sentTo(); len(got) != 2 || got[0] != server {
+	if got := en.sentTo(); len(got) != 2 || got[1] != server {
 		t.Errorf("without a port: sent to %v", got)
 	}
 }

@@ -90,7 +90,7 @@ func TestAnswerResetsBudget(t *testing.T) {
 		t.Fatalf("29 s: %+v", v)
 	}
 	en.clk.advance(time.Second)
-	if v := en.tun(p); v != queuedV || !slices.Equal(en.sentTo(), []netip.AddrPort{server, peerMap}) {
+	if v := en.tun(p); v != queuedV || !slices.Equal(en.sentTo(), []netip.AddrPort{peerMap, server}) {
 		t.Fatalf("30 s: %+v to %v", v, en.sentTo())
 	}
 }

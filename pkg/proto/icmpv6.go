@@ -146,13 +146,35 @@ func appendEcho(dst []byte, typ uint8, f EchoFields) []byte {
 // 1280 bytes (RFC 4443 §2.4 (c)). Hop limit is 255, as for locally generated
 // errors.
 func AppendDestUnreachable(dst []byte, src netip.Addr, code uint8, invoking IPv6) []byte {
+	return appendError(dst, src, ICMPv6DstUnreachable, code, 0, invoking)
+}
+
+// Parameter-problem codes (RFC 4443 §3.4).
+const (
+	ParamProblemHeader     = 0 // erroneous header field
+	ParamProblemNextHeader = 1 // unrecognized next header type
+	ParamProblemOption     = 2 // unrecognized IPv6 option
+)
+
+// AppendParamProblem appends an IPv6 packet carrying an ICMPv6 parameter
+// problem about invoking, from src to the invoking packet's source, with
+// pointer the offset of the offending byte in invoking (6 for its next
+// header field). The quote is cut and the hop limit set as for
+// AppendDestUnreachable.
+func AppendParamProblem(dst []byte, src netip.Addr, code uint8, pointer uint32, invoking IPv6) []byte {
+	return appendError(dst, src, ICMPv6ParamProblem, code, pointer, invoking)
+}
+
+// appendError appends an ICMPv6 error message of type typ whose 32-bit
+// field after the checksum (unused, MTU or pointer) holds param.
+func appendError(dst []byte, src netip.Addr, typ, code uint8, param uint32, invoking IPv6) []byte {
 	quote := []byte(invoking)
 	if max := maxICMPv6ErrorSize - icmpv6ErrorHeader; len(quote) > max {
 		quote = quote[:max]
 	}
 	start := len(dst)
 	dst = AppendIPv6Header(dst, IPv6Fields{NextHeader: ProtoICMPv6, HopLimit: 255, Src: src, Dst: invoking.Src()})
-	dst = append(dst, ICMPv6DstUnreachable, code, 0, 0, 0, 0, 0, 0)
+	dst = append(dst, typ, code, 0, 0, byte(param>>24), byte(param>>16), byte(param>>8), byte(param))
 	dst = append(dst, quote...)
 	return finishICMPv6(dst, start)
 }

@@ -4,6 +4,7 @@ package proto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -308,25 +309,36 @@ func TestEchoMatchesMiredo(t *testing.T) {
 	}
 }
 
-func TestDestUnreachableFitsMinMTU(t *testing.T) {
+func TestICMPv6ErrorsFitMinMTU(t *testing.T) {
 	src := netip.MustParseAddr("2001:0:c000:20a:4c8:769c:39cc:9bfd")
-	for _, size := range []int{48, 1232, 1233, 1280, 1500, 9000} {
-		invoking := AppendEchoRequest(nil, EchoFields{Src: netip.MustParseAddr("2001:db8::2"), Dst: src, HopLimit: 64, Data: make([]byte, size-48)})
-		got := AppendDestUnreachable(nil, src, UnreachAddress, IPv6(invoking))
-		pkt, _, err := ParseIPv6(got)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := ParseICMPv6(pkt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantQuote := min(size, MinMTU-IPv6HeaderLen-8)
-		if len(got) > MinMTU || len(m.Body()) != wantQuote || !bytes.Equal(m.Body(), invoking[:wantQuote]) {
-			t.Errorf("invoking %d bytes: error %d bytes quoting %d, want ≤1280 quoting %d", size, len(got), len(m.Body()), wantQuote)
-		}
-		if m.Type() != ICMPv6DstUnreachable || m.Code() != UnreachAddress || pkt.Dst() != netip.MustParseAddr("2001:db8::2") || pkt.HopLimit() != 255 {
-			t.Errorf("error header: type %d code %d dst %v hop %d", m.Type(), m.Code(), pkt.Dst(), pkt.HopLimit())
+	for _, tc := range []struct {
+		name        string
+		build       func(IPv6) []byte
+		typ, code   uint8
+		wantPointer uint32
+	}{
+		{"unreachable", func(p IPv6) []byte { return AppendDestUnreachable(nil, src, UnreachAddress, p) }, ICMPv6DstUnreachable, UnreachAddress, 0},
+		{"param problem", func(p IPv6) []byte { return AppendParamProblem(nil, src, ParamProblemNextHeader, 6, p) }, ICMPv6ParamProblem, ParamProblemNextHeader, 6},
+	} {
+		for _, size := range []int{48, 1232, 1233, 1280, 1500, 9000} {
+			invoking := AppendEchoRequest(nil, EchoFields{Src: netip.MustParseAddr("2001:db8::2"), Dst: src, HopLimit: 64, Data: make([]byte, size-48)})
+			got := tc.build(IPv6(invoking))
+			pkt, _, err := ParseIPv6(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := ParseICMPv6(pkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantQuote := min(size, MinMTU-IPv6HeaderLen-8)
+			if len(got) > MinMTU || len(m.Body()) != wantQuote || !bytes.Equal(m.Body(), invoking[:wantQuote]) {
+				t.Errorf("%s, invoking %d bytes: error %d bytes quoting %d, want ≤1280 quoting %d", tc.name, size, len(got), len(m.Body()), wantQuote)
+			}
+			if m.Type() != tc.typ || m.Code() != tc.code || pkt.Dst() != netip.MustParseAddr("2001:db8::2") || pkt.HopLimit() != 255 ||
+				binary.BigEndian.Uint32(m[4:8]) != tc.wantPointer {
+				t.Errorf("%s: error header: type %d code %d field %x dst %v hop %d", tc.name, m.Type(), m.Code(), m[4:8], pkt.Dst(), pkt.HopLimit())
+			}
 		}
 	}
 }

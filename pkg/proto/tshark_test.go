@@ -67,6 +67,9 @@ func TestTsharkDecodesOurPackets(t *testing.T) {
 			// The quoted echo is cut, so its own checksum cannot be verified (2).
 			"icmpv6.type": "1,128", "icmpv6.code": "3,0", "icmpv6.checksum.status": "1,2", "ipv6.plen": fmt.Sprintf("%d,1408", MinMTU-IPv6HeaderLen),
 		}},
+		{"parameter problem", relay, client, AppendParamProblem(nil, teredo, ParamProblemNextHeader, 6, IPv6(bubbleWithNext(native, teredo, 17))), map[string]string{
+			"icmpv6.type": "4", "icmpv6.code": "1", "icmpv6.pointer": "6", "icmpv6.checksum.status": "1",
+		}},
 	}
 
 	var fields []string
@@ -106,4 +109,12 @@ func appendTrailers(b []byte) []byte {
 	b = AppendNonceTrailer(b, [TrailerNonceLen]byte{1, 2, 3, 4})
 	b, _ = AppendAlternateAddressTrailer(b, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:40000")})
 	return AppendRandomPortTrailer(AppendDiscoveryTrailer(b, DiscoverySolicitation), 4001)
+}
+
+// bubbleWithNext is a header-only IPv6 packet from src to dst whose next
+// header is nh: what a parameter problem quotes.
+func bubbleWithNext(src, dst netip.Addr, nh uint8) []byte {
+	b := AppendBubble(nil, src, dst, 64)
+	b[6] = nh
+	return b
 }

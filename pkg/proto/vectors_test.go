@@ -3,7 +3,6 @@
 package proto
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -20,22 +19,9 @@ var notTeredo = map[uint16]bool{53: true, 67: true, 68: true, 137: true, 138: tr
 
 func loadDatagrams(t testing.TB, name string) []pcapfile.Datagram {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", name))
+	out, err := pcapfile.ReadUDP4File(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	lt, recs, err := pcapfile.Read(f)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	var out []pcapfile.Datagram
-	for _, r := range recs {
-		d, err := pcapfile.UDP4(lt, r)
-		if err != nil {
-			continue // not UDP/IPv4: ARP, DNS over IPv6 and the like
-		}
-		out = append(out, d)
 	}
 	return out
 }
