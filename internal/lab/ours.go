@@ -105,3 +105,30 @@ func (h *Host) SNMP6(ctx context.Context, name string) (uint64, error) {
 	}
 	return 0, fmt.Errorf("%s: no %s in /proc/net/snmp6", h.Name, name)
 }
+
+// SNMP reads one IPv4 counter of host h from /proc/net/snmp, named by its
+// section and field, such as ("Ip", "FragCreates"): tests use it to see
+// that a router really fragmented what crossed it.
+func (h *Host) SNMP(ctx context.Context, section, name string) (uint64, error) {
+	out, err := h.Run(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var header []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != section+":" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i := 1; i < len(f) && i < len(header); i++ {
+			if header[i] == name {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s %s in /proc/net/snmp", h.Name, section, name)
+}
