@@ -6,6 +6,8 @@
 #   make test     everything CI runs (unit, fuzz seeds, e2e in namespaces when root)
 #   make lint     gofmt, go vet, staticcheck
 #   make fuzz     each fuzz target for FUZZTIME (bounded)
+#   make faults   the fault suite, Debian's Miredo timed beside ours (root)
+#   make soak     server, relay and 20 clients for SOAKTIME, sampled (root)
 #   make demo     a whole Teredo network in namespaces (needs root)
 #   make install  PREFIX=/usr/local DESTDIR= (binaries and man pages)
 #   make package  .deb and .rpm of each role in dist/ (nfpm)
@@ -100,6 +102,13 @@ package: build
 .PHONY: faults
 faults:
 	$(GO) test -count=1 -tags e2e -v -timeout 60m ./internal/faults -args -full
+
+# The soak for SOAKTIME (CI runs it for 2 minutes): server, relay and 20
+# clients under traffic, churn and floods, sampled every 10 s (needs root).
+SOAKTIME ?= 30m
+.PHONY: soak
+soak:
+	$(GO) test -count=1 -tags e2e -v -timeout 2h -run '^TestSoak$$' ./internal/soak -args -duration $(SOAKTIME)
 
 # Our miredo-server against Debian's 1.2.6 in a namespace lab (needs root);
 # BENCHFLAGS go to serverbench, e.g. BENCHFLAGS='-rounds 3'.

@@ -201,3 +201,44 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestCommonFootprint: the footprint NewCommon reports follows the
+// process: one more open file shows, and the counts are real.
+func TestCommonFootprint(t *testing.T) {
+	before := NewCommon("test", time.Now())
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	defer f.Close()
+	after := NewCommon("test", time.Now())
+	if after.OpenFDs != before.OpenFDs+1 {
+		t.Errorf("open fds %d after opening one file, %d before", after.OpenFDs, before.OpenFDs)
+	}
+	if after.Goroutines < 1 || after.RSSBytes < 1<<20 {
+		t.Errorf("goroutines %d, rss %d: want at least 1 and 1 MiB", after.Goroutines, after.RSSBytes)
+	}
+}
+
+// TestWriteCountersNumbers: counters read back from JSON (float64) print
+// as integers, large ones too, not in e-notation; zeros are left out.
+func TestWriteCountersNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   map[string]any
+		want string
+	}{
+		{"large from JSON", map[string]any{"engine": map[string]any{"queued_bytes": float64(1634400)}}, "engine:        queued_bytes=1634400\n"},
+		{"uint64", map[string]any{"io": map[string]any{"sent": uint64(12345678901)}}, "io:            sent=12345678901\n"},
+		{"zero left out", map[string]any{"io": map[string]any{"sent": float64(0), "got": float64(3)}}, "io:            got=3\n"},
+		{"top level", map[string]any{"answered": float64(2e7)}, "counters:      answered=20000000\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			WriteCounters(&b, tc.in)
+			if b.String() != tc.want {
+				t.Errorf("got %q, want %q", b.String(), tc.want)
+			}
+		})
+	}
+}

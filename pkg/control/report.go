@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,18 +22,53 @@ type Common struct {
 	Version       string  `json:"version"`
 	PID           int     `json:"pid"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// Goroutines, OpenFDs and RSSBytes are the process's footprint now:
+	// what an operator (and the soak test) watches for leaks.
+	Goroutines int    `json:"goroutines"`
+	OpenFDs    int    `json:"open_fds"`
+	RSSBytes   uint64 `json:"rss_bytes"`
 }
 
 // NewCommon fills Common for a daemon of role started at start.
 func NewCommon(role string, start time.Time) Common {
 	return Common{Role: role, Version: buildinfo.Version, PID: os.Getpid(),
-		UptimeSeconds: time.Since(start).Round(time.Millisecond).Seconds()}
+		UptimeSeconds: time.Since(start).Round(time.Millisecond).Seconds(),
+		Goroutines:    runtime.NumGoroutine(), OpenFDs: openFDs(), RSSBytes: rssBytes()}
+}
+
+// openFDs counts this process's open descriptors (-1 if /proc is missing).
+func openFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents) - 1 // the directory being read is one of them
+}
+
+// rssBytes is this process's resident set from /proc/self/statm (its
+// second field, in pages); 0 if /proc is missing.
+func rssBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * uint64(os.Getpagesize())
 }
 
 // WriteCommon prints the header lines of a readable summary.
 func (c Common) WriteCommon(w io.Writer) {
 	fmt.Fprintf(w, "%-14s %s %s, pid %d, up %v\n", "daemon:", c.Role, c.Version, c.PID,
 		time.Duration(c.UptimeSeconds*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(w, "%-14s %.1f MiB resident, %d goroutines, %d open files\n", "process:",
+		float64(c.RSSBytes)/(1<<20), c.Goroutines, c.OpenFDs)
 }
 
 // WriteCounters prints the non-zero counters of m (as Counters built it),
@@ -45,9 +82,9 @@ func WriteCounters(w io.Writer, m map[string]any) {
 			switch v := v.(type) {
 			case map[string]any:
 				walk(strings.TrimPrefix(prefix+"."+k, "."), v)
-			case float64: // as JSON decodes numbers
+			case float64: // as JSON decodes numbers; never in e-notation
 				if v != 0 {
-					flat[prefix] = append(flat[prefix], fmt.Sprintf("%s=%v", k, v))
+					flat[prefix] = append(flat[prefix], k+"="+strconv.FormatFloat(v, 'f', -1, 64))
 				}
 			case uint64:
 				if v != 0 {
