@@ -33,9 +33,10 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.StringFlag{Name: "pidfile", Aliases: []string{"p"}, Usage: "pid file to write"},
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "accepted for Miredo compatibility; the server always runs in the foreground"},
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
-		&cli.IntFlag{Name: "sockets", Usage: "UDP sockets per server address (default: one per CPU)"},
+		&cli.IntFlag{Name: "sockets", Usage: "UDP sockets per server address (default: one per two CPUs)"},
 		&cli.UintFlag{Name: "rate-limit", Value: 5000, Usage: "most datagrams sent to one IPv4 /24 per second and socket, against reflection of spoofed solicitations (0: no limit)"},
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
+		&cli.StringFlag{Name: "xdp", Usage: "serve UDP 3544 through AF_XDP sockets on this interface (falls back to UDP sockets when XDP cannot attach)"},
 		daemon.LogLevelFlag,
 	}
 	return daemon.NewApp("miredo-server", "Teredo server (RFC 4380)",
@@ -74,6 +75,7 @@ func configure(c *cli.Context) (settings, error) {
 		PIDFile:   c.String("pidfile"),
 		Sockets:   c.Int("sockets"),
 		NoBatch:   c.Bool("no-batch"),
+		XDP:       c.String("xdp"),
 		RateLimit: uint32(min(c.Uint("rate-limit"), 1<<31)),
 	}
 	// As in Miredo, a server address on the command line replaces the

@@ -74,6 +74,7 @@ type Server struct {
 	log   *slog.Logger
 	conns [2][]udpio.PacketConn // primary, secondary; index i of each pairs up
 	raw   ipv6Sender
+	xdp   *xdpPath     // --xdp, when attached (no UDP sockets then)
 	limit *sendLimiter // one for all loops: the bound is per /24, server-wide
 	stats []*loopStats
 	start time.Time // origin of the limiter's millisecond clock
@@ -97,18 +98,27 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	n := cfg.Sockets
 	if n <= 0 {
-		n = udpio.GroupSize()
+		n = defaultSockets()
 	}
 	var conns [2][]udpio.PacketConn
+	var xdp *xdpPath
+	if cfg.XDP != "" {
+		xdp = attachXDP(cfg.XDP, cfg, log) // nil: sockets, as without --xdp
+	}
 	closeAll := func() {
+		xdp.close()
 		for _, cs := range conns {
 			for _, c := range cs {
 				c.Close()
 			}
 		}
 	}
-	opt := udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch}
-	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
+	addrs := []netip.Addr{cfg.Primary, cfg.Secondary}
+	if xdp != nil {
+		addrs = nil // xdpio's kernel sockets take what its program passes
+	}
+	opt := socketOptions(cfg.NoBatch)
+	for i, a := range addrs {
 		cs, err := udpio.ListenGroup(netip.AddrPortFrom(a, proto.Port), n, opt)
 		if err != nil {
 			closeAll()
@@ -123,7 +133,11 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 		closeAll()
 		return nil, err
 	}
-	return newServer(cfg, conns, raw, log), nil
+	s := newServer(cfg, conns, raw, log)
+	if xdp != nil {
+		s.useXDP(xdp)
+	}
+	return s, nil
 }
 
 // newServer assembles a server around open sockets: pairs of primary and
@@ -146,6 +160,7 @@ func newServer(cfg Config, conns [2][]udpio.PacketConn, raw ipv6Sender, log *slo
 
 // closeSockets closes the UDP sockets: the loops' reads return.
 func (s *Server) closeSockets() {
+	s.xdp.close()
 	for _, cs := range s.conns {
 		for _, c := range cs {
 			c.Close()
@@ -186,6 +201,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			g.Go(func(context.Context) error { return s.loop(c, Via(via), out, ls) })
 		}
 	}
+	s.serveXDP(g)
 	err := g.Wait(s.closeSockets)
 	s.Close()
 	return err
@@ -219,29 +235,8 @@ func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *l
 			for i := range n {
 				m := &in[i]
 				slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-				r := s.h.Handle(m.Buf[:m.N], m.Addr, on, slot, &e)
-				switch r.Verdict {
-				case Drop:
-					st.dropped[r.Reason].Add(1)
-				case SendUDP:
-					if !s.limit.allow(r.To.Addr(), now) {
-						st.dropped[DropRateLimited].Add(1)
-						continue
-					}
+				if r, ok := s.apply(m.Buf[:m.N], m.Addr, on, slot, now, &e, st); ok {
 					batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
-					if isRA(r.Packet) {
-						st.answered.Add(1)
-					} else {
-						st.forwarded.Add(1)
-					}
-				case SendIPv6:
-					pkt := proto.IPv6(r.Packet)
-					if err := s.raw.send(r.Packet, pkt.Dst()); err != nil {
-						st.sendErrors.Add(1)
-						s.log.Debug("connectivity test not sent", "dst", pkt.Dst(), "err", err)
-					} else {
-						st.toIPv6.Add(1)
-					}
 				}
 			}
 			for via, b := range batches {
@@ -260,10 +255,6 @@ func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *l
 		},
 		func(err error) { s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err) })
 }
-
-// isRA tells an advertisement (which starts with an authentication header)
-// from a forwarded packet (which starts with an origin indication).
-func isRA(b []byte) bool { return len(b) > 1 && b[0] == 0 && b[1] == 1 }
 
 // Run runs the server until ctx ends: opens its sockets, writes the pid file,
 // drops privileges and serves.

@@ -37,6 +37,7 @@ type Conn struct {
 	rc      syscall.RawConn
 	local   netip.AddrPort
 	noBatch bool
+	raw     bool // Options.RawSyscalls
 
 	// gsoMax is the largest segment WriteBatch may send with GSO: 0 with
 	// GSO off (not asked for, not supported, or refused), lowered when the
@@ -135,7 +136,7 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("udpio: listen on %v: %w", addr, err)
 	}
-	c := &Conn{uc: uc, rc: rc, noBatch: opt.NoBatch}
+	c := &Conn{uc: uc, rc: rc, noBatch: opt.NoBatch, raw: opt.RawSyscalls}
 	la := uc.LocalAddr().(*net.UDPAddr).AddrPort()
 	c.local = netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
 	c.rd.init()
@@ -263,8 +264,7 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 func (c *Conn) recvmmsg(fd uintptr) bool {
 	m := &c.rd
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])),
-			uintptr(m.cnt), unix.MSG_DONTWAIT, 0, 0)
+		r, e := c.batchCall(unix.SYS_RECVMMSG, fd, &m.hdrs[m.off], m.cnt)
 		switch e {
 		case 0:
 			m.got, m.errno = int(r), 0
@@ -278,6 +278,17 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 			return true
 		}
 	}
+}
+
+// batchCall makes one recvmmsg or sendmmsg (trap) of cnt headers from hdrs
+// on, with MSG_DONTWAIT, as a raw system call with Options.RawSyscalls.
+func (c *Conn) batchCall(trap, fd uintptr, hdrs *unix.Mmsghdr, cnt int) (uintptr, syscall.Errno) {
+	if c.raw {
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_DONTWAIT, 0, 0)
+		return r, e
+	}
+	r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_DONTWAIT, 0, 0)
+	return r, e
 }
 
 // readOne is ReadBatch without batching: one recvmsg through the net
@@ -482,8 +493,7 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 		}
 	}
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])),
-			uintptr(cnt), unix.MSG_DONTWAIT, 0, 0)
+		r, e := c.batchCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt)
 		switch e {
 		case 0:
 			m.got, m.errno = int(r), 0

@@ -31,6 +31,7 @@ var modes = []struct {
 	{"gso", Options{RecvBuffer: 1 << 20, GSO: true}},
 	{"gro", Options{RecvBuffer: 1 << 20, GRO: true}},
 	{"gso+gro", Options{RecvBuffer: 1 << 20, GSO: true, GRO: true}},
+	{"raw", Options{RecvBuffer: 1 << 20, RawSyscalls: true}},
 }
 
 // listen opens a loopback socket closed at the end of the test.

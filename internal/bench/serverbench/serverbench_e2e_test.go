@@ -27,8 +27,8 @@ func TestRunShort(t *testing.T) {
 		t.Skip("refmiredo: " + reason)
 	}
 	opt := defaultOptions()
-	opt.Duration, opt.Warmup = 500*time.Millisecond, 300*time.Millisecond
-	opt.Sockets, opt.Window, opt.Sources = 16, 4, 4
+	opt.Duration, opt.Warmup, opt.Rounds = 500*time.Millisecond, 300*time.Millisecond, 1
+	opt.Shapes, opt.Loads = "16x4", "50"
 	opt.Only = "ours,miredo-server1.2.6"
 	opt.Prefix = "sbtest"
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -39,16 +39,19 @@ func TestRunShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(samples) != 2 {
-		t.Fatalf("%d samples, want 2", len(samples))
+	if len(samples) != 4 {
+		t.Fatalf("%d samples, want 4 (2 servers, saturated and paced)", len(samples))
 	}
 	for _, s := range samples {
-		if s.Load.Answered == 0 || s.Load.Invalid != 0 || s.ServerCPU.Total() <= 0 || s.Wall < opt.Duration {
-			t.Errorf("%s: %+v: want answers, no invalid ones, server CPU time and a full interval", s.Target, s)
+		if s.Counters.Answered == 0 || s.Counters.Invalid != 0 || s.ServerCPU.Total() <= 0 || s.Wall < opt.Duration {
+			t.Errorf("%s %v: %+v: want answers, no invalid ones, server CPU time and a full interval", s.Target, s.Load, s)
+		}
+		if s.Load.pct == 50 && s.Rate <= 0 {
+			t.Errorf("%s: paced run without a rate", s.Target)
 		}
 	}
-	if !strings.Contains(out.String(), "ratio to miredo-server 1.2.6") {
-		t.Error("no ratio in the output")
+	if !strings.Contains(out.String(), "| 16×4 | 50% |") {
+		t.Error("no paced row in the summary")
 	}
 	left, _ := filepath.Glob("/run/netns/" + opt.Prefix + "-*")
 	if len(left) > 0 {
