@@ -226,34 +226,37 @@ func (s *Server) loop(c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *l
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
-	return loop.Read("read on "+c.LocalAddr().String(),
-		func() (int, error) { return c.ReadBatch(in) },
-		func(n int) error {
-			st.received.Add(uint64(n))
-			batches[0], batches[1] = batches[0][:0], batches[1][:0]
-			now := int64(time.Since(s.start) / time.Millisecond)
-			for i := range n {
-				m := &in[i]
-				slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-				if r, ok := s.apply(m.Buf[:m.N], m.Addr, on, slot, now, &e, st); ok {
-					batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
-				}
+	handle := func(n int) error {
+		st.received.Add(uint64(n))
+		batches[0], batches[1] = batches[0][:0], batches[1][:0]
+		now := int64(time.Since(s.start) / time.Millisecond)
+		for i := range n {
+			m := &in[i]
+			slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
+			if r, ok := s.apply(m.Buf[:m.N], m.Addr, on, slot, now, &e, st); ok {
+				batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
 			}
-			for via, b := range batches {
-				if len(b) == 0 {
-					continue
-				}
-				if sent, err := out[via].WriteBatch(b); err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return err
-					}
-					st.sendErrors.Add(uint64(len(b) - sent))
-					s.log.Debug("send failed", "addr", out[via].LocalAddr(), "err", err)
-				}
+		}
+		for via, b := range batches {
+			if len(b) == 0 {
+				continue
 			}
-			return nil
-		},
-		func(err error) { s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err) })
+			if sent, err := out[via].WriteBatch(b); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return err
+				}
+				st.sendErrors.Add(uint64(len(b) - sent))
+				s.log.Debug("send failed", "addr", out[via].LocalAddr(), "err", err)
+			}
+		}
+		return nil
+	}
+	what := "read on " + c.LocalAddr().String()
+	failed := func(err error) { s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err) }
+	if r, ok := c.(eachReader); ok {
+		return loop.ReadEach(what, func(h func(int) error) error { return r.ReadEach(in, h) }, handle, failed)
+	}
+	return loop.Read(what, func() (int, error) { return c.ReadBatch(in) }, handle, failed)
 }
 
 // Run runs the server until ctx ends: opens its sockets, writes the pid file,

@@ -88,6 +88,42 @@ func readWith(run *ErrorRun, what string, read func() (int, error), handle func(
 	}
 }
 
+// ReadEach is Read for a descriptor that hands over batch after batch in
+// one call (udpio.Conn.ReadEach): each runs until handle fails (each
+// returns handle's error) or a read does. A failed read is passed to
+// failed and retried as ErrorRun says, the run of failures ending with each
+// batch handled; an error wrapping net.ErrClosed ends ReadEach with nil,
+// and any other error from handle ends it with that error.
+func ReadEach(what string, each func(handle func(n int) error) error, handle func(n int) error, failed func(error)) error {
+	return readEachWith(&ErrorRun{}, what, each, handle, failed)
+}
+
+func readEachWith(run *ErrorRun, what string, each func(handle func(n int) error) error, handle func(n int) error, failed func(error)) error {
+	for {
+		var herr error
+		err := each(func(n int) error {
+			run.Reset()
+			herr = handle(n)
+			return herr
+		})
+		if herr != nil {
+			if errors.Is(herr, net.ErrClosed) {
+				return nil
+			}
+			return herr
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		if failed != nil {
+			failed(err)
+		}
+		if err := run.Failed(what, err); err != nil {
+			return err
+		}
+	}
+}
+
 // Every calls fn every d until ctx ends (it then returns nil) or fn
 // returns an error (returned as it is, unless it wraps net.ErrClosed).
 func Every(ctx context.Context, d time.Duration, fn func() error) error {
