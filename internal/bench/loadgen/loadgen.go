@@ -84,6 +84,11 @@ const MaxRate = 10_000_000
 // PaceTick is how often the pacer of a paced load sends what is due.
 const PaceTick = 100 * time.Microsecond
 
+// MaxPacedWindow bounds Config.Window of a paced load, where the window
+// only has to hold what is in flight (rate × round trip) plus a burst after
+// the pacer was held up: a single socket at 50k/s needs more than 64.
+const MaxPacedWindow = 1024
+
 // MaxWindow bounds Config.Window: a window larger than a batch brings nothing
 // a larger socket count would not.
 const MaxWindow = udpio.MaxBatch
@@ -102,7 +107,7 @@ type Config struct {
 	// "client" to the server (default DefaultSockets, at most MaxSockets).
 	Sockets int
 	// Window is the number of solicitations each socket keeps in flight
-	// (default DefaultWindow, at most MaxWindow).
+	// (default DefaultWindow, at most MaxWindow, or MaxPacedWindow paced).
 	Window int
 	// Timeout is how long a solicitation waits for its answer before it
 	// counts as lost and its slot sends a fresh one (default DefaultTimeout).
@@ -139,8 +144,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("loadgen: no source addresses")
 	case c.Sockets < 1 || c.Sockets > MaxSockets:
 		return c, fmt.Errorf("loadgen: %d sockets: want 1 to %d", c.Sockets, MaxSockets)
-	case c.Window < 1 || c.Window > MaxWindow:
-		return c, fmt.Errorf("loadgen: window %d: want 1 to %d", c.Window, MaxWindow)
+	case c.Window < 1 || c.Rate == 0 && c.Window > MaxWindow || c.Window > MaxPacedWindow:
+		return c, fmt.Errorf("loadgen: window %d: want 1 to %d (%d paced)", c.Window, MaxWindow, MaxPacedWindow)
 	case c.Timeout < time.Millisecond:
 		return c, fmt.Errorf("loadgen: timeout %v: want at least 1ms", c.Timeout)
 	case c.MaxDuration < 0 || c.MaxSent > 1<<62:

@@ -225,6 +225,7 @@ func TestConfigChecks(t *testing.T) {
 		{"wildcard source", Config{Server: srv, Sources: []netip.Addr{netip.IPv4Unspecified()}}},
 		{"too many sockets", Config{Server: srv, Sources: src, Sockets: MaxSockets + 1}},
 		{"window too large", Config{Server: srv, Sources: src, Window: MaxWindow + 1}},
+		{"paced window too large", Config{Server: srv, Sources: src, Window: MaxPacedWindow + 1, Rate: 1000}},
 		{"negative window", Config{Server: srv, Sources: src, Window: -1}},
 		{"tiny timeout", Config{Server: srv, Sources: src, Timeout: time.Microsecond}},
 		{"negative rate", Config{Server: srv, Sources: src, Rate: -1}},
@@ -260,7 +261,7 @@ func TestPaced(t *testing.T) {
 	g, err := Open(Config{
 		Server:  r.conn.LocalAddr(),
 		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-		Sockets: 3, Window: MaxWindow, Timeout: time.Second, Rate: rate,
+		Sockets: 3, Window: MaxPacedWindow, Timeout: time.Second, Rate: rate,
 		MaxSent: sent, MaxDuration: 20 * time.Second,
 	})
 	if err != nil {

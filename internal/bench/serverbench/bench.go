@@ -40,17 +40,20 @@ type Options struct {
 	// change in the same rounds.
 	Ours, OursB string
 	// Only lists the targets to run, by name, comma-separated; empty runs
-	// ours and Miredo (and ours-b when OursB is set).
+	// ours, ours --xdp and Miredo (and ours-b when OursB is set).
 	Only string
 	// Prefix names the lab's namespaces.
 	Prefix string
 	// ProfileDir, if set, receives a perf(1) recording of each measured
 	// interval.
 	ProfileDir string
-	// ThreadWire moves the lab's veth delivery out of the senders' system
-	// calls into kernel threads (see threadWire).
-	ThreadWire bool
-	Log        *slog.Logger
+	// Wire says how the lab's veths deliver (see threadWire): "sender"
+	// (in the sender's system call), "thread" (in NAPI kernel threads), or
+	// "both": every load in sender mode, then saturation again in thread
+	// mode, where each server pays only for its own system calls, as it
+	// would with a NIC.
+	Wire string
+	Log  *slog.Logger
 }
 
 // target is one server configuration to measure.
@@ -68,6 +71,7 @@ var targets = []target{
 	{name: "ours"},
 	{name: "ours --xdp", xdp: true},
 	{name: "ours-b", b: true},
+	{name: "ours-b --xdp", b: true, xdp: true},
 	{name: "ours --no-batch", args: []string{"--no-batch"}},
 	{name: "ours --sockets 1", args: []string{"--sockets", "1"}},
 	{name: "ours --sockets 2", args: []string{"--sockets", "2"}},
@@ -83,12 +87,13 @@ func targetNames() []string {
 }
 
 // selectTargets picks the targets named in only (names without spaces, as
-// targetNames gives them); empty means ours and Miredo, and ours-b with b.
+// targetNames gives them); empty means ours, ours --xdp and Miredo, and
+// ours-b with b.
 func selectTargets(only string, b bool) ([]target, error) {
 	if only == "" {
-		only = "ours,miredo-server1.2.6"
+		only = "ours,ours--xdp,miredo-server1.2.6"
 		if b {
-			only = "ours,ours-b,miredo-server1.2.6"
+			only = "ours,ours-b,ours--xdp,miredo-server1.2.6"
 		}
 	}
 	names := targetNames()
@@ -172,9 +177,16 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	passes, err := wirePasses(opt.Wire, loads)
+	if err != nil {
+		return nil, err
+	}
 	// Everything below is bounded: each run by its own deadline, the whole
 	// by this one.
-	runs := opt.Rounds * len(sel) * len(shapes) * len(loads)
+	runs := 0
+	for _, p := range passes {
+		runs += opt.Rounds * len(sel) * len(shapes) * len(p.loads)
+	}
 	perRun := opt.Warmup + opt.Duration + time.Minute
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(runs)*perRun)
 	defer cancel()
@@ -190,7 +202,48 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 			return nil, err
 		}
 	}
+	fmt.Fprintf(out, "serverbench: %d rounds, %v per run after %v warm-up, %d cores; load shapes are client sockets × source addresses\n",
+		opt.Rounds, opt.Duration, opt.Warmup, runtime.NumCPU())
+	var all []Sample
+	for _, p := range passes {
+		samples, err := runPass(ctx, opt, p, sel, shapes, ours, out)
+		all = append(all, samples...)
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
 
+// pass is one lab with one kind of wire and the loads run on it.
+type pass struct {
+	thread bool
+	loads  []load
+}
+
+func (p pass) String() string {
+	if p.thread {
+		return "veth delivery in NAPI kernel threads (-wire thread: each server pays only for its own system calls, as with a NIC)"
+	}
+	return "veth delivery in the sender's system call (-wire sender: a server also pays for the client side's receive path)"
+}
+
+// wirePasses turns -wire into passes.
+func wirePasses(wire string, loads []load) ([]pass, error) {
+	switch wire {
+	case "sender":
+		return []pass{{false, loads}}, nil
+	case "thread":
+		return []pass{{true, loads}}, nil
+	case "both", "":
+		return []pass{{false, loads}, {true, []load{{0}}}}, nil
+	}
+	return nil, usagef("-wire %q: want sender, thread or both", wire)
+}
+
+// runPass builds a lab with p's wire, measures every target on every shape
+// and p's loads Rounds times, prints the report and removes the lab.
+func runPass(ctx context.Context, opt Options, p pass, sel []target, shapes []shape, ours string, out io.Writer) ([]Sample, error) {
 	l, err := lab.Build(ctx, lab.Options{Prefix: opt.Prefix, Logger: opt.Log})
 	if err != nil {
 		return nil, err
@@ -213,17 +266,14 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	wire := "veth delivery in the sender's system call"
-	if opt.ThreadWire {
+	if p.thread {
 		if err := threadWire(ctx, l); err != nil {
 			return nil, err
 		}
-		wire = "veth delivery in NAPI kernel threads"
 	}
 	b := &bench{opt: opt, lab: l, ours: ours, sources: sources}
 	ref := reference(sel)
-	fmt.Fprintf(out, "serverbench: %d rounds × %d shapes × %d loads × %d servers, %v each after %v warm-up; %s; %d cores\n",
-		opt.Rounds, len(shapes), len(loads), len(sel), opt.Duration, opt.Warmup, wire, runtime.NumCPU())
+	fmt.Fprintf(out, "\n## %s\n", p)
 	var samples []Sample
 	for round := range opt.Rounds {
 		// Rotate the order each round, so that drift in the machine's
@@ -231,7 +281,7 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 		order := append(slices.Clone(sel[round%len(sel):]), sel[:round%len(sel)]...)
 		for _, sh := range shapes {
 			var peak float64 // the reference's saturated rate this round
-			for _, ld := range loads {
+			for _, ld := range p.loads {
 				rate := 0.0
 				if ld.pct > 0 {
 					if peak == 0 {
@@ -245,7 +295,7 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 						return samples, fmt.Errorf("%s, %v, %v (round %d): %w", t.name, sh, ld, round+1, err)
 					}
 					opt.Log.Info("measured", "server", t.name, "round", round+1, "shape", sh.String(), "load", ld.short(),
-						"answered_per_s", answeredRate(s), "per_cpu_s", perCPUSecond(s))
+						"thread_wire", p.thread, "answered_per_s", answeredRate(s), "per_cpu_s", perCPUSecond(s))
 					if ld.pct == 0 && t.name == ref.name {
 						peak = answeredRate(s)
 					}
@@ -254,7 +304,7 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 			}
 		}
 	}
-	writeReport(out, sel, ref, shapes, loads, samples)
+	writeReport(out, sel, ref, shapes, p.loads, samples)
 	failed = false
 	return samples, nil
 }
@@ -326,7 +376,7 @@ func (b *bench) measure(ctx context.Context, t target, round int, sh shape, ld l
 			MaxDuration: b.opt.Warmup + b.opt.Duration + 10*time.Second,
 		}
 		if rate > 0 {
-			cfg.Rate, cfg.Window = rate, loadgen.MaxWindow
+			cfg.Rate, cfg.Window = rate, pacedWindow(sh)
 		}
 		g, err = loadgen.Open(cfg)
 		return err

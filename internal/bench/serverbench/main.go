@@ -24,14 +24,17 @@
 //
 // At saturation the answered rate depends on how the two cores are shared
 // between the generator, the server and whatever else runs ("rest of
-// machine"); the CPU time per answer is the steadier figure. By default
-// the kernel's delivery of each datagram across the lab's veths and bridge
-// runs inside the sender's system call and is charged to it; -thread-wire
-// moves it into kernel threads, so each process pays only for its own
-// system calls.
+// machine"); the CPU time per answer is the steadier figure. How the lab's
+// wire is paid for matters as much: normally the kernel delivers each
+// datagram across the lab's veths and bridge inside the sender's system
+// call, so a server's send also pays for the client side's receive path
+// (bridge, netfilter, the client's socket); -wire thread moves that into
+// kernel threads, so that each process pays only for its own system calls,
+// as with a NIC. By default (-wire both) every load runs on the first kind
+// and saturation again on the second, each in a lab of its own.
 //
-//	go run ./internal/bench/serverbench                       # every shape and load, 3 rounds
-//	go run ./internal/bench/serverbench -shapes 64x1 -loads sat -rounds 5 -b /tmp/new-server
+//	go run ./internal/bench/serverbench                       # everything: about 25 minutes
+//	go run ./internal/bench/serverbench -shapes 64x1 -loads sat -wire sender -rounds 5 -b /tmp/new-server
 package main
 
 import (
@@ -60,7 +63,7 @@ func main() {
 	flag.StringVar(&opt.Only, "only", "", "comma-separated subset of servers to run: "+strings.Join(targetNames(), ","))
 	flag.StringVar(&opt.Prefix, "lab", opt.Prefix, "lab namespace prefix (a stale lab with it is removed first)")
 	flag.StringVar(&opt.ProfileDir, "perf", "", "record perf(1) call graphs of each server's measured interval into this directory")
-	flag.BoolVar(&opt.ThreadWire, "thread-wire", false, "deliver datagrams across the lab's veths in NAPI kernel threads, not in the sender's system call (charges each process only its own sends)")
+	flag.StringVar(&opt.Wire, "wire", opt.Wire, "how the lab's veths deliver: sender (in the sender's system call, charging a server for the client side's receive path), thread (in NAPI kernel threads, as a NIC would), or both (every load on sender, then saturation on thread)")
 	verbose := flag.Bool("v", false, "log the lab's progress")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -100,6 +103,7 @@ func defaultOptions() Options {
 		Rounds:   3,
 		Shapes:   defaultShapes,
 		Loads:    defaultLoads,
+		Wire:     "both",
 		Prefix:   "srvbench",
 	}
 }

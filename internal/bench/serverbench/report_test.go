@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +36,8 @@ func TestSelectTargets(t *testing.T) {
 		want []string
 		bad  bool
 	}{
-		{"", false, []string{"ours", "miredo-server 1.2.6"}, false},
-		{"", true, []string{"ours", "ours-b", "miredo-server 1.2.6"}, false},
+		{"", false, []string{"ours", "ours --xdp", "miredo-server 1.2.6"}, false},
+		{"", true, []string{"ours", "ours-b", "ours --xdp", "miredo-server 1.2.6"}, false},
 		{"miredo-server1.2.6, ours", false, []string{"miredo-server 1.2.6", "ours"}, false},
 		{"ours--no-batch,ours--xdp", false, []string{"ours --no-batch", "ours --xdp"}, false},
 		{"ours-b", false, nil, true},
@@ -55,6 +56,30 @@ func TestSelectTargets(t *testing.T) {
 		if strings.Join(names, "|") != strings.Join(tt.want, "|") {
 			t.Errorf("selectTargets(%q) = %q, want %q", tt.only, names, tt.want)
 		}
+	}
+}
+
+func TestWirePasses(t *testing.T) {
+	loads := []load{{0}, {25}}
+	for _, tt := range []struct {
+		wire string
+		want string
+	}{{"sender", "false [0 25]"}, {"thread", "true [0 25]"}, {"both", "false [0 25] true [0]"}} {
+		p, err := wirePasses(tt.wire, loads)
+		var got []string
+		for _, x := range p {
+			var pcts []int
+			for _, l := range x.loads {
+				pcts = append(pcts, l.pct)
+			}
+			got = append(got, fmt.Sprint(x.thread, pcts))
+		}
+		if err != nil || strings.Join(got, " ") != tt.want {
+			t.Errorf("wirePasses(%q) = %v, %v; want %s", tt.wire, got, err, tt.want)
+		}
+	}
+	if _, err := wirePasses("copper", loads); err == nil {
+		t.Error("wirePasses accepted copper")
 	}
 }
 

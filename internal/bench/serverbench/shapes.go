@@ -97,3 +97,10 @@ func window(s shape, set int) int {
 	}
 	return min(max(512/s.sockets, 1), loadgen.MaxWindow)
 }
+
+// pacedWindow is the window per socket of a paced load: 8192 slots in all,
+// from 64 to 1024 per socket, so that a few sockets at a high rate do not
+// defer solicitations after the pacer was held up.
+func pacedWindow(s shape) int {
+	return min(max(8192/s.sockets, loadgen.MaxWindow), loadgen.MaxPacedWindow)
+}
