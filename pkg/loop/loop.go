@@ -67,25 +67,41 @@ func readWith(run *ErrorRun, what string, read func() (int, error), handle func(
 	for {
 		n, err := read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if failed != nil {
-				failed(err)
-			}
-			if err := run.Failed(what, err); err != nil {
+			if done, err := readFailed(run, what, err, failed); done {
 				return err
 			}
 			continue
 		}
 		run.Reset()
 		if err := handle(n); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
+			return handleFailed(err)
 		}
 	}
+}
+
+// readFailed deals with a failed read: done and nil once the descriptor is
+// closed, done and the error that ends the loop after too long a run of
+// failures, else not done (retry) after counting it and pausing.
+func readFailed(run *ErrorRun, what string, err error, failed func(error)) (done bool, _ error) {
+	if errors.Is(err, net.ErrClosed) {
+		return true, nil
+	}
+	if failed != nil {
+		failed(err)
+	}
+	if err := run.Failed(what, err); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// handleFailed is what a loop returns when handle fails: nil when that was
+// the descriptor being closed.
+func handleFailed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }
 
 // ReadEach is Read for a descriptor that hands over batch after batch in
@@ -107,18 +123,9 @@ func readEachWith(run *ErrorRun, what string, each func(handle func(n int) error
 			return herr
 		})
 		if herr != nil {
-			if errors.Is(herr, net.ErrClosed) {
-				return nil
-			}
-			return herr
+			return handleFailed(herr)
 		}
-		if errors.Is(err, net.ErrClosed) {
-			return nil
-		}
-		if failed != nil {
-			failed(err)
-		}
-		if err := run.Failed(what, err); err != nil {
+		if done, err := readFailed(run, what, err, failed); done {
 			return err
 		}
 	}

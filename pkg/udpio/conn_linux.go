@@ -297,15 +297,7 @@ func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
 		return fmt.Errorf("udpio: ReadEach on %v: no messages to read into", c.local)
 	}
 	if c.noBatch || c.gro != nil {
-		for {
-			n, err := c.ReadBatch(msgs)
-			if err != nil {
-				return err
-			}
-			if err := handle(n); err != nil {
-				return err
-			}
-		}
+		return readEachBatch(c.ReadBatch, msgs, handle)
 	}
 	c.rdMu.Lock()
 	defer c.rdMu.Unlock()

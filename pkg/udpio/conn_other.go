@@ -121,13 +121,5 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 // or a read fails, returning that error (see the Linux version; here it is
 // ReadBatch in a loop).
 func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
-	for {
-		n, err := c.ReadBatch(msgs)
-		if err != nil {
-			return err
-		}
-		if err := handle(n); err != nil {
-			return err
-		}
-	}
+	return readEachBatch(c.ReadBatch, msgs, handle)
 }

@@ -353,3 +353,17 @@ func gsoRun(msgs []Message, maxSegs, maxSize int) int {
 func unmapped(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// readEachBatch is ReadEach as a loop around read (ReadBatch), for the
+// paths that cannot stay inside one wait.
+func readEachBatch(read func([]Message) (int, error), msgs []Message, handle func(n int) error) error {
+	for {
+		n, err := read(msgs)
+		if err != nil {
+			return err
+		}
+		if err := handle(n); err != nil {
+			return err
+		}
+	}
+}
