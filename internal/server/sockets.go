@@ -16,7 +16,7 @@ import (
 // kernel time outside the server's loops as inside them (the receive path
 // in softirq on the core the interface interrupts, the send path finishing
 // on the wire), so loops on every core only compete with that work. On the
-// 2-core lab (issue 14), two sockets per address cost 10-25 % more CPU per
+// 2-core lab (issue 14), two sockets per address cost 10-13 % more CPU per
 // answer than one: with the load split over two loops, each loop wakes for
 // half the datagrams, batches shrink, and two server threads and the
 // senders' threads take turns on two cores. Half the cores keeps the
