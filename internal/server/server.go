@@ -161,11 +161,7 @@ func newServer(cfg Config, conns [2][]udpio.PacketConn, raw ipv6Sender, log *slo
 // closeSockets closes the UDP sockets: the loops' reads return.
 func (s *Server) closeSockets() {
 	s.xdp.close()
-	for _, cs := range s.conns {
-		for _, c := range cs {
-			c.Close()
-		}
-	}
+	closeConns(s.conns)
 }
 
 // Close closes every socket, once. The raw socket is a bare descriptor:

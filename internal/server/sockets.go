@@ -4,6 +4,7 @@ package server
 
 import (
 	"runtime"
+	"sync"
 
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
@@ -46,4 +47,19 @@ func socketOptions(noBatch bool) udpio.Options {
 // wake for a datagram or two, that is one system call in three saved.
 type eachReader interface {
 	ReadEach(msgs []udpio.Message, handle func(n int) error) error
+}
+
+// closeConns closes the sockets all at once. A loop handles its batches
+// inside ReadEach, and closing its socket waits for that to return; one
+// socket's loop may be writing to the other address's socket, blocked
+// while that socket's buffer is full, until it too is closed: closed one
+// after the other, the first Close could wait for the second forever.
+func closeConns(conns [2][]udpio.PacketConn) {
+	var wg sync.WaitGroup
+	for _, cs := range conns {
+		for _, c := range cs {
+			wg.Go(func() { c.Close() })
+		}
+	}
+	wg.Wait()
 }
