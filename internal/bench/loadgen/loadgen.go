@@ -469,13 +469,14 @@ func (g *Generator) pace(ctx context.Context) {
 	}
 }
 
-// paced arms and sends n solicitations in free slots of f's window (those
-// that find none are counted as deferred).
+// paced arms and sends n solicitations in free slots of f's window, as far
+// as the budget allows; those that find no free slot are counted as
+// deferred.
 func (f *flow) paced(out []udpio.Message, n uint64) {
 	g := f.g
 	f.mu.Lock()
 	now := g.now()
-	k := 0
+	k, spent := 0, false
 	for i := range f.slots {
 		if uint64(k) == n {
 			break
@@ -484,6 +485,7 @@ func (f *flow) paced(out []udpio.Message, n uint64) {
 			continue
 		}
 		if g.take(1) == 0 {
+			spent = true
 			break
 		}
 		f.arm(i, now, out[k].Buf[nonceOffset:nonceOffset+proto.NonceLen])
@@ -491,7 +493,9 @@ func (f *flow) paced(out []udpio.Message, n uint64) {
 		k++
 	}
 	f.mu.Unlock()
-	f.deferred.Add(n - uint64(k))
+	if !spent {
+		f.deferred.Add(n - uint64(k))
+	}
 	f.send(out[:k])
 }
 

