@@ -20,10 +20,14 @@ type Config struct {
 	User      string
 	Chroot    string
 	PIDFile   string
-	// Sockets per server address (SO_REUSEPORT); 0 picks one per core.
+	// Sockets per server address (SO_REUSEPORT); 0 picks one per two
+	// cores (see defaultSockets).
 	Sockets int
 	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
 	NoBatch bool
+	// XDP names the interface to serve through AF_XDP (see xdpPath); the
+	// server falls back to UDP sockets when it cannot attach there.
+	XDP string
 	// RateLimit bounds the datagrams the server sends to one IPv4 /24 per
 	// second (advertisements and forwarded packets); 0 means no limit.
 	// See sendLimiter.

@@ -188,3 +188,85 @@ func TestRateLimitServerWide(t *testing.T) {
 		t.Errorf("%d answers sent (answered %d, limited %d) to one /24 from both sockets, want %d", got, st.Answered, st.Dropped[DropRateLimited], rate)
 	}
 }
+
+// eachConn is a socket read through ReadEach, whose Close waits for a
+// ReadEach in progress to return, as a udpio.Conn's does (the net package
+// waits for the descriptor's users), and whose writes block, once enter is
+// closed, until Close: a send buffer that stays full.
+type eachConn struct {
+	fakeio.Conn
+	give     []byte         // one datagram ReadEach hands over, then waits
+	from     netip.AddrPort // its source
+	inEach   sync.WaitGroup // held while ReadEach runs
+	entered  chan struct{}  // closed when a write starts blocking
+	block    bool
+	enterOne sync.Once
+	closed   chan struct{}
+	once     sync.Once
+}
+
+func newEachConn(local netip.AddrPort) *eachConn {
+	c := &eachConn{Conn: *fakeio.NewConn(), entered: make(chan struct{}), closed: make(chan struct{})}
+	c.Local = local
+	return c
+}
+
+func (c *eachConn) ReadEach(msgs []udpio.Message, handle func(int) error) error {
+	c.inEach.Add(1)
+	defer c.inEach.Done()
+	if c.give != nil {
+		msgs[0].N, msgs[0].Addr = copy(msgs[0].Buf, c.give), c.from
+		c.give = nil
+		if err := handle(1); err != nil {
+			return err
+		}
+	}
+	<-c.closed
+	return net.ErrClosed
+}
+
+func (c *eachConn) WriteBatch(msgs []udpio.Message) (int, error) {
+	if c.block {
+		c.enterOne.Do(func() { close(c.entered) })
+		<-c.closed
+		return 0, net.ErrClosed
+	}
+	return c.Conn.WriteBatch(msgs)
+}
+
+func (c *eachConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	c.inEach.Wait()
+	return nil
+}
+
+// TestStopWhileWritingToTheOtherSocket: a loop answering a cone
+// solicitation writes from the other address's socket, whose buffer is
+// full, when the server stops. Its own socket's Close waits for it, and it
+// waits for the other socket: closing them one after the other hung.
+func TestStopWhileWritingToTheOtherSocket(t *testing.T) {
+	cfg, err := Config{Primary: primary}.Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newEachConn(netip.AddrPortFrom(cfg.Primary, proto.Port))
+	b := newEachConn(netip.AddrPortFrom(cfg.Secondary, proto.Port))
+	a.give, a.from = proto.AppendRouterSolicitation(nil, nonce, true), clientUDP
+	b.block = true
+	s := newServer(cfg, [2][]udpio.PacketConn{{a}, {b}}, &fakeRaw{entered: make(chan struct{})}, slog.New(slog.DiscardHandler))
+	t.Cleanup(s.Close)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	<-b.entered // the answer is being sent from the secondary socket
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		b.Close() // unblock the loop, so that the test's own cleanup ends
+		t.Fatal("Serve did not stop: closing the primary socket waits for its loop, which waits for the secondary")
+	}
+}

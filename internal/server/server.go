@@ -80,6 +80,7 @@ type Server struct {
 	// to Serve, which moves the sockets.
 	rebind chan Config
 	raw    ipv6Sender
+	xdp    *xdpPath     // --xdp, when attached (no UDP sockets then)
 	limit  *sendLimiter // one for all loops: the bound is per /24, server-wide
 	stats  []*loopStats
 	// notify, if set, hears the data path's health (the watchdog).
@@ -105,25 +106,29 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	n := cfg.Sockets
 	if n <= 0 {
-		n = udpio.GroupSize()
+		n = defaultSockets()
 	}
-	conns, err := listenPair(cfg, n)
-	if err != nil {
-		return nil, err
+	var conns [2][]udpio.PacketConn
+	var xdp *xdpPath
+	if cfg.XDP != "" {
+		xdp = attachXDP(cfg.XDP, cfg, log) // nil: sockets, as without --xdp
 	}
-	closeAll := func() {
-		for _, cs := range conns {
-			for _, c := range cs {
-				c.Close()
-			}
+	if xdp == nil { // with XDP, xdpio's kernel sockets take what its program passes
+		if conns, err = listenPair(cfg, n); err != nil {
+			return nil, err
 		}
 	}
 	raw, err := openRawIPv6()
 	if err != nil {
-		closeAll()
+		xdp.close()
+		closeConns(conns)
 		return nil, err
 	}
-	return newServer(cfg, conns, raw, log), nil
+	s := newServer(cfg, conns, raw, log)
+	if xdp != nil {
+		s.useXDP(xdp)
+	}
+	return s, nil
 }
 
 // newServer assembles a server around open sockets: pairs of primary and
@@ -161,11 +166,8 @@ func (s *Server) sockets() [2][]udpio.PacketConn {
 
 // closeSockets closes the UDP sockets: the loops' reads return.
 func (s *Server) closeSockets() {
-	for _, cs := range s.sockets() {
-		for _, c := range cs {
-			c.Close()
-		}
-	}
+	s.xdp.close()
+	closeConns(s.sockets())
 }
 
 // Close closes every socket, once. The raw socket is a bare descriptor:
@@ -206,6 +208,7 @@ func (s *Server) Serve(ctx context.Context) error {
 				g.Go(func(ctx context.Context) error { return s.loop(ctx, c, Via(via), out, ls) })
 			}
 		}
+		s.serveXDP(g)
 		if s.notify != nil {
 			go s.notify.Watchdog(g.Context(), g.Healthy)
 		}
@@ -262,15 +265,11 @@ func (s *Server) moveTo(next Config) error {
 // two addresses.
 func listenPair(cfg Config, n int) ([2][]udpio.PacketConn, error) {
 	var conns [2][]udpio.PacketConn
-	opt := udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: cfg.NoBatch}
+	opt := socketOptions(cfg.NoBatch)
 	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
 		cs, err := udpio.ListenGroup(netip.AddrPortFrom(a, proto.Port), n, opt)
 		if err != nil {
-			for _, group := range conns {
-				for _, c := range group {
-					c.Close()
-				}
-			}
+			closeConns(conns)
 			return conns, err
 		}
 		for _, c := range cs {
@@ -300,6 +299,11 @@ func (s *Server) reload(next Config) {
 	cfg := s.cfg
 	s.mu.Unlock()
 	s.h.Store(NewHandler(cfg.Primary, cfg.Secondary, proto.PrefixOf(cfg.Prefix), uint32(cfg.MTU)))
+	if s.xdp != nil && (next.Primary != cur.Primary || next.Secondary != cur.Secondary) {
+		// The XDP program steers the addresses it was attached with.
+		s.log.Warn("SIGHUP: restart to apply: server addresses (served through AF_XDP)")
+		next.Primary, next.Secondary = cur.Primary, cur.Secondary
+	}
 	if next.Primary != cur.Primary || next.Secondary != cur.Secondary {
 		select { // the newest replaces one Serve has not taken
 		case <-s.rebind:
@@ -330,61 +334,39 @@ func (s *Server) loop(ctx context.Context, c udpio.PacketConn, on Via, out [2]ud
 		batches[i] = make([]udpio.Message, 0, udpio.MaxBatch)
 	}
 	var e proto.Envelope
-	return loop.Read(ctx, "read on "+c.LocalAddr().String(),
-		func() (int, error) { return c.ReadBatch(in) },
-		func(n int) error {
-			st.received.Add(uint64(n))
-			h := s.h.Load()
-			batches[0], batches[1] = batches[0][:0], batches[1][:0]
-			now := int64(time.Since(s.start) / time.Millisecond)
-			for i := range n {
-				m := &in[i]
-				slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-				r := h.Handle(m.Buf[:m.N], m.Addr, on, slot, &e)
-				switch r.Verdict {
-				case Drop:
-					st.dropped[r.Reason].Add(1)
-				case SendUDP:
-					if !s.limit.allow(r.To.Addr(), now) {
-						st.dropped[DropRateLimited].Add(1)
-						continue
-					}
-					batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
-					if isRA(r.Packet) {
-						st.answered.Add(1)
-					} else {
-						st.forwarded.Add(1)
-					}
-				case SendIPv6:
-					pkt := proto.IPv6(r.Packet)
-					if err := s.raw.send(r.Packet, pkt.Dst()); err != nil {
-						st.sendErrors.Add(1)
-						s.log.Debug("connectivity test not sent", "dst", pkt.Dst(), "err", err)
-					} else {
-						st.toIPv6.Add(1)
-					}
-				}
+	handle := func(n int) error {
+		st.received.Add(uint64(n))
+		h := s.h.Load()
+		batches[0], batches[1] = batches[0][:0], batches[1][:0]
+		now := int64(time.Since(s.start) / time.Millisecond)
+		for i := range n {
+			m := &in[i]
+			slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
+			if r, ok := s.apply(h, m.Buf[:m.N], m.Addr, on, slot, now, &e, st); ok {
+				batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
 			}
-			for via, b := range batches {
-				if len(b) == 0 {
-					continue
-				}
-				if sent, err := out[via].WriteBatch(b); err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return err
-					}
-					st.sendErrors.Add(uint64(len(b) - sent))
-					s.log.Debug("send failed", "addr", out[via].LocalAddr(), "err", err)
-				}
+		}
+		for via, b := range batches {
+			if len(b) == 0 {
+				continue
 			}
-			return nil
-		},
-		func(err error) { s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err) })
+			if sent, err := out[via].WriteBatch(b); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return err
+				}
+				st.sendErrors.Add(uint64(len(b) - sent))
+				s.log.Debug("send failed", "addr", out[via].LocalAddr(), "err", err)
+			}
+		}
+		return nil
+	}
+	what := "read on " + c.LocalAddr().String()
+	failed := func(err error) { s.log.Debug("read failed", "addr", c.LocalAddr(), "err", err) }
+	if r, ok := c.(eachReader); ok {
+		return loop.ReadEach(ctx, what, func(h func(int) error) error { return r.ReadEach(in, h) }, handle, failed)
+	}
+	return loop.Read(ctx, what, func() (int, error) { return c.ReadBatch(in) }, handle, failed)
 }
-
-// isRA tells an advertisement (which starts with an authentication header)
-// from a forwarded packet (which starts with an origin indication).
-func isRA(b []byte) bool { return len(b) > 1 && b[0] == 0 && b[1] == 1 }
 
 // Run runs the server until ctx ends: opens its sockets, writes the pid file,
 // drops privileges and serves. Configurations read again (SIGHUP) arrive

@@ -70,13 +70,7 @@ func readWith(run *ErrorRun, b *beat, what string, read func() (int, error), han
 	for {
 		n, err := read()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if failed != nil {
-				failed(err)
-			}
-			if err := run.Failed(what, err); err != nil {
+			if done, err := readFailed(run, what, err, failed); done {
 				return err
 			}
 			continue
@@ -86,9 +80,61 @@ func readWith(run *ErrorRun, b *beat, what string, read func() (int, error), han
 		err = handle(n)
 		b.idle()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
+			return handleFailed(err)
+		}
+	}
+}
+
+// readFailed deals with a failed read: done and nil once the descriptor is
+// closed, done and the error that ends the loop after too long a run of
+// failures, else not done (retry) after counting it and pausing.
+func readFailed(run *ErrorRun, what string, err error, failed func(error)) (done bool, _ error) {
+	if errors.Is(err, net.ErrClosed) {
+		return true, nil
+	}
+	if failed != nil {
+		failed(err)
+	}
+	if err := run.Failed(what, err); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// handleFailed is what a loop returns when handle fails: nil when that was
+// the descriptor being closed.
+func handleFailed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// ReadEach is Read for a descriptor that hands over batch after batch in
+// one call (udpio.Conn.ReadEach): each runs until handle fails (each
+// returns handle's error) or a read does. A failed read is passed to
+// failed and retried as ErrorRun says, the run of failures ending with each
+// batch handled; an error wrapping net.ErrClosed ends ReadEach with nil,
+// and any other error from handle ends it with that error. ctx carries the
+// heartbeat as for Read.
+func ReadEach(ctx context.Context, what string, each func(handle func(n int) error) error, handle func(n int) error, failed func(error)) error {
+	return readEachWith(&ErrorRun{}, beatOf(ctx), what, each, handle, failed)
+}
+
+func readEachWith(run *ErrorRun, b *beat, what string, each func(handle func(n int) error) error, handle func(n int) error, failed func(error)) error {
+	for {
+		var herr error
+		err := each(func(n int) error {
+			run.Reset()
+			b.busy()
+			herr = handle(n)
+			b.idle()
+			return herr
+		})
+		if herr != nil {
+			return handleFailed(herr)
+		}
+		if done, err := readFailed(run, what, err, failed); done {
 			return err
 		}
 	}

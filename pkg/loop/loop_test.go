@@ -19,10 +19,6 @@ import (
 // descriptor.
 func TestRead(t *testing.T) {
 	broken := errors.New("read: bad file descriptor")
-	type step struct {
-		n   int
-		err error
-	}
 	fails := func(k int, err error) []step {
 		s := make([]step, k)
 		for i := range s {
@@ -55,38 +51,69 @@ func TestRead(t *testing.T) {
 		{"handle fails", []step{{n: 2}, {n: 99}}, errors.New("boom"), errors.New("boom"), 0, 0, 101},
 		{"handle sees the descriptor closed", []step{{n: 99}}, net.ErrClosed, nil, 0, 0, 99},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			i, handled, failed := 0, 0, 0
-			var paused time.Duration
-			run := &ErrorRun{sleep: func(d time.Duration) { paused += d }}
-			read := func() (int, error) {
-				if i == len(tc.steps) {
-					t.Fatal("read after the last step")
+	for _, variant := range []string{"Read", "ReadEach"} {
+		for _, tc := range cases {
+			t.Run(variant+"/"+tc.name, func(t *testing.T) {
+				handled, failed, paused, err := runScript(t, variant, tc.steps, tc.handleErr)
+				switch {
+				case tc.wantErr == nil && err != nil:
+					t.Errorf("ended with %v, want nil", err)
+				case tc.wantErr != nil && (err == nil || !errors.Is(err, tc.wantErr) && err.Error() != tc.wantErr.Error()):
+					t.Errorf("ended with %v, want %v", err, tc.wantErr)
 				}
-				s := tc.steps[i]
-				i++
-				return s.n, s.err
-			}
-			handle := func(n int) error {
-				handled += n
-				if n == 99 {
-					return tc.handleErr
+				if failed != tc.wantFail || paused != tc.wantPause || handled != tc.handled {
+					t.Errorf("failed %d, paused %v, handled %d; want %d, %v, %d", failed, paused, handled, tc.wantFail, tc.wantPause, tc.handled)
 				}
-				return nil
-			}
-			err := readWith(run, nil, "socket read", read, handle, func(error) { failed++ })
-			switch {
-			case tc.wantErr == nil && err != nil:
-				t.Errorf("ended with %v, want nil", err)
-			case tc.wantErr != nil && (err == nil || !errors.Is(err, tc.wantErr) && err.Error() != tc.wantErr.Error()):
-				t.Errorf("ended with %v, want %v", err, tc.wantErr)
-			}
-			if failed != tc.wantFail || paused != tc.wantPause || handled != tc.handled {
-				t.Errorf("failed %d, paused %v, handled %d; want %d, %v, %d", failed, paused, handled, tc.wantFail, tc.wantPause, tc.handled)
-			}
-		})
+			})
+		}
 	}
+}
+
+// step is one scripted read result.
+type step struct {
+	n   int
+	err error
+}
+
+// runScript runs a read loop (variant Read or ReadEach) over steps, handle
+// failing with handleErr on batches of 99, and returns the datagrams
+// handled, the reads passed to failed, the total pause and how it ended.
+func runScript(t *testing.T, variant string, steps []step, handleErr error) (handled, failed int, paused time.Duration, err error) {
+	i := 0
+	run := &ErrorRun{sleep: func(d time.Duration) { paused += d }}
+	read := func() (int, error) {
+		if i == len(steps) {
+			t.Fatal("read after the last step")
+		}
+		s := steps[i]
+		i++
+		return s.n, s.err
+	}
+	handle := func(n int) error {
+		handled += n
+		if n == 99 {
+			return handleErr
+		}
+		return nil
+	}
+	if variant == "Read" {
+		err = readWith(run, nil, "socket read", read, handle, func(error) { failed++ })
+		return
+	}
+	// ReadEach's each hands over batches until a read or handle fails.
+	each := func(handle func(int) error) error {
+		for {
+			n, err := read()
+			if err != nil {
+				return err
+			}
+			if err := handle(n); err != nil {
+				return err
+			}
+		}
+	}
+	err = readEachWith(run, nil, "socket read", each, handle, func(error) { failed++ })
+	return
 }
 
 // pauses is the total pause of k failures in a row.

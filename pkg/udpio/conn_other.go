@@ -116,3 +116,10 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	}
 	return sent, first
 }
+
+// ReadEach reads batches into msgs and passes each to handle until handle
+// or a read fails, returning that error (see the Linux version; here it is
+// ReadBatch in a loop).
+func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
+	return readEachBatch(c.ReadBatch, msgs, handle)
+}

@@ -118,6 +118,22 @@ type Options struct {
 	// Stats.GSO.
 	GSO bool
 
+	// RawSyscalls makes the batch calls (recvmmsg, sendmmsg, both with
+	// MSG_DONTWAIT, so they never wait) without telling the Go scheduler
+	// that a system call is under way (RawSyscall instead of Syscall).
+	// Normally a call that runs longer than 20 µs, as a sendmmsg does that
+	// delivers its datagrams on a veth or a loopback inside the call, has
+	// its P taken by sysmon and handed to another thread, which wakes a
+	// spinning thread and keeps sysmon polling every 20 µs; for a server
+	// whose loops spend most of their time in such calls, that was 7-10 %
+	// of its CPU (issue 14). With RawSyscalls the loop keeps its P for the
+	// call, as a C program keeps its CPU; the price is that other
+	// goroutines of that P, and a stop-the-world, wait for the call (at
+	// most one batch, well under a millisecond). For processes with one
+	// busy loop per core and little else; waiting for data still goes
+	// through the netpoller. Ignored off Linux and with NoBatch.
+	RawSyscalls bool
+
 	// GRO turns UDP_GRO on, so that the kernel may deliver a burst from one
 	// sender as one read, which ReadBatch splits again (see "Segmentation
 	// offload" in the package doc). It costs 4.1 MiB of spill buffers per
@@ -336,4 +352,18 @@ func gsoRun(msgs []Message, maxSegs, maxSize int) int {
 // a.b.c.d).
 func unmapped(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// readEachBatch is ReadEach as a loop around read (ReadBatch), for the
+// paths that cannot stay inside one wait.
+func readEachBatch(read func([]Message) (int, error), msgs []Message, handle func(n int) error) error {
+	for {
+		n, err := read(msgs)
+		if err != nil {
+			return err
+		}
+		if err := handle(n); err != nil {
+			return err
+		}
+	}
 }

@@ -31,6 +31,7 @@ var modes = []struct {
 	{"gso", Options{RecvBuffer: 1 << 20, GSO: true}},
 	{"gro", Options{RecvBuffer: 1 << 20, GRO: true}},
 	{"gso+gro", Options{RecvBuffer: 1 << 20, GSO: true, GRO: true}},
+	{"raw", Options{RecvBuffer: 1 << 20, RawSyscalls: true}},
 }
 
 // listen opens a loopback socket closed at the end of the test.
@@ -392,5 +393,57 @@ func TestGSORun(t *testing.T) {
 	msgs := []Message{{Buf: make([]byte, 100), N: 100, Addr: a}, {Buf: make([]byte, 50), N: 100, Addr: a}}
 	if got := gsoRun(msgs, 64, maxUDPPayload); got != 1 {
 		t.Errorf("gsoRun with N > len(Buf) = %d, want 1", got)
+	}
+}
+
+// TestReadEach: every datagram reaches handle, in a ping-pong where the
+// next one is sent only once the last was handled (a lost wake-up would
+// stall it, as the read after a short batch is skipped), handle's error
+// ends it, and Close ends it with net.ErrClosed.
+func TestReadEach(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			tx, rx := listen(t, mode.opt), listen(t, mode.opt)
+			watchdog(t, rx, 30*time.Second)
+			out := newMsgs(3, 16)
+			fill(out, 16, rx.LocalAddr(), 0)
+			const rounds = 300
+			got := 0
+			stop := errors.New("enough")
+			next := make(chan struct{}, 1)
+			done := make(chan error, 1)
+			go func() {
+				done <- rx.ReadEach(newMsgs(MaxBatch, 64), func(n int) error {
+					got += n
+					if got%3 == 0 {
+						next <- struct{}{}
+					}
+					if got == 3*rounds {
+						return stop
+					}
+					return nil
+				})
+			}()
+			for range rounds {
+				// Three datagrams, one at a time: some batches are short.
+				for i := range out {
+					if _, err := tx.WriteBatch(out[i : i+1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				<-next
+			}
+			if err := <-done; err != stop {
+				t.Fatalf("ReadEach returned %v, want handle's error", err)
+			}
+			go func() {
+				done <- rx.ReadEach(newMsgs(4, 64), func(int) error { return nil })
+			}()
+			waitParked(t, "udpio.(*Conn).ReadEach")
+			rx.Close()
+			if err := <-done; !errors.Is(err, net.ErrClosed) {
+				t.Errorf("ReadEach after Close returned %v, want net.ErrClosed", err)
+			}
+		})
 	}
 }

@@ -259,8 +259,9 @@ func (c *Conn) readKernel(msgs []Message) int {
 				buf = unsafe.Pointer(&m.Buf[0])
 			}
 			c.rdNameN = unix.SizeofSockaddrInet4
-			// MSG_TRUNC: return the datagram's real length.
-			r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(buf), uintptr(len(m.Buf)),
+			// MSG_TRUNC: return the datagram's real length. A raw
+			// system call, as it never waits (see kickTX).
+			r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(buf), uintptr(len(m.Buf)),
 				unix.MSG_DONTWAIT|unix.MSG_TRUNC, uintptr(unsafe.Pointer(&c.rdName)), uintptr(unsafe.Pointer(&c.rdNameN)))
 			if e == unix.EINTR {
 				continue
@@ -434,6 +435,7 @@ func (c *Conn) flushTX(queued uint32) {
 
 // kernelSend sends payload to dst from addrs[local] through the kernel
 // socket.
+// It is a raw system call, as it never waits (see kickTX).
 func (c *Conn) kernelSend(local int, payload []byte, dst netip.AddrPort) error {
 	c.wrName = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.Addr().As4()}
 	p := (*[2]byte)(unsafe.Pointer(&c.wrName.Port))
@@ -443,7 +445,7 @@ func (c *Conn) kernelSend(local int, payload []byte, dst netip.AddrPort) error {
 		buf = unsafe.Pointer(&payload[0])
 	}
 	for {
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(c.kfds[local]), uintptr(buf), uintptr(len(payload)),
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(c.kfds[local]), uintptr(buf), uintptr(len(payload)),
 			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&c.wrName)), unix.SizeofSockaddrInet4)
 		if e == unix.EINTR {
 			continue

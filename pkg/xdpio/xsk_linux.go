@@ -245,14 +245,20 @@ func (x *xsk) reapCompletions() {
 // completed), ENOBUFS that it is out of buffers: the caller retries a few
 // times and then leaves the rest for the next kick. Other errors are
 // returned.
+//
+// Both kicks are raw system calls (no scheduler bookkeeping): they never
+// wait, but in copy mode a TX kick builds and transmits the whole batch,
+// often for longer than sysmon's 20 µs, and as an ordinary system call its
+// P was then taken and handed to a fresh thread every time, which kept
+// sysmon polling: 7 % of a server's CPU in perf(1) (issue 14).
 func (x *xsk) kickTX() syscall.Errno {
-	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	return e
 }
 
 // kickFill wakes a zero-copy driver that ran out of fill-ring frames.
 func (x *xsk) kickFill() {
-	_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	_, _, _ = unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 }
 
 // statistics reads the kernel's drop counters of the socket.

@@ -17,6 +17,19 @@
 // solicitations) and nothing is sent that it cannot answer, unless its
 // socket buffers are smaller than the window, which Lost then shows.
 //
+// # Paced load
+//
+// With Config.Rate set, the load is open-loop instead: a pacer sends Rate
+// solicitations per second in all, round-robin over the sockets, every
+// PaceTick (a thread sleeping in nanosleep, so the ticks are not rounded to
+// the millisecond the Go scheduler's timers would give), so a server sees a
+// steady stream of a few datagrams at a time from different sockets, as
+// from many independent clients. Answers free their window slot without
+// sending anything; a solicitation due while its socket's window is full is
+// not sent and counted as Deferred (the server is behind). This is how CPU
+// time per answer is compared below saturation, where a server's cost per
+// datagram includes waking up for it.
+//
 // # Validity
 //
 // An answer counts when it comes from the server's address and port, is a
@@ -42,9 +55,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/miredo-go/miredo/pkg/proto"
 	"github.com/miredo-go/miredo/pkg/udpio"
@@ -61,6 +77,17 @@ const (
 
 // MaxSockets bounds Config.Sockets: the socket index is 16 bits of the nonce.
 const MaxSockets = 4096
+
+// MaxRate bounds Config.Rate (solicitations per second).
+const MaxRate = 10_000_000
+
+// PaceTick is how often the pacer of a paced load sends what is due.
+const PaceTick = 100 * time.Microsecond
+
+// MaxPacedWindow bounds Config.Window of a paced load, where the window
+// only has to hold what is in flight (rate × round trip) plus a burst after
+// the pacer was held up: a single socket at 50k/s needs more than 64.
+const MaxPacedWindow = 1024
 
 // MaxWindow bounds Config.Window: a window larger than a batch brings nothing
 // a larger socket count would not.
@@ -80,7 +107,7 @@ type Config struct {
 	// "client" to the server (default DefaultSockets, at most MaxSockets).
 	Sockets int
 	// Window is the number of solicitations each socket keeps in flight
-	// (default DefaultWindow, at most MaxWindow).
+	// (default DefaultWindow, at most MaxWindow, or MaxPacedWindow paced).
 	Window int
 	// Timeout is how long a solicitation waits for its answer before it
 	// counts as lost and its slot sends a fresh one (default DefaultTimeout).
@@ -89,6 +116,9 @@ type Config struct {
 	MaxSent uint64
 	// MaxDuration caps a run's length (default DefaultMaxDuration).
 	MaxDuration time.Duration
+	// Rate, if positive, makes the load paced at Rate solicitations per
+	// second in all (see "Paced load"); 0 is closed-loop.
+	Rate float64
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -114,12 +144,14 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("loadgen: no source addresses")
 	case c.Sockets < 1 || c.Sockets > MaxSockets:
 		return c, fmt.Errorf("loadgen: %d sockets: want 1 to %d", c.Sockets, MaxSockets)
-	case c.Window < 1 || c.Window > MaxWindow:
-		return c, fmt.Errorf("loadgen: window %d: want 1 to %d", c.Window, MaxWindow)
+	case c.Window < 1 || c.Rate == 0 && c.Window > MaxWindow || c.Window > MaxPacedWindow:
+		return c, fmt.Errorf("loadgen: window %d: want 1 to %d (%d paced)", c.Window, MaxWindow, MaxPacedWindow)
 	case c.Timeout < time.Millisecond:
 		return c, fmt.Errorf("loadgen: timeout %v: want at least 1ms", c.Timeout)
 	case c.MaxDuration < 0 || c.MaxSent > 1<<62:
 		return c, errors.New("loadgen: negative duration or absurd count")
+	case c.Rate < 0 || c.Rate > MaxRate:
+		return c, fmt.Errorf("loadgen: rate %v: want 0 (closed loop) to %v", c.Rate, MaxRate)
 	}
 	for _, a := range c.Sources {
 		if !a.Is4() || a.IsUnspecified() {
@@ -146,6 +178,9 @@ type Counters struct {
 	// SendErrors counts solicitations the kernel refused; their slots
 	// expire like lost ones.
 	SendErrors uint64
+	// Deferred counts solicitations a paced load did not send because
+	// their socket's window was full.
+	Deferred uint64
 	// RTT is the sum of the round-trip times of the answered ones.
 	RTT time.Duration
 }
@@ -155,7 +190,7 @@ func (c Counters) Sub(o Counters) Counters {
 	return Counters{
 		Sent: c.Sent - o.Sent, Answered: c.Answered - o.Answered, Late: c.Late - o.Late,
 		Invalid: c.Invalid - o.Invalid, Lost: c.Lost - o.Lost, SendErrors: c.SendErrors - o.SendErrors,
-		RTT: c.RTT - o.RTT,
+		Deferred: c.Deferred - o.Deferred, RTT: c.RTT - o.RTT,
 	}
 }
 
@@ -190,8 +225,8 @@ type flow struct {
 	slots []slot
 	seq   uint32
 
-	sent, answered, late, invalid, lost, sendErrors, rtt atomic.Uint64
-	_                                                    [64]byte // keep flows' counters apart
+	sent, answered, late, invalid, lost, sendErrors, deferred, rtt atomic.Uint64
+	_                                                              [64]byte // keep flows' counters apart
 }
 
 // slot is one place in a socket's window.
@@ -249,6 +284,7 @@ func (g *Generator) Counters() Counters {
 		c.Invalid += f.invalid.Load()
 		c.Lost += f.lost.Load()
 		c.SendErrors += f.sendErrors.Load()
+		c.Deferred += f.deferred.Load()
 		c.RTT += time.Duration(f.rtt.Load())
 	}
 	return c
@@ -275,10 +311,20 @@ func (g *Generator) Run(ctx context.Context) error {
 			f.readLoop()
 		}()
 	}
-	// Fill every window, then keep the slots of lost solicitations busy.
+	// Closed loop: fill every window, then keep the slots of lost
+	// solicitations busy. Paced: the pacer sends, lost slots are freed.
 	out := newRSBatch(g.cfg.Window)
-	for _, f := range g.flows {
-		f.refill(out, func(s *slot) bool { return !s.busy }, false)
+	paced := g.cfg.Rate > 0
+	if paced {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.pace(ctx)
+		}()
+	} else {
+		for _, f := range g.flows {
+			f.refill(out, func(s *slot) bool { return !s.busy }, false, true)
+		}
 	}
 	tick := time.NewTicker(max(g.cfg.Timeout/4, time.Millisecond))
 	defer tick.Stop()
@@ -289,7 +335,7 @@ func (g *Generator) Run(ctx context.Context) error {
 		case <-tick.C:
 			now := g.now()
 			for _, f := range g.flows {
-				f.refill(out, func(s *slot) bool { return s.busy && now-s.sentAt > g.cfg.Timeout }, true)
+				f.refill(out, func(s *slot) bool { return s.busy && now-s.sentAt > g.cfg.Timeout }, true, !paced)
 			}
 			done = g.budget.Load() <= 0 && g.inflight.Load() == 0
 		}
@@ -324,9 +370,9 @@ func newRSBatch(n int) []udpio.Message {
 const nonceOffset = 4
 
 // refill gives up the slots pick selects (counting them lost when expired
-// is set), restarts as many as the budget allows with fresh nonces, and
-// sends them from out.
-func (f *flow) refill(out []udpio.Message, pick func(*slot) bool, expired bool) {
+// is set) and, with restart, restarts as many as the budget allows with
+// fresh nonces and sends them from out.
+func (f *flow) refill(out []udpio.Message, pick func(*slot) bool, expired, restart bool) {
 	g := f.g
 	f.mu.Lock()
 	now := g.now()
@@ -346,6 +392,9 @@ func (f *flow) refill(out []udpio.Message, pick func(*slot) bool, expired bool) 
 			}
 		}
 		free = append(free, i)
+	}
+	if !restart {
+		free = free[:0]
 	}
 	k := g.take(len(free))
 	for j, i := range free[:k] {
@@ -381,6 +430,73 @@ func (f *flow) send(msgs []udpio.Message) {
 	if sent < len(msgs) {
 		f.sendErrors.Add(uint64(len(msgs) - sent))
 	}
+}
+
+// pace sends the paced load until ctx ends or the budget is spent: every
+// PaceTick, what is due by then, one solicitation per socket in turn. It
+// sleeps on its own thread in nanosleep, whose wake-ups are as fine as the
+// kernel's timers; Go's timers would round a sleep under a millisecond up
+// to one, turning the stream into bursts a batching server would like.
+func (g *Generator) pace(ctx context.Context) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	outs := make([][]udpio.Message, len(g.flows))
+	for i := range outs {
+		outs[i] = newRSBatch(g.cfg.Window)
+	}
+	var offered uint64
+	next := 0 // the socket the next solicitation goes to
+	tick := unix.NsecToTimespec(int64(PaceTick))
+	for ctx.Err() == nil && g.budget.Load() > 0 {
+		due := uint64(g.now().Seconds()*g.cfg.Rate) - offered
+		if due > 0 {
+			// Spread the due ones over the sockets: each gets its
+			// share, the remainder going on in turn.
+			nf := uint64(len(g.flows))
+			for i, f := range g.flows {
+				n := due / nf
+				if (uint64(i)+nf-uint64(next))%nf < due%nf {
+					n++
+				}
+				if n > 0 {
+					f.paced(outs[i], n)
+				}
+			}
+			next = int((uint64(next) + due) % nf)
+			offered += due
+		}
+		_ = unix.Nanosleep(&tick, nil)
+	}
+}
+
+// paced arms and sends n solicitations in free slots of f's window, as far
+// as the budget allows; those that find no free slot are counted as
+// deferred.
+func (f *flow) paced(out []udpio.Message, n uint64) {
+	g := f.g
+	f.mu.Lock()
+	now := g.now()
+	k, spent := 0, false
+	for i := range f.slots {
+		if uint64(k) == n {
+			break
+		}
+		if f.slots[i].busy {
+			continue
+		}
+		if g.take(1) == 0 {
+			spent = true
+			break
+		}
+		f.arm(i, now, out[k].Buf[nonceOffset:nonceOffset+proto.NonceLen])
+		out[k].Addr = g.cfg.Server
+		k++
+	}
+	f.mu.Unlock()
+	if !spent {
+		f.deferred.Add(n - uint64(k))
+	}
+	f.send(out[:k])
 }
 
 // answerBufSize holds a router advertisement (117 bytes as Miredo and we
@@ -432,6 +548,9 @@ func (f *flow) readLoop() {
 				freed[nf] = slot
 				nf++
 			}
+		}
+		if g.cfg.Rate > 0 {
+			nf = 0 // paced: the pacer sends
 		}
 		k := g.take(nf)
 		for j, i := range freed[:k] {

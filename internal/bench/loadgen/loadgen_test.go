@@ -225,8 +225,11 @@ func TestConfigChecks(t *testing.T) {
 		{"wildcard source", Config{Server: srv, Sources: []netip.Addr{netip.IPv4Unspecified()}}},
 		{"too many sockets", Config{Server: srv, Sources: src, Sockets: MaxSockets + 1}},
 		{"window too large", Config{Server: srv, Sources: src, Window: MaxWindow + 1}},
+		{"paced window too large", Config{Server: srv, Sources: src, Window: MaxPacedWindow + 1, Rate: 1000}},
 		{"negative window", Config{Server: srv, Sources: src, Window: -1}},
 		{"tiny timeout", Config{Server: srv, Sources: src, Timeout: time.Microsecond}},
+		{"negative rate", Config{Server: srv, Sources: src, Rate: -1}},
+		{"absurd rate", Config{Server: srv, Sources: src, Rate: MaxRate * 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,6 +246,49 @@ func TestTake(t *testing.T) {
 	for _, tt := range []struct{ ask, want int }{{2, 2}, {2, 2}, {4, 1}, {3, 0}, {0, 0}} {
 		if got := g.take(tt.ask); got != tt.want {
 			t.Errorf("take(%d) = %d, want %d", tt.ask, got, tt.want)
+		}
+	}
+}
+
+// TestPaced checks the open-loop mode: every solicitation answered, none
+// deferred, and the budget spread over the run at the rate (not sent at
+// once, as the closed loop would).
+func TestPaced(t *testing.T) {
+	const sent, rate = 1000, 10_000.0
+	r := startResponder(t, func(_ int, rs []byte, from netip.AddrPort, srv netip.Addr) ([][]byte, bool) {
+		return [][]byte{ra(rs, from, srv)}, false
+	})
+	g, err := Open(Config{
+		Server:  r.conn.LocalAddr(),
+		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+		Sockets: 3, Window: MaxPacedWindow, Timeout: time.Second, Rate: rate,
+		MaxSent: sent, MaxDuration: 20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := g.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The pacer cannot have sent the budget faster than the rate allows.
+	if d, least := time.Since(start), time.Duration(float64(sent)/rate*float64(time.Second)); d < least {
+		t.Errorf("%d solicitations at %v/s took %v, less than %v", sent, rate, d, least)
+	}
+	c := g.Counters()
+	if c.Sent != sent || c.Answered != sent || c.Deferred != 0 || c.Invalid != 0 {
+		t.Errorf("%+v: want %d sent and answered, none deferred", c, sent)
+	}
+	per := make([]uint64, len(g.flows))
+	for i, f := range g.flows {
+		per[i] = f.sent.Load()
+	}
+	// Round-robin, but the tick that spends the budget may end before
+	// reaching every socket: allow a tick's worth after a slow wake-up.
+	for _, n := range per {
+		if n < sent/3-sent/20 || n > sent/3+sent/20 {
+			t.Errorf("per-socket counts %v: want the load spread evenly", per)
+			break
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -26,23 +27,33 @@ import (
 type Options struct {
 	Duration, Warmup time.Duration
 	Rounds           int
-	// Sockets, Window: the load generator's (see loadgen.Config).
-	Sockets, Window int
-	// Sources is how many IPv4 addresses the generator sends from.
-	Sources int
-	// Ours is our server's binary; empty builds it.
-	Ours string
-	// Only lists the targets to run, by name, comma-separated; empty runs all.
+	// Shapes lists the load shapes, "SOCKETSxADDRESSES,..." (see shape).
+	Shapes string
+	// Loads lists the loads of each shape: "sat" and percentages of the
+	// reference server's saturated rate (see load).
+	Loads string
+	// Window is the closed-loop window per client socket; 0 picks one
+	// per shape (see window).
+	Window int
+	// Ours is our server's binary; empty builds it. OursB is a second
+	// build of ours, run as target "ours-b", for A/B comparisons of a
+	// change in the same rounds.
+	Ours, OursB string
+	// Only lists the targets to run, by name, comma-separated; empty runs
+	// ours, ours --xdp and Miredo (and ours-b when OursB is set).
 	Only string
 	// Prefix names the lab's namespaces.
 	Prefix string
 	// ProfileDir, if set, receives a perf(1) recording of each measured
 	// interval.
 	ProfileDir string
-	// ThreadWire moves the lab's veth delivery out of the senders' system
-	// calls into kernel threads (see threadWire).
-	ThreadWire bool
-	Log        *slog.Logger
+	// Wire says how the lab's veths deliver (see threadWire): "sender"
+	// (in the sender's system call), "thread" (in NAPI kernel threads), or
+	// "both": every load in sender mode, then saturation again in thread
+	// mode, where each server pays only for its own system calls, as it
+	// would with a NIC.
+	Wire string
+	Log  *slog.Logger
 }
 
 // target is one server configuration to measure.
@@ -50,13 +61,20 @@ type target struct {
 	name   string
 	miredo bool     // Debian's miredo-server instead of ours
 	args   []string // extra flags for ours
+	b      bool     // Options.OursB instead of Options.Ours
+	xdp    bool     // with --xdp on the server host's interface
 }
 
-// targets are measured in this order in every round.
+// targets are what -only picks from; a round measures them in this order,
+// rotated by one each round so that none always runs first.
 var targets = []target{
 	{name: "ours"},
+	{name: "ours --xdp", xdp: true},
+	{name: "ours-b", b: true},
+	{name: "ours-b --xdp", b: true, xdp: true},
 	{name: "ours --no-batch", args: []string{"--no-batch"}},
 	{name: "ours --sockets 1", args: []string{"--sockets", "1"}},
+	{name: "ours --sockets 2", args: []string{"--sockets", "2"}},
 	{name: "miredo-server 1.2.6", miredo: true},
 }
 
@@ -69,10 +87,14 @@ func targetNames() []string {
 }
 
 // selectTargets picks the targets named in only (names without spaces, as
-// targetNames gives them).
-func selectTargets(only string) ([]target, error) {
+// targetNames gives them); empty means ours, ours --xdp and Miredo, and
+// ours-b with b.
+func selectTargets(only string, b bool) ([]target, error) {
 	if only == "" {
-		return targets, nil
+		only = "ours,ours--xdp,miredo-server1.2.6"
+		if b {
+			only = "ours,ours-b,ours--xdp,miredo-server1.2.6"
+		}
 	}
 	names := targetNames()
 	var out []target
@@ -81,16 +103,35 @@ func selectTargets(only string) ([]target, error) {
 		if i < 0 {
 			return nil, usagef("-only: no server %q (have %s)", want, strings.Join(names, ","))
 		}
+		if targets[i].b && !b {
+			return nil, usagef("-only: %s needs -b BINARY", names[i])
+		}
 		out = append(out, targets[i])
 	}
 	return out, nil
 }
 
+// reference is the target the ratios and the paced rates are relative to:
+// Miredo when selected, else the first.
+func reference(sel []target) target {
+	for _, t := range sel {
+		if t.miredo {
+			return t
+		}
+	}
+	return sel[0]
+}
+
 // Sample is one measured interval of one server.
 type Sample struct {
 	Target string
-	Wall   time.Duration
-	Load   loadgen.Counters
+	Round  int
+	Shape  shape
+	Load   load
+	// Rate is the paced load's offered rate (0 for saturation).
+	Rate     float64
+	Wall     time.Duration
+	Counters loadgen.Counters
 	// ServerCPU is the server's process tree's CPU time; GenCPU this
 	// process's (the generator, mostly); Machine the whole machine's.
 	ServerCPU, GenCPU proccpu.Times
@@ -101,10 +142,19 @@ type Sample struct {
 // host (its own is 192.0.2.30); the lab's topology leaves .100-.163 free.
 var extraSourceBase = netip.MustParseAddr("192.0.2.100")
 
-// Run builds a lab, measures every selected server Rounds times, prints the
-// table to out and removes the lab. It returns the samples.
+// Run builds a lab, measures every selected server on every shape and load
+// Rounds times, prints the tables to out and removes the lab. It returns
+// the samples.
 func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
-	sel, err := selectTargets(opt.Only)
+	sel, err := selectTargets(opt.Only, opt.OursB != "")
+	if err != nil {
+		return nil, err
+	}
+	shapes, err := parseShapes(opt.Shapes)
+	if err != nil {
+		return nil, err
+	}
+	loads, err := parseLoads(opt.Loads)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +165,8 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 		return nil, usagef("-warmup %v: want 0 to 1m", opt.Warmup)
 	case opt.Rounds < 1 || opt.Rounds > 20:
 		return nil, usagef("-rounds %d: want 1 to 20", opt.Rounds)
-	case opt.Sources < 1 || opt.Sources > 64:
-		return nil, usagef("-sources %d: want 1 to 64", opt.Sources)
+	case opt.Window < 0 || opt.Window > loadgen.MaxWindow:
+		return nil, usagef("-window %d: want 0 (per shape) to %d", opt.Window, loadgen.MaxWindow)
 	}
 	if reason := lab.Missing(); reason != "" {
 		return nil, fmt.Errorf("lab: %s", reason)
@@ -127,14 +177,22 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	passes, err := wirePasses(opt.Wire, loads)
+	if err != nil {
+		return nil, err
+	}
 	// Everything below is bounded: each run by its own deadline, the whole
 	// by this one.
+	runs := 0
+	for _, p := range passes {
+		runs += opt.Rounds * len(sel) * len(shapes) * len(p.loads)
+	}
 	perRun := opt.Warmup + opt.Duration + time.Minute
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(opt.Rounds*len(sel))*perRun)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(runs)*perRun)
 	defer cancel()
 
 	ours := opt.Ours
-	if ours == "" && slices.ContainsFunc(sel, func(t target) bool { return !t.miredo }) {
+	if ours == "" && slices.ContainsFunc(sel, func(t target) bool { return !t.miredo && !t.b }) {
 		dir, err := os.MkdirTemp("", "serverbench-")
 		if err != nil {
 			return nil, err
@@ -144,7 +202,48 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 			return nil, err
 		}
 	}
+	fmt.Fprintf(out, "serverbench: %d rounds, %v per run after %v warm-up, %d cores; load shapes are client sockets × source addresses\n",
+		opt.Rounds, opt.Duration, opt.Warmup, runtime.NumCPU())
+	var all []Sample
+	for _, p := range passes {
+		samples, err := runPass(ctx, opt, p, sel, shapes, ours, out)
+		all = append(all, samples...)
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
 
+// pass is one lab with one kind of wire and the loads run on it.
+type pass struct {
+	thread bool
+	loads  []load
+}
+
+func (p pass) String() string {
+	if p.thread {
+		return "veth delivery in NAPI kernel threads (-wire thread: each server pays only for its own system calls, as with a NIC)"
+	}
+	return "veth delivery in the sender's system call (-wire sender: a server also pays for the client side's receive path)"
+}
+
+// wirePasses turns -wire into passes.
+func wirePasses(wire string, loads []load) ([]pass, error) {
+	switch wire {
+	case "sender":
+		return []pass{{false, loads}}, nil
+	case "thread":
+		return []pass{{true, loads}}, nil
+	case "both", "":
+		return []pass{{false, loads}, {true, []load{{0}}}}, nil
+	}
+	return nil, usagef("-wire %q: want sender, thread or both", wire)
+}
+
+// runPass builds a lab with p's wire, measures every target on every shape
+// and p's loads Rounds times, prints the report and removes the lab.
+func runPass(ctx context.Context, opt Options, p pass, sel []target, shapes []shape, ours string, out io.Writer) ([]Sample, error) {
 	l, err := lab.Build(ctx, lab.Options{Prefix: opt.Prefix, Logger: opt.Log})
 	if err != nil {
 		return nil, err
@@ -159,32 +258,53 @@ func Run(ctx context.Context, opt Options, out io.Writer) ([]Sample, error) {
 			fmt.Fprintf(out, "serverbench: the servers' logs are kept in %s\n", kept)
 		}
 	}()
-	sources, err := addSources(ctx, l.Host(lab.Pub), opt.Sources)
+	most := 1
+	for _, sh := range shapes {
+		most = max(most, sh.sources)
+	}
+	sources, err := addSources(ctx, l.Host(lab.Pub), most)
 	if err != nil {
 		return nil, err
 	}
-	wire := "veth delivery in the sender's system call"
-	if opt.ThreadWire {
+	if p.thread {
 		if err := threadWire(ctx, l); err != nil {
 			return nil, err
 		}
-		wire = "veth delivery in NAPI kernel threads"
 	}
 	b := &bench{opt: opt, lab: l, ours: ours, sources: sources}
-	fmt.Fprintf(out, "serverbench: %d rounds × %d servers, %v each after %v warm-up; load: %d sockets on %d addresses, window %d (%d in flight); %s\n",
-		opt.Rounds, len(sel), opt.Duration, opt.Warmup, opt.Sockets, len(sources), opt.Window, opt.Sockets*opt.Window, wire)
+	ref := reference(sel)
+	fmt.Fprintf(out, "\n## %s\n", p)
 	var samples []Sample
 	for round := range opt.Rounds {
-		for _, t := range sel {
-			s, err := b.measure(ctx, t, round)
-			if err != nil {
-				return samples, fmt.Errorf("%s (round %d): %w", t.name, round+1, err)
+		// Rotate the order each round, so that drift in the machine's
+		// other load does not always favour the same server.
+		order := append(slices.Clone(sel[round%len(sel):]), sel[:round%len(sel)]...)
+		for _, sh := range shapes {
+			var peak float64 // the reference's saturated rate this round
+			for _, ld := range p.loads {
+				rate := 0.0
+				if ld.pct > 0 {
+					if peak == 0 {
+						return samples, fmt.Errorf("%v: %s answered nothing at saturation", sh, ref.name)
+					}
+					rate = peak * float64(ld.pct) / 100
+				}
+				for _, t := range order {
+					s, err := b.measure(ctx, t, round, sh, ld, rate)
+					if err != nil {
+						return samples, fmt.Errorf("%s, %v, %v (round %d): %w", t.name, sh, ld, round+1, err)
+					}
+					opt.Log.Info("measured", "server", t.name, "round", round+1, "shape", sh.String(), "load", ld.short(),
+						"thread_wire", p.thread, "answered_per_s", answeredRate(s), "per_cpu_s", perCPUSecond(s))
+					if ld.pct == 0 && t.name == ref.name {
+						peak = answeredRate(s)
+					}
+					samples = append(samples, s)
+				}
 			}
-			opt.Log.Info("measured", "server", t.name, "round", round+1, "answered_per_s", rate(s))
-			samples = append(samples, s)
 		}
 	}
-	writeTable(out, sel, samples)
+	writeReport(out, sel, ref, shapes, p.loads, samples)
 	failed = false
 	return samples, nil
 }
@@ -223,11 +343,13 @@ type bench struct {
 	sources []netip.Addr
 }
 
-// measure runs one server, loads it, and samples the measured interval.
-func (b *bench) measure(ctx context.Context, t target, round int) (Sample, error) {
+// measure runs one server, loads it with shape sh (closed-loop, or paced
+// at rate), and samples the measured interval.
+func (b *bench) measure(ctx context.Context, t target, round int, sh shape, ld load, rate float64) (Sample, error) {
 	srvHost := b.lab.Host(lab.Server)
 	primary := netip.AddrPortFrom(srvHost.IPv4(), proto.Port)
-	name := fmt.Sprintf("%s-r%d", strings.ReplaceAll(t.name, " ", ""), round+1)
+	name := fmt.Sprintf("%s-%dx%d-%s-r%d", strings.ReplaceAll(t.name, " ", ""), sh.sockets, sh.sources,
+		strings.TrimSuffix(ld.short(), "%"), round+1)
 	ctx, cancel := context.WithTimeout(ctx, b.opt.Warmup+b.opt.Duration+time.Minute)
 	defer cancel()
 	if err := waitPortFree(ctx, srvHost, proto.Port); err != nil {
@@ -249,10 +371,14 @@ func (b *bench) measure(ctx context.Context, t target, round int) (Sample, error
 	var g *loadgen.Generator
 	err = b.lab.Host(lab.Pub).Do(func() error {
 		var err error
-		g, err = loadgen.Open(loadgen.Config{
-			Server: primary, Sources: b.sources, Sockets: b.opt.Sockets, Window: b.opt.Window,
+		cfg := loadgen.Config{
+			Server: primary, Sources: b.sources[:sh.sources], Sockets: sh.sockets, Window: window(sh, b.opt.Window),
 			MaxDuration: b.opt.Warmup + b.opt.Duration + 10*time.Second,
-		})
+		}
+		if rate > 0 {
+			cfg.Rate, cfg.Window = rate, pacedWindow(sh)
+		}
+		g, err = loadgen.Open(cfg)
 		return err
 	})
 	if err != nil {
@@ -298,8 +424,12 @@ func (b *bench) measure(ctx context.Context, t target, round int) (Sample, error
 	}
 	return Sample{
 		Target:    t.name,
+		Round:     round,
+		Shape:     sh,
+		Load:      ld,
+		Rate:      rate,
 		Wall:      after.at.Sub(before.at),
-		Load:      after.load.Sub(before.load),
+		Counters:  after.load.Sub(before.load),
 		ServerCPU: after.tree.Since(before.tree),
 		GenCPU:    after.self.Sub(before.self),
 		Machine:   after.machine.Sub(before.machine),
@@ -317,7 +447,14 @@ func (b *bench) startServer(ctx context.Context, t target, name string) (*lab.Pr
 	}
 	// The load comes from one /24: the per-/24 send limit, which Miredo
 	// does not have, is off so that capacity is what gets measured.
-	argv := append([]string{b.ours, "-c", conf, "-p", filepath.Join(b.lab.LogDir, name+".pid"), "--rate-limit", "0"}, t.args...)
+	bin := b.ours
+	if t.b {
+		bin = b.opt.OursB
+	}
+	argv := append([]string{bin, "-c", conf, "-p", filepath.Join(b.lab.LogDir, name+".pid"), "--rate-limit", "0"}, t.args...)
+	if t.xdp {
+		argv = append(argv, "--xdp", h.Ifname)
+	}
 	return b.lab.Start(ctx, h, name, argv...)
 }
 

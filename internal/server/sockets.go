@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+
+package server
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/miredo-go/miredo/pkg/udpio"
+)
+
+// defaultSockets is how many SO_REUSEPORT sockets each server address
+// gets when Config.Sockets is 0: one per two usable cores, at least one,
+// at most udpio.MaxGroup.
+//
+// Why not one per core: every datagram the server answers costs as much
+// kernel time outside the server's loops as inside them (the receive path
+// in softirq on the core the interface interrupts, the send path finishing
+// on the wire), so loops on every core only compete with that work. On the
+// 2-core lab (issue 14), two sockets per address cost 10-13 % more CPU per
+// answer than one: with the load split over two loops, each loop wakes for
+// half the datagrams, batches shrink, and two server threads and the
+// senders' threads take turns on two cores. Half the cores keeps the
+// loops' batches full and leaves the rest to the kernel; --sockets
+// overrides it.
+func defaultSockets() int {
+	return min(max(runtime.GOMAXPROCS(0)/2, 1), udpio.MaxGroup)
+}
+
+// socketOptions are the options of the server's UDP sockets.
+//
+// RawSyscalls: the loops spend most of their time in sendmmsg, and on a
+// veth or a fast NIC driver a batch takes tens to hundreds of
+// microseconds in the kernel; as ordinary system calls, sysmon took the
+// loop's P during each one and handed it to a fresh spinning thread, and
+// stayed awake every 20 µs doing so: 7-10 % of the server's CPU in
+// perf(1) profiles (runtime.sysmon, runtime.usleep, handoffp/startm), which
+// is most of what the server spent beyond Miredo's single-threaded loop.
+// The batch calls never wait (MSG_DONTWAIT): waiting is the netpoller's.
+func socketOptions(noBatch bool) udpio.Options {
+	return udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: noBatch, RawSyscalls: true}
+}
+
+// eachReader is a socket that hands batches over in one call
+// (udpio.Conn.ReadEach), which after a batch that emptied the queue waits
+// for more instead of reading nothing: below saturation, where the loops
+// wake for a datagram or two, that is one system call in three saved.
+type eachReader interface {
+	ReadEach(msgs []udpio.Message, handle func(n int) error) error
+}
+
+// closeConns closes the sockets all at once. A loop handles its batches
+// inside ReadEach, and closing its socket waits for that to return; one
+// socket's loop may be writing to the other address's socket, blocked
+// while that socket's buffer is full, until it too is closed: closed one
+// after the other, the first Close could wait for the second forever.
+func closeConns(conns [2][]udpio.PacketConn) {
+	var wg sync.WaitGroup
+	for _, cs := range conns {
+		for _, c := range cs {
+			wg.Go(func() { c.Close() })
+		}
+	}
+	wg.Wait()
+}
