@@ -393,7 +393,9 @@ func (m *Machine) Resolved(now time.Time, primary, secondary netip.Addr, err err
 		primary, secondary, err = checkServers(primary, secondary)
 	}
 	if err != nil {
-		m.log.Error("cannot use the Teredo server", "err", err)
+		// A warning, not an error: the client retries (goOffline says
+		// when), and at boot the resolver is often not reachable yet.
+		m.log.Warn("cannot use the Teredo server", "err", err)
 		m.goOffline(now, a)
 		return
 	}
