@@ -135,7 +135,7 @@ func TestAddressPlanInDocumentationRanges(t *testing.T) {
 			}
 		}
 	}
-	for _, h := range hostSpecs() {
+	for _, h := range fleetSpecs() {
 		for _, p := range append(append([]netip.Prefix{}, h.v4...), h.v6...) {
 			ok := inAny(internet, p.Addr()) || (lanHosts[h.name] && pfx("10.0.0.0/8").Contains(p.Addr()))
 			if !ok {
@@ -160,7 +160,7 @@ func inAny(ps []netip.Prefix, a netip.Addr) bool {
 }
 
 func TestIPScripts(t *testing.T) {
-	scripts := ipScripts(func(h string) string { return "x-" + h })
+	scripts := ipScripts(func(h string) string { return "x-" + h }, false)
 	if len(scripts) != len(hostSpecs()) || scripts[0].host != Router {
 		t.Fatalf("want one script per host, router first; got %d", len(scripts))
 	}
