@@ -83,33 +83,61 @@ func logSeries(t *testing.T, what string, event time.Time, down, up failover.Ser
 	}
 }
 
+// event is a signal sent to the relay carrying a client's traffic while
+// it pings the native host both ways, and what the router did.
+type event struct {
+	ctx            context.Context
+	f              *failover.Fleet
+	carrier, other *failover.Relay
+	pings          *failover.Both
+	// otherBefore is the other relay's packet count before the signal.
+	otherBefore   uint64
+	at, withdrawn time.Time
+}
+
+// signalCarrier starts a fleet, pings both ways, sends sig to the relay
+// carrying the pings and waits until the router routes through the other
+// relay only.
+func signalCarrier(t *testing.T, sig syscall.Signal) event {
+	t.Helper()
+	ctx, f, c, carrier := startFleet(t)
+	e := event{ctx: ctx, f: f, carrier: carrier, other: f.Other(carrier)}
+	var err error
+	if e.pings, err = f.PingBoth(c, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	recovered(ctx, t, e.pings, time.Now())
+	e.otherBefore = e.other.Packets(ctx)
+	e.at = time.Now()
+	if err := syscall.Kill(carrier.Proc.Pid(), sig); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitRelays(ctx, e.other); err != nil {
+		t.Fatal(err)
+	}
+	e.withdrawn = time.Now()
+	t.Logf("route withdrawn %v after %v", e.withdrawn.Sub(e.at).Round(time.Millisecond), sig)
+	return e
+}
+
+// moved checks that the other relay handled packets after the event.
+func (e event) moved(t *testing.T) {
+	t.Helper()
+	if got := e.other.Packets(e.ctx); got <= e.otherBefore {
+		t.Errorf("%s handled %d packets before the event and %d after: the traffic did not move there", e.other.Host.Name, e.otherBefore, got)
+	}
+}
+
 // TestFailoverKill: the relay carrying a client's traffic is killed
 // (SIGKILL); its announce interface goes with it, the router withdraws its
 // path, and the traffic both ways flows through the other relay.
 func TestFailoverKill(t *testing.T) {
-	ctx, f, c, carrier := startFleet(t)
-	other := f.Other(carrier)
-	both, err := f.PingBoth(c, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recovered(ctx, t, both, time.Now())
-	otherBefore := other.Packets(ctx)
-	kill := time.Now()
-	if err := syscall.Kill(carrier.Proc.Pid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitRelays(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("route withdrawn %v after the kill", time.Since(kill).Round(time.Millisecond))
-	recovered(ctx, t, both, time.Now())
+	e := signalCarrier(t, syscall.SIGKILL)
+	recovered(e.ctx, t, e.pings, time.Now())
 	time.Sleep(200 * time.Millisecond) // a few pings through the new path
-	down, up := both.Stop()
-	logSeries(t, "relay killed", kill, down, up)
-	if got := other.Packets(ctx); got <= otherBefore {
-		t.Errorf("%s handled %d packets before the kill and %d after: the traffic did not move there", other.Host.Name, otherBefore, got)
-	}
+	down, up := e.pings.Stop()
+	logSeries(t, "relay killed", e.at, down, up)
+	e.moved(t)
 }
 
 // TestFailoverDrain: the relay carrying a client's traffic is asked to
@@ -117,43 +145,26 @@ func TestFailoverKill(t *testing.T) {
 // on forwarding for its drain time, then exits cleanly, and the traffic
 // both ways flows through the other relay.
 func TestFailoverDrain(t *testing.T) {
-	ctx, f, c, carrier := startFleet(t)
-	other := f.Other(carrier)
-	both, err := f.PingBoth(c, 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recovered(ctx, t, both, time.Now())
-	term := time.Now()
-	if err := syscall.Kill(carrier.Proc.Pid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.WaitRelays(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	withdrawn := time.Now()
-	if err := carrier.Proc.Err(); err != nil {
-		t.Fatalf("the relay had exited when its route went: %v", err)
-	}
+	e := signalCarrier(t, syscall.SIGTERM)
 	select {
-	case <-carrier.Proc.Done():
-		t.Fatalf("the relay had exited when its route went")
+	case <-e.carrier.Proc.Done():
+		t.Fatalf("the relay had exited when its route went: %v", e.carrier.Proc.Err())
 	default:
 	}
-	t.Logf("route withdrawn %v after SIGTERM, the relay still running", withdrawn.Sub(term).Round(time.Millisecond))
 	select {
-	case <-carrier.Proc.Done():
+	case <-e.carrier.Proc.Done():
 	case <-time.After(failover.DrainTime + 10*time.Second):
-		t.Fatalf("the relay still runs %v after SIGTERM", time.Since(term))
+		t.Fatalf("the relay still runs %v after SIGTERM", time.Since(e.at))
 	}
 	exited := time.Now()
-	if err := carrier.Proc.Err(); err != nil {
+	if err := e.carrier.Proc.Err(); err != nil {
 		t.Errorf("the relay exited with %v, want status 0", err)
 	}
-	if d := exited.Sub(term); d < failover.DrainTime {
+	if d := exited.Sub(e.at); d < failover.DrainTime {
 		t.Errorf("the relay exited %v after SIGTERM, before its drain time %v", d, failover.DrainTime)
 	}
-	recovered(ctx, t, both, exited)
-	down, up := both.Stop()
-	logSeries(t, "relay drained", term, down, up)
+	recovered(e.ctx, t, e.pings, exited)
+	down, up := e.pings.Stop()
+	logSeries(t, "relay drained", e.at, down, up)
+	e.moved(t)
 }

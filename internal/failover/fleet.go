@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miredo-go/miredo/internal/lab"
@@ -233,39 +234,87 @@ func (r *Relay) Packets(ctx context.Context) uint64 {
 	return rep.Counters.Engine["from_tunnel"] + rep.Counters.Engine["from_udp"]
 }
 
-// Carrier finds the relay that carries the traffic between the native
-// host and c: the one whose packet count grows while a burst of pings
-// runs both ways between them.
+// Carrier is the relay that carries the traffic between the native host
+// and c: the router's multipath choice for the native host's packets to
+// c, once c follows it too (a client answers through the relay the native
+// host's packets come from, after a connectivity test). It is the only
+// relay whose packet count grows while pings go both ways, twice in a
+// row. (The router's own answer, ip route get, does not always agree with
+// its forwarding.)
 func (f *Fleet) Carrier(ctx context.Context, c *Client) (*Relay, error) {
+	var last *Relay
+	for range 20 {
+		grew, err := f.carriers(ctx, func() error { return f.Warm(ctx, c) })
+		if err != nil {
+			return nil, err
+		}
+		if len(grew) == 1 && grew[0] == last {
+			return last, nil
+		}
+		last = nil
+		if len(grew) == 1 {
+			last = grew[0]
+		}
+	}
+	return nil, fmt.Errorf("the traffic with %s does not settle on one relay", c.Host.Name)
+}
+
+// carriers lists the relays whose packet count grows while traffic runs.
+func (f *Fleet) carriers(ctx context.Context, traffic func() error) ([]*Relay, error) {
 	before := make([]uint64, len(f.Relays))
 	for i, r := range f.Relays {
 		before[i] = r.Packets(ctx)
 	}
-	if err := f.Warm(ctx, c); err != nil {
+	if err := traffic(); err != nil {
 		return nil, err
 	}
-	var best *Relay
-	var most uint64
+	var grew []*Relay
 	for i, r := range f.Relays {
-		if d := r.Packets(ctx) - before[i]; d > most {
-			best, most = r, d
+		if r.Packets(ctx) > before[i] {
+			grew = append(grew, r)
 		}
 	}
-	if best == nil {
-		return nil, fmt.Errorf("no relay carried the pings to %s", c.Host.Name)
-	}
-	return best, nil
+	return grew, nil
 }
 
-// Warm pings each way between the native host and c until both answer.
+// FlowRelay is the relay the router sends one echo request from the
+// native host's address src to c through, and c's reply comes back by:
+// the relays whose count grows (one, once c follows the router's choice
+// for that flow).
+func (f *Fleet) FlowRelay(ctx context.Context, src netip.Addr, c *Client) ([]*Relay, error) {
+	return f.carriers(ctx, func() error { return pingFrom(ctx, f.Native, src, c.Addr) })
+}
+
+// Warm pings each way between the native host's first address and c
+// until both answer.
 func (f *Fleet) Warm(ctx context.Context, c *Client) error {
-	if err := f.Native.Ping(ctx, c.Addr); err != nil {
+	if err := pingFrom(ctx, f.Native, f.Native.IPv6(), c.Addr); err != nil {
 		return fmt.Errorf("native to %s: %w", c.Host.Name, err)
 	}
-	if err := c.Host.Ping(ctx, f.Native.IPv6()); err != nil {
+	if err := pingFrom(ctx, c.Host, c.Addr, f.Native.IPv6()); err != nil {
 		return fmt.Errorf("%s to native: %w", c.Host.Name, err)
 	}
 	return nil
+}
+
+// pingFrom sends one echo request from src to dst at a time with ping(8)
+// in h, each waiting a second for its reply, until one is answered (at
+// most 30 s): Host.Ping, from a given address (the native host has many,
+// and each is a flow of its own for the router).
+func pingFrom(ctx context.Context, h *lab.Host, src, dst netip.Addr) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		out, err := h.Run(ctx, "ping", "-n", "-q", "-c", "1", "-W", "1", "-I", src.String(), dst.String())
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: ping %s from %s: %w (%s)", h.Name, dst, src, ctx.Err(), strings.TrimSpace(string(out)))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Other is the relay that is not r.

@@ -170,23 +170,23 @@ func (s Series) Lost() int {
 	return n
 }
 
-// Gap is the longest time without a reply after the first one, and when
-// it began: with pings every Interval, a healthy path shows about
+// Gap is the longest time without a reply, counted from the start, and
+// when it began: with pings every Interval, a healthy path shows about
 // Interval.
 func (s Series) Gap() (gap time.Duration, from time.Time) {
-	var prev time.Time
+	prev := s.Start
 	for _, a := range s.Arrived {
 		if a.IsZero() {
 			continue
 		}
-		if !prev.IsZero() && a.Sub(prev) > gap {
+		if a.Sub(prev) > gap {
 			gap, from = a.Sub(prev), prev
 		}
-		if prev.IsZero() || a.After(prev) {
+		if a.After(prev) {
 			prev = a
 		}
 	}
-	if !prev.IsZero() && s.End.Sub(prev) > gap {
+	if s.End.Sub(prev) > gap {
 		gap, from = s.End.Sub(prev), prev
 	}
 	return gap, from

@@ -24,6 +24,7 @@ func TestSeries(t *testing.T) {
 		// a gap of its own.
 		{"late reply", []time.Time{at(1), at(40), at(21), at(41)}, at(50), 39 * time.Millisecond, at(1), 0},
 		{"silent end", []time.Time{at(1), at(11), {}, {}, {}}, at(100), 89 * time.Millisecond, at(11), 2},
+		{"silent start", []time.Time{{}, {}, {}, at(35), at(41)}, at(50), 35 * time.Millisecond, t0, 3},
 		// The last request's reply may still be on its way: not lost.
 		{"last in flight", []time.Time{at(1), at(11), {}}, at(25), 14 * time.Millisecond, at(11), 0},
 	} {
