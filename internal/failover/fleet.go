@@ -179,7 +179,25 @@ func (f *Fleet) WaitRelays(ctx context.Context, relays ...*Relay) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return f.Lab.Host(lab.Router).WaitTeredoNextHops(ctx, hops...)
+	if err := f.Lab.Host(lab.Router).WaitTeredoNextHops(ctx, hops...); err != nil {
+		return err
+	}
+	// BFD comes up after BGP: until it does, a dead host is found by
+	// the hold timer only.
+	for {
+		up, err := f.Router.BFDUp(ctx)
+		if err != nil {
+			return err
+		}
+		if up >= len(relays) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d BFD sessions up on the router, want %d: %w", up, len(relays), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // StartClient runs our client on c's host with the pool's name as its

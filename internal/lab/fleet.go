@@ -250,6 +250,21 @@ func (h *Host) WaitNoLink(ctx context.Context, ifname string) error {
 	}, "%s: interface %s gone", h.Name, ifname)
 }
 
+// BFDUp counts the BFD sessions in state Up.
+func (b *BIRD) BFDUp(ctx context.Context) (int, error) {
+	out, err := b.Show(ctx, "show bfd sessions")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[2] == "Up" {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // settle is how long a fleet's BGP sessions may take to come up.
 const settle = 30 * time.Second
 

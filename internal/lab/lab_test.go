@@ -182,6 +182,27 @@ func TestIPScripts(t *testing.T) {
 	}
 }
 
+// A fleet's router learns the Teredo prefix by BGP: no static route, and
+// the fleet's hosts are wired to it.
+func TestFleetIPScripts(t *testing.T) {
+	scripts := ipScripts(func(h string) string { return "x-" + h }, true)
+	if len(scripts) != len(fleetSpecs()) {
+		t.Fatalf("want one script per host; got %d", len(scripts))
+	}
+	router := scripts[0].script
+	if strings.Contains(router, "route add 2001::/32") {
+		t.Errorf("fleet router has a static Teredo route:\n%s", router)
+	}
+	for _, h := range []string{Relay2, Server2, DNS} {
+		if !strings.Contains(router, "netns x-"+h+"\n") {
+			t.Errorf("router script does not link %s", h)
+		}
+	}
+	if got := specByName(fleetSpecs(), Router).sysctls()["net/ipv6/fib_multipath_hash_policy"]; got != "3" {
+		t.Errorf("fleet router hash policy %q", got)
+	}
+}
+
 func TestPrefix(t *testing.T) {
 	for _, p := range []string{"Lab", "a-b", "abcdefghijklm", "x y"} {
 		if _, err := attach(Options{Prefix: p}); err == nil {

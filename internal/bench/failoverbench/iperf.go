@@ -94,7 +94,10 @@ func stallOf(b []byte, server bool) (stall time.Duration, back bool, err error) 
 		return 0, false, fmt.Errorf("no intervals (%s)", rep.Error)
 	}
 	var longest, cur float64
-	for _, iv := range rep.Intervals {
+	for i, iv := range rep.Intervals {
+		if i == len(rep.Intervals)-1 && iv.Sum.End-iv.Sum.Start < 0.09 {
+			break // the last, partial interval says little
+		}
 		if iv.Sum.BitsPerSecond < tcpFloor {
 			cur += iv.Sum.End - iv.Sum.Start
 			longest = max(longest, cur)
