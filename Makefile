@@ -123,6 +123,13 @@ bench-server:
 bench-relay:
 	./scripts/bench-relay.sh $(BENCHFLAGS)
 
+# Failover of a Teredo fleet (anycast relays behind BIRD, server pools
+# behind dnsmasq), ours against Debian's Miredo, in a namespace lab (needs
+# root); BENCHFLAGS go to failoverbench, e.g. BENCHFLAGS='-rounds 3'.
+.PHONY: bench-failover
+bench-failover:
+	./scripts/bench-failover.sh $(BENCHFLAGS)
+
 # systemd units for the three daemons, with this install's SBINDIR,
 # SYSCONFDIR and DAEMON_USER filled in, into $(DESTDIR)$(UNITDIR) (default
 # $(PREFIX)/lib/systemd/system). Nothing is enabled or started.

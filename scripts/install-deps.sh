@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs the Debian packages the tests and the demo need. Debian's miredo and
-# miredo-server are the reference peers for interop tests: their services must
-# never start in the root namespace, so a policy-rc.d forbids starting any
-# service during the install, and any instance that starts anyway is stopped.
+# miredo-server are the reference peers for interop tests, and bird2 the
+# routing daemon of the fleet lab: their services must never start in the
+# root namespace, so a policy-rc.d forbids starting any service during the
+# install, and any instance that starts anyway is stopped.
 set -euo pipefail
 
 pkgs=(iproute2 nftables iputils-ping tcpdump tshark iperf3 miredo miredo-server conntrack miniupnpc
+  # the scale-out lab: BIRD 2 (BGP, BFD, ECMP) for anycast relays, dnsmasq's
+  # binary without its system service for the server pool's DNS name
+  bird2 dnsmasq-base
   # the packaging tests: lint, rpm listing, man page rendering, unit checks
   lintian rpm groff-base man-db systemd)
 
@@ -33,7 +37,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # If a packaged instance started in the root namespace anyway, stop it by pid.
-for name in miredo miredo-server; do
+for name in miredo miredo-server bird; do
   for pid in $(pgrep -x "$name" 2>/dev/null || true); do
     if [ "$(readlink /proc/$pid/ns/net)" = "$(readlink /proc/1/ns/net)" ]; then
       echo "install-deps: stopping $name (pid $pid) started in the root namespace" >&2

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,11 +15,13 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/miredo-go/miredo/internal/relay"
 	"github.com/miredo-go/miredo/pkg/conf"
+	"github.com/miredo-go/miredo/pkg/control"
 	"github.com/miredo-go/miredo/pkg/daemon"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 )
@@ -48,6 +51,8 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.BoolFlag{Name: "no-gso", Usage: "send one datagram per segment instead of UDP GSO runs (kill switch)"},
 		&cli.BoolFlag{Name: "no-gro", Usage: "do not ask the kernel to coalesce received datagrams (UDP GRO; kill switch)"},
 		&cli.StringFlag{Name: "tun-backend", Value: string(tundev.DefaultBackend), Usage: "how to drive the tunnel: offload (TSO/GRO-like offloads), batch (no offloads) or water (one packet per call; kill switch)"},
+		&cli.StringFlag{Name: "announce-interface", Usage: "idle tunnel interface held while the relay serves, for a routing daemon to announce the Teredo prefix by (anycast relays; off by default)"},
+		&cli.DurationFlag{Name: "drain-time", Value: 2 * time.Second, Usage: "with --announce-interface: how long to forward after withdrawing, on SIGTERM or drain, before exiting"},
 		daemon.LogLevelFlag,
 		daemon.CheckConfigFlag,
 		daemon.ControlSocketFlag("relay"),
@@ -57,7 +62,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		"Routes the Teredo prefix between native IPv6 and Teredo clients over UDP;\n"+
 			"reads Miredo's miredo.conf (RelayType cone or restricted).",
 		false, flags, action)
-	app.Commands = []*cli.Command{daemon.StatusCommand[relay.StatusReport]("relay", true)}
+	app.Commands = []*cli.Command{daemon.StatusCommand[relay.StatusReport]("relay", true), drainCommand()}
 	return app
 }
 
@@ -116,6 +121,9 @@ func configure(c *cli.Context) (settings, error) {
 		NoGSO:              c.Bool("no-gso"),
 		NoGRO:              c.Bool("no-gro"),
 		TunBackend:         tundev.Backend(c.String("tun-backend")),
+
+		AnnounceInterface: c.String("announce-interface"),
+		DrainTime:         c.Duration("drain-time"),
 	}
 	switch {
 	case m.Given("cone", conf.RelayType, conf.ModeCone.String()):
@@ -171,6 +179,35 @@ func configure(c *cli.Context) (settings, error) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil || !errors.Is(err, fs.ErrNotExist)
+}
+
+// drainCommand is "miredo-relay drain": the running relay withdraws its
+// announcement, forwards for its drain time, then exits, as on SIGTERM.
+func drainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "drain",
+		Usage: "withdraw the running relay's announcement, forward for its drain time, then stop it",
+		Flags: []cli.Flag{daemon.ControlSocketFlag("relay")},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return daemon.Usagef("drain takes no arguments")
+			}
+			raw, err := control.Query(c.Context, c.String("control-socket"), control.Request{Command: control.CommandDrain})
+			if err != nil {
+				return err
+			}
+			var r relay.DrainReply
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return fmt.Errorf("the daemon's answer: %w", err)
+			}
+			if r.Withdrawn {
+				_, err = fmt.Fprintf(c.App.Writer, "announcement withdrawn; the relay exits in %s\n", r.ExitIn)
+			} else {
+				_, err = fmt.Fprintln(c.App.Writer, "the relay announces nothing; it exits now")
+			}
+			return err
+		},
+	}
 }
 
 func run(c *cli.Context) error {

@@ -48,6 +48,9 @@
 // t.Cleanup); Build, Attach and Remove are for commands such as the demo
 // (see labctl). In a host, Command and Run execute programs, Do and ListenUDP
 // open sockets from the test process itself, and Lab.Start runs a daemon with
-// its output in a log file, stopped at Close. ProbeNAT measures what a NAT
+// its output in a log file, stopped at Close (StartWatched adds a
+// watchdog that does what systemd's does). Options.Fleet adds a second
+// relay, a second server pair and a DNS host, with BIRD and dnsmasq run
+// from the checked-in configurations (see fleet.go). ProbeNAT measures what a NAT
 // does to a host, ProbeHairpin what nat1 does to two of them; package refmiredo runs Debian's Miredo in any role as the reference.
 package lab

@@ -39,6 +39,9 @@ type Options struct {
 	LogDir string
 	// Logger receives the lab's own progress; nil discards it.
 	Logger *slog.Logger
+	// Fleet adds a second relay, a second server and a DNS host, and
+	// leaves the Teredo prefix to BGP (see fleet.go).
+	Fleet bool
 }
 
 // Lab is a running topology. Its methods are safe for concurrent use.
@@ -50,6 +53,7 @@ type Lab struct {
 
 	log   *slog.Logger
 	hosts map[string]*Host
+	fleet bool
 
 	mu        sync.Mutex
 	nats      map[string]*natState
@@ -224,8 +228,8 @@ func attach(opts Options) (*Lab, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Lab{Prefix: opts.Prefix, LogDir: opts.LogDir, log: log, hosts: map[string]*Host{}, nats: map[string]*natState{}}
-	for _, s := range hostSpecs() {
+	l := &Lab{Prefix: opts.Prefix, LogDir: opts.LogDir, log: log, hosts: map[string]*Host{}, nats: map[string]*natState{}, fleet: opts.Fleet}
+	for _, s := range specsFor(l.fleet) {
 		h := &Host{lab: l, Name: s.name, Netns: l.ns(s.name), Ifname: s.ifname}
 		for _, p := range s.v4 {
 			h.v4 = append(h.v4, p.Addr())
@@ -270,7 +274,7 @@ func (l *Lab) removeStale(ctx context.Context) error {
 }
 
 func (l *Lab) build(ctx context.Context) error {
-	specs := hostSpecs()
+	specs := specsFor(l.fleet)
 	for _, s := range specs {
 		if _, err := run(ctx, "", "ip", "netns", "add", l.ns(s.name)); err != nil {
 			return err
@@ -279,7 +283,7 @@ func (l *Lab) build(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	for _, sc := range ipScripts(l.ns) {
+	for _, sc := range ipScripts(l.ns, l.fleet) {
 		if _, err := run(ctx, sc.script, "ip", "-n", l.ns(sc.host), "-batch", "-"); err != nil {
 			return fmt.Errorf("%s: %w", sc.host, err)
 		}
@@ -305,7 +309,7 @@ func (l *Lab) Host(name string) *Host {
 // Hosts lists every host, in creation order.
 func (l *Lab) Hosts() []*Host {
 	var out []*Host
-	for _, s := range hostSpecs() {
+	for _, s := range specsFor(l.fleet) {
 		out = append(out, l.hosts[s.name])
 	}
 	return out

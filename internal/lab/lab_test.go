@@ -135,7 +135,7 @@ func TestAddressPlanInDocumentationRanges(t *testing.T) {
 			}
 		}
 	}
-	for _, h := range hostSpecs() {
+	for _, h := range fleetSpecs() {
 		for _, p := range append(append([]netip.Prefix{}, h.v4...), h.v6...) {
 			ok := inAny(internet, p.Addr()) || (lanHosts[h.name] && pfx("10.0.0.0/8").Contains(p.Addr()))
 			if !ok {
@@ -160,7 +160,7 @@ func inAny(ps []netip.Prefix, a netip.Addr) bool {
 }
 
 func TestIPScripts(t *testing.T) {
-	scripts := ipScripts(func(h string) string { return "x-" + h })
+	scripts := ipScripts(func(h string) string { return "x-" + h }, false)
 	if len(scripts) != len(hostSpecs()) || scripts[0].host != Router {
 		t.Fatalf("want one script per host, router first; got %d", len(scripts))
 	}
@@ -179,6 +179,27 @@ func TestIPScripts(t *testing.T) {
 				t.Errorf("%s: IPv6 address without nodad: %q", sc.host, line)
 			}
 		}
+	}
+}
+
+// A fleet's router learns the Teredo prefix by BGP: no static route, and
+// the fleet's hosts are wired to it.
+func TestFleetIPScripts(t *testing.T) {
+	scripts := ipScripts(func(h string) string { return "x-" + h }, true)
+	if len(scripts) != len(fleetSpecs()) {
+		t.Fatalf("want one script per host; got %d", len(scripts))
+	}
+	router := scripts[0].script
+	if strings.Contains(router, "route add 2001::/32") {
+		t.Errorf("fleet router has a static Teredo route:\n%s", router)
+	}
+	for _, h := range []string{Relay2, Server2, DNS} {
+		if !strings.Contains(router, "netns x-"+h+"\n") {
+			t.Errorf("router script does not link %s", h)
+		}
+	}
+	if got := specByName(fleetSpecs(), Router).sysctls()["net/ipv6/fib_multipath_hash_policy"]; got != "3" {
+		t.Errorf("fleet router hash policy %q", got)
 	}
 }
 

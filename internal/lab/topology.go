@@ -40,6 +40,9 @@ type hostSpec struct {
 	upstream string
 	fwd4     bool
 	fwd6     bool
+	// sysctl holds settings beyond the common ones (the fleet router's
+	// multipath hash).
+	sysctl map[string]string
 }
 
 // natSpec is the fixed part of a NAT box: its LAN and WAN addressing.
@@ -64,6 +67,15 @@ const lanIfname = "lan"
 
 // teredoPrefix is routed by the router to the relay.
 var teredoPrefix = pfx("2001::/32")
+
+// specsFor is the topology of a lab, with the fleet's hosts when fleet is
+// set (see fleet.go).
+func specsFor(fleet bool) []hostSpec {
+	if fleet {
+		return fleetSpecs()
+	}
+	return hostSpecs()
+}
 
 // hostSpecs is the topology in creation order: a host's upstream comes before
 // it. It returns a fresh slice so callers cannot change the plan.
@@ -119,9 +131,10 @@ func routerLinks() map[string]netip.Prefix {
 }
 
 // ipScripts returns, per namespace and in order, the ip(8) batch scripts that
-// wire the topology. ns maps a host name to its namespace name.
-func ipScripts(ns func(string) string) []nsScript {
-	specs := hostSpecs()
+// wire the topology (with the fleet's hosts when fleet is set). ns maps a
+// host name to its namespace name.
+func ipScripts(ns func(string) string, fleet bool) []nsScript {
+	specs := specsFor(fleet)
 	nats := map[string]natSpec{}
 	for _, n := range natSpecs() {
 		nats[n.name] = n
@@ -149,7 +162,10 @@ func ipScripts(ns func(string) string) []nsScript {
 				}
 				line("link set %s up", d.name)
 			}
-			line("route add %s via %s dev ix", teredoPrefix, addr("2001:db8:1::2"))
+			if !fleet {
+				// A fleet's router learns the prefix from its relays by BGP.
+				line("route add %s via %s dev ix", teredoPrefix, addr("2001:db8:1::2"))
+			}
 		}
 		if n, ok := nats[h.name]; ok {
 			// The LAN is a bridge, so its hosts reach each other directly
@@ -220,6 +236,9 @@ func (h hostSpec) sysctls() map[string]string {
 	}
 	if h.fwd6 {
 		s["net/ipv6/conf/all/forwarding"] = "1"
+	}
+	for k, v := range h.sysctl {
+		s[k] = v
 	}
 	return s
 }

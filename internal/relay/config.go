@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
 	"github.com/miredo-go/miredo/pkg/netcfg"
@@ -44,6 +45,13 @@ type Config struct {
 	// default: TSO super-segments split on read, TCP segments coalesced on
 	// write), BackendBatch, or BackendWater (the kill switch).
 	TunBackend tundev.Backend
+	// AnnounceInterface, if set, is an idle TUN interface the relay holds
+	// while it serves, for a routing daemon to announce the Teredo prefix
+	// by (anycast relays, announce.go).
+	AnnounceInterface string
+	// DrainTime is how long an announcing relay forwards after withdrawing
+	// its announcement on SIGTERM or the drain command, before it exits.
+	DrainTime time.Duration
 }
 
 // Errors from Config.Check, so callers can point at the flag or directive.
@@ -52,6 +60,8 @@ var (
 	ErrMTU      = fmt.Errorf("the tunnel MTU must be within %d-%d", netcfg.MinMTU, netcfg.MaxMTU)
 	ErrBind     = errors.New("the bind address must be IPv4")
 	ErrMaxPeers = errors.New("--max-peers must be positive")
+	// ErrAnnounceIsTunnel: the announce interface must be one of its own.
+	ErrAnnounceIsTunnel = errors.New("the announce interface must not be the tunnel interface")
 )
 
 // Check validates c and fills in defaults.
@@ -90,6 +100,17 @@ func (c Config) Check() (Config, error) {
 		return c, err
 	}
 	c.TunBackend = b
+	if c.AnnounceInterface != "" {
+		if err := netcfg.ValidateName(c.AnnounceInterface); err != nil {
+			return c, fmt.Errorf("announce interface: %w", err)
+		}
+		if c.AnnounceInterface == c.Interface {
+			return c, fmt.Errorf("announce interface %q: %w", c.AnnounceInterface, ErrAnnounceIsTunnel)
+		}
+	}
+	if c.DrainTime < 0 || c.DrainTime > MaxDrainTime {
+		return c, fmt.Errorf("drain time %v: %w", c.DrainTime, ErrDrainTime)
+	}
 	return c, nil
 }
 
@@ -119,6 +140,7 @@ func (c Config) unapplied(next Config) []string {
 		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
 		{c.NoBatch != next.NoBatch || c.NoGSO != next.NoGSO || c.NoGRO != next.NoGRO || c.TunBackend != next.TunBackend, "I/O switches"},
 		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
+		{c.AnnounceInterface != next.AnnounceInterface || c.DrainTime != next.DrainTime, "--announce-interface/--drain-time"},
 	} {
 		if d.changed {
 			names = append(names, d.name)

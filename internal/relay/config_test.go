@@ -6,8 +6,10 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/miredo-go/miredo/internal/tunnel"
+	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 )
 
@@ -38,6 +40,13 @@ func TestConfigCheck(t *testing.T) {
 		{"huge MTU", Config{MTU: 65536}, ErrMTU, nil},
 		{"IPv6 bind", Config{BindAddress: netip.MustParseAddr("2001:db8::1")}, ErrBind, nil},
 		{"negative peers", Config{MaxPeers: -1}, ErrMaxPeers, nil},
+		{"announce interface", Config{AnnounceInterface: "teredo-bgp", DrainTime: time.Second}, nil, func(c Config) bool {
+			return c.AnnounceInterface == "teredo-bgp" && c.DrainTime == time.Second
+		}},
+		{"announce on the tunnel", Config{AnnounceInterface: "teredo"}, ErrAnnounceIsTunnel, nil},
+		{"announce name too long", Config{AnnounceInterface: "teredo-announce-1"}, netcfg.ErrInvalidName, nil},
+		{"negative drain", Config{DrainTime: -time.Second}, ErrDrainTime, nil},
+		{"long drain", Config{DrainTime: 2 * MaxDrainTime}, ErrDrainTime, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

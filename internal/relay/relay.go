@@ -91,6 +91,12 @@ type Relay struct {
 	start    time.Time
 	// notify, if set, hears the data path's health (the watchdog).
 	notify *daemon.Notifier
+	// announce holds the announce interface (nil without one); see
+	// announce.go for the drain.
+	announce   *announcer
+	drainAsked chan struct{}
+	drainOnce  sync.Once
+	draining   atomic.Bool
 }
 
 // Open does the privileged part: the tunnel interface with its MTU,
@@ -106,7 +112,7 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 	} else if stale {
 		log.Warn("removed a stale tunnel interface", "interface", cfg.Interface)
 	}
-	r := &Relay{cfg: cfg, log: log, start: time.Now()}
+	r := &Relay{cfg: cfg, log: log, start: time.Now(), drainAsked: make(chan struct{})}
 	devs, err := tundev.Open(cfg.Interface, tundev.Options{Backend: cfg.TunBackend})
 	if err != nil {
 		return nil, err
@@ -125,6 +131,14 @@ func Open(cfg Config, log *slog.Logger) (*Relay, error) {
 	}
 	r.conn, r.offloads = conn, conn.Stats()
 	r.eng = tunnel.New(tunnel.Config{Mode: cfg.mode(), Prefix: proto.PrefixOf(cfg.Prefix), MaxPeers: cfg.MaxPeers})
+	// Last: the routing daemon announces us from now on.
+	if cfg.AnnounceInterface != "" {
+		if r.announce, err = openAnnouncer(cfg.AnnounceInterface, log); err != nil {
+			r.conn.Close()
+			r.dev.Close()
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -159,9 +173,10 @@ func (r *Relay) configure() error {
 	return nil
 }
 
-// Close closes the socket and the tunnel (which takes its address and
-// route with it); running loops return.
+// Close withdraws the announcement, then closes the socket and the tunnel
+// (which takes its address and route with it); running loops return.
 func (r *Relay) Close() {
+	r.announce.withdraw()
 	r.conn.Close()
 	r.dev.Close()
 }
@@ -296,6 +311,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 		return err
 	}
 	defer ctl.Close()
+	ctl.Allow(control.CommandDrain)
 	met, err := metrics.Listen(cfg.MetricsListen, log)
 	if err != nil {
 		return err
@@ -312,9 +328,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	r.notify = daemon.NewNotifier(log)
 	r.notify.Ready(fmt.Sprintf("%s relay for %v on %s, UDP %v", relayType(cfg), netip.PrefixFrom(cfg.Prefix, 32), r.dev.Name(), r.LocalAddr()))
 	defer r.notify.Stopping()
+	// SIGTERM or the drain command ends ctx; an announcing relay serves on
+	// for its drain time after withdrawing (announce.go).
+	ctx, stop := r.serveContext(ctx)
+	defer stop()
 	// SIGUSR1 logs the counters (Miredo 1.2.6 dies on it instead).
 	defer daemon.LogStatistics(ctx, log, func() []any { return []any{"stats", r.EngineStats(), "io", r.Stats(), "tun", r.TunStats()} })()
-	go ctl.Serve(ctx, r.report)
+	go ctl.Serve(ctx, r.handle)
 	go func() {
 		for {
 			select {

@@ -28,6 +28,19 @@ type StatusReport struct {
 	PeerCount      uint64         `json:"peer_count"`
 	Peers          []control.Peer `json:"peers,omitempty"`
 	PeersTruncated bool           `json:"peers_truncated,omitempty"`
+	// AnnounceInterface is the interface a routing daemon announces the
+	// prefix by, if any; Draining says the relay is stopping (withdrawn
+	// if it announced).
+	AnnounceInterface string `json:"announce_interface,omitempty"`
+	Draining          bool   `json:"draining,omitempty"`
+}
+
+// handle answers the control socket: drain, or status.
+func (r *Relay) handle(ctx context.Context, req control.Request) (any, error) {
+	if req.Command == control.CommandDrain {
+		return r.drain()
+	}
+	return r.report(ctx, req)
 }
 
 // report answers the control socket's status request.
@@ -42,6 +55,10 @@ func (r *Relay) report(_ context.Context, req control.Request) (any, error) {
 		Local:     r.conn.LocalAddr(),
 		Counters:  r.counters(),
 		PeerCount: es.Peers,
+		Draining:  r.draining.Load(),
+	}
+	if r.announce != nil {
+		rep.AnnounceInterface = r.announce.name
 	}
 	if req.Peers {
 		rep.Peers, rep.PeersTruncated = r.eng.Peers(maxListed)
@@ -63,6 +80,14 @@ func (r *Relay) counters() map[string]any {
 func (r StatusReport) WriteText(w io.Writer) {
 	r.WriteCommon(w)
 	fmt.Fprintf(w, "%-14s %s relay for %v on %s (MTU %d), UDP %v\n", "relay:", r.RelayType, r.Prefix, r.Interface, r.MTU, r.Local)
+	switch {
+	case r.AnnounceInterface != "" && r.Draining:
+		fmt.Fprintf(w, "%-14s withdrawn (%s closed), draining\n", "announce:", r.AnnounceInterface)
+	case r.AnnounceInterface != "":
+		fmt.Fprintf(w, "%-14s announced while %s exists\n", "announce:", r.AnnounceInterface)
+	case r.Draining:
+		fmt.Fprintf(w, "%-14s stopping\n", "state:")
+	}
 	control.WritePeers(w, r.PeerCount, r.Peers, r.PeersTruncated)
 	control.WriteCounters(w, r.Counters)
 }

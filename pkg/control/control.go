@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -47,9 +48,13 @@ const (
 	MaxConns = 4
 )
 
-// Commands.
+// Commands. Every daemon answers status; a daemon serves the others only
+// when it says so with Server.Allow.
 const (
 	CommandStatus = "status"
+	// CommandDrain asks a relay to withdraw its announcement, forward for
+	// its drain time while traffic moves elsewhere, then exit.
+	CommandDrain = "drain"
 )
 
 // ErrInUse is Listen's error when another daemon answers on the path.
@@ -77,6 +82,9 @@ type Server struct {
 	path string
 	log  *slog.Logger
 	once sync.Once
+	// allowed are the commands besides status that the handler serves;
+	// written by Allow before Serve.
+	allowed []string
 }
 
 // Listen creates the socket at path, mode 0600, in a directory it creates
@@ -129,6 +137,15 @@ func ListenOrWarn(path string, named bool, log *slog.Logger) (*Server, error) {
 		return nil, nil
 	}
 	return s, err
+}
+
+// Allow lets requests with these commands (besides status) through to the
+// handler; a daemon that does not allow a command answers it with an error.
+// Call it before Serve.
+func (s *Server) Allow(commands ...string) {
+	if s != nil {
+		s.allowed = append(s.allowed, commands...)
+	}
 }
 
 // Path is where the socket is.
@@ -186,6 +203,9 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(Timeout))
 	req, err := readRequest(c)
+	if err == nil && req.Command != CommandStatus && !slices.Contains(s.allowed, req.Command) {
+		err = fmt.Errorf("command %q is not served by this daemon", req.Command)
+	}
 	var reply any
 	if err == nil {
 		reply, err = h(ctx, req)
@@ -223,7 +243,7 @@ func ParseRequest(b []byte) (Request, error) {
 		return Request{}, errors.New("malformed request: more than one JSON value")
 	}
 	switch req.Command {
-	case CommandStatus:
+	case CommandStatus, CommandDrain:
 		return req, nil
 	case "":
 		return Request{}, errors.New("malformed request: no command")

@@ -16,13 +16,14 @@ import (
 )
 
 // serve starts a control socket in a temporary directory with h.
-func serve(t *testing.T, h Handler) string {
+func serve(t *testing.T, h Handler, allow ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "role.sock")
 	s, err := Listen(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Allow(allow...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, h) }()
@@ -88,6 +89,7 @@ func TestBadRequests(t *testing.T) {
 		{"not JSON", "hello\n", "malformed request"},
 		{"no command", "{}\n", "no command"},
 		{"unknown command", `{"command":"reboot"}` + "\n", `unknown command "reboot"`},
+		{"command not allowed", `{"command":"drain"}` + "\n", `command "drain" is not served by this daemon`},
 		{"unknown field", `{"command":"status","verbose":true}` + "\n", "unknown field"},
 		{"two values", `{"command":"status"} {}` + "\n", "more than one"},
 		{"oversized", `{"command":"status","x":"` + strings.Repeat("a", 2*MaxRequest) + "\"}\n", "longer than"},
@@ -106,6 +108,18 @@ func TestBadRequests(t *testing.T) {
 	}
 	if _, err := Query(t.Context(), path, Request{Command: "reboot"}); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Errorf("Query of an unknown command: %v", err)
+	}
+}
+
+// TestAllow: a command besides status reaches the handler only on a
+// socket that allows it.
+func TestAllow(t *testing.T) {
+	path := serve(t, func(_ context.Context, req Request) (any, error) {
+		return map[string]string{"did": req.Command}, nil
+	}, CommandDrain)
+	got, err := Query(t.Context(), path, Request{Command: CommandDrain})
+	if err != nil || !strings.Contains(string(got), `"did":"drain"`) {
+		t.Errorf("drain on a socket that allows it: %s, %v", got, err)
 	}
 }
 
@@ -191,12 +205,12 @@ func TestListen(t *testing.T) {
 // FuzzParseRequest: whatever a local client sends, parsing never panics,
 // and what it accepts is a known command.
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"command":"status"}`, `{"command":"status","peers":true}`, `{}`, `hello`, `{"command":"status"} {}`} {
+	for _, s := range []string{`{"command":"status"}`, `{"command":"status","peers":true}`, `{}`, `hello`, `{"command":"status"} {}`, `{"command":"drain"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := ParseRequest(b)
-		if err == nil && req.Command != CommandStatus {
+		if err == nil && req.Command != CommandStatus && req.Command != CommandDrain {
 			t.Errorf("accepted command %q", req.Command)
 		}
 	})
