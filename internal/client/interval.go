@@ -19,13 +19,18 @@ import (
 // arrives if the NAT kept that mapping and the server's permission for
 // that long. The refresh interval follows what the NAT keeps.
 //
-// The RFC only searches upwards from 30 s, for NATs that keep mappings
-// longer. Some NATs forget UDP mappings in 20 s or less, and with the RFC's
-// 30 s refresh a client behind one loses its mapping between refreshes
-// (and, with it, every peer that would reach it through the server). So the
+// The RFC searches upwards from 30 s, for NATs that keep mappings longer.
+// Some NATs forget UDP mappings in 20 s or less, and with the RFC's 30 s
+// refresh a client behind one loses its mapping between refreshes (and,
+// with it, every peer that would reach it through the server). So the
 // first candidate here is the current interval itself: if it fails, the
-// interval is halved at once and the search goes on between the two; if it
-// holds, the search goes upwards as the RFC says.
+// interval is halved at once and the search goes on between the two.
+//
+// It never goes above the configured interval (30 s unless set): the
+// refresh is also how an idle client finds out that its server died, and
+// a client of a pool must move to a live server soon after (issue 12);
+// refreshing every two minutes would save the server three solicitations
+// in four and leave such a client unreachable for new peers that long.
 
 // Procedure constants (RFC 4380 §5.2.7, and our downward extension).
 const (
@@ -79,8 +84,9 @@ type intervalProbe struct {
 
 	// refresh is the interval in use, candidate the one being tried; good
 	// is the longest that held (0: none yet), bad the shortest that failed
-	// (the RFC's maximum until one does).
-	refresh, candidate, good, bad time.Duration
+	// (the RFC's maximum until one does); ceiling is the configured
+	// interval, which the search does not go above.
+	refresh, candidate, good, bad, ceiling time.Duration
 
 	nonce   [proto.NonceLen]byte
 	secAddr netip.Addr // the secondary port's Teredo address
@@ -96,7 +102,7 @@ type intervalProbe struct {
 func newIntervalProbe(now time.Time, self, server netip.Addr, prefix uint32, refresh time.Duration,
 	rnd func([]byte), log *slog.Logger, a *intervalActions) *intervalProbe {
 	p := &intervalProbe{log: log, rand: rnd, self: self, server: server, prefix: prefix,
-		refresh: refresh, bad: intervalMax, candidate: refresh}
+		refresh: refresh, bad: intervalMax, candidate: refresh, ceiling: refresh}
 	p.qualify(now, a)
 	return p
 }
@@ -266,6 +272,11 @@ func (p *intervalProbe) failed(now time.Time, a *intervalActions) {
 // otherwise re-qualifies the secondary port (step 6) to try candidate.
 func (p *intervalProbe) next(now time.Time, candidate time.Duration, a *intervalActions) {
 	switch {
+	case p.good >= p.ceiling:
+		p.determined = true
+		p.log.Info("refresh interval confirmed", "refresh", p.refresh)
+		p.finish(a)
+		return
 	case p.good > 0 && p.good >= p.bad*3/4:
 		p.determined = true
 		p.log.Info("refresh interval determined", "refresh", p.refresh, "fails_at", p.bad)
