@@ -28,6 +28,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultDir holds the daemons' sockets: /run/miredo/<role>.sock.
@@ -99,6 +101,15 @@ func Listen(path string, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	// Daemons starting together would otherwise race between finding a
+	// socket, asking whether anyone answers and binding: one could remove
+	// another's socket before it listens, or lose the bind and exit. The
+	// lock is on the directory, so nothing is left behind.
+	unlock, err := lockDir(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	defer unlock()
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("control socket: %s exists and is not a socket", path)
@@ -112,6 +123,10 @@ func Listen(path string, log *slog.Logger) (*Server, error) {
 		}
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if errors.Is(err, unix.EADDRINUSE) {
+		// A daemon that does not take the lock bound it meanwhile.
+		return nil, fmt.Errorf("control socket: %s: %w", path, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
@@ -281,4 +296,24 @@ func Query(ctx context.Context, path string, req Request) (json.RawMessage, erro
 		return nil, fmt.Errorf("daemon: %s", e.Error)
 	}
 	return raw, nil
+}
+
+// lockDir takes an exclusive lock on dir, waiting for it, and returns the
+// function that releases it.
+func lockDir(dir string) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
 }

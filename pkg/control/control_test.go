@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -200,6 +202,51 @@ func TestListen(t *testing.T) {
 			t.Errorf("Listen over a file: %v", err)
 		}
 	})
+}
+
+// TestListenRace: daemons of one role started together at the default
+// path (the lab starts several clients at once; so can an init system):
+// exactly one gets the socket, the others run without one, none fails, and
+// the winner's socket still answers afterwards. Without the lock a start
+// could find the winner's fresh socket not yet listening, remove it as
+// stale, or lose the bind with EADDRINUSE and exit.
+func TestListenRace(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for round := range 50 {
+		path := filepath.Join(t.TempDir(), "client.sock")
+		const n = 8
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			servers []*Server
+			errs    []error
+		)
+		for range n {
+			wg.Go(func() {
+				s, err := ListenOrWarn(path, false, log)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if s != nil {
+					servers = append(servers, s)
+				}
+			})
+		}
+		wg.Wait()
+		if len(errs) > 0 || len(servers) != 1 {
+			t.Fatalf("round %d: %d sockets, errors %v; want one socket and no error", round, len(servers), errs)
+		}
+		s := servers[0]
+		ctx, cancel := context.WithCancel(context.Background())
+		go s.Serve(ctx, func(context.Context, Request) (any, error) { return "ok", nil })
+		if _, err := Query(ctx, path, Request{Command: CommandStatus}); err != nil {
+			t.Fatalf("round %d: the winner's socket does not answer: %v", round, err)
+		}
+		cancel()
+		s.Close()
+	}
 }
 
 // FuzzParseRequest: whatever a local client sends, parsing never panics,
