@@ -8,6 +8,9 @@
 #   make fuzz     each fuzz target for FUZZTIME (bounded)
 #   make faults   the fault suite, Debian's Miredo timed beside ours (root)
 #   make soak     server, relay and 20 clients for SOAKTIME, sampled (root)
+#   make fuzz-long  the long campaign (not in CI): each target for FUZZLONG
+#                 (10m), -parallel FUZZPARALLEL (1), a line per target
+#                 appended to FUZZLONG_OUT (fuzz-long.txt); scripts/fuzz-long.sh
 #   make demo     a whole Teredo network in namespaces (needs root)
 #   make install  PREFIX=/usr/local DESTDIR= (binaries and man pages)
 #   make package  .deb and .rpm of each role in dist/ (nfpm)
@@ -23,6 +26,9 @@ MANDIR    ?= $(PREFIX)/share/man
 DAEMON_USER ?= miredo
 DIST      ?= dist
 FUZZTIME  ?= 10s
+FUZZLONG  ?= 10m
+FUZZPARALLEL ?= 1
+FUZZLONG_OUT ?= $(CURDIR)/fuzz-long.txt
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BINARIES  := miredo-client miredo-relay miredo-server
 LDFLAGS   := -s -w -X github.com/miredo-go/miredo/pkg/buildinfo.Version=$(VERSION)
@@ -77,6 +83,12 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# The long campaign: every target in turn, a results line per target
+# (execs, new inputs, PASS/FAIL and the crasher's file).
+.PHONY: fuzz-long
+fuzz-long:
+	GO='$(GO)' FUZZLONG='$(FUZZLONG)' FUZZPARALLEL='$(FUZZPARALLEL)' FUZZLONG_OUT='$(FUZZLONG_OUT)' ./scripts/fuzz-long.sh
 
 demo: deps build
 	./scripts/demo.sh

@@ -60,6 +60,10 @@ func TestUsageErrors(t *testing.T) {
 		{"bind port", []string{"-c", noServer, "--bind-port", "70000", "192.0.2.1"}, "--bind-port 70000"},
 		{"refresh", []string{"-c", noServer, "--refresh-interval", "100ms", "192.0.2.1"}, "refresh interval"},
 		{"log level", []string{"-c", noServer, "--log-level", "loud", "192.0.2.1"}, "loud"},
+		// The name goes into the hook's environment: the file's
+		// InterfaceName is checked with its line (TestCheckConfig), the
+		// flag with the same rules.
+		{"newline in --interface", []string{"-c", noServer, "--interface", "te\nredo", "192.0.2.1"}, "--interface \"te\\nredo\": invalid interface name: interface names cannot contain '\\n'"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

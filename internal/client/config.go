@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miredo-go/miredo/pkg/conf"
 	"github.com/miredo-go/miredo/pkg/netcfg"
 	"github.com/miredo-go/miredo/pkg/netcfg/tundev"
 	"github.com/miredo-go/miredo/pkg/proto"
@@ -58,6 +59,7 @@ var (
 	ErrBind       = errors.New("bind address must be IPv4")
 	ErrRefresh    = errors.New("refresh interval must be within 1 s - 1 h")
 	ErrServerName = errors.New("not an IPv4 address or host name")
+	ErrInterface  = errors.New("invalid interface name")
 )
 
 // Check validates c and fills in defaults. Server names are checked for
@@ -79,6 +81,12 @@ func (c Config) Check() (Config, error) {
 	}
 	if c.Interface == "" {
 		c.Interface = netcfg.DefaultName
+	}
+	// The file's InterfaceName passed this check with its line; --interface
+	// gets it here, before the name reaches the kernel and the hook's
+	// environment.
+	if err := conf.CheckInterfaceName(c.Interface); err != nil {
+		return c, fmt.Errorf("--interface %q: %w: %w", c.Interface, ErrInterface, err)
 	}
 	if !c.BindAddress.IsValid() {
 		c.BindAddress = netip.IPv4Unspecified()

@@ -42,6 +42,13 @@ func TestConfigCheck(t *testing.T) {
 		{"IPv6 bind", Config{Server: "192.0.2.1", BindAddress: netip.MustParseAddr("2001:db8::1")}, ErrBind, nil},
 		{"refresh too short", Config{Server: "192.0.2.1", Refresh: time.Millisecond}, ErrRefresh, nil},
 		{"refresh too long", Config{Server: "192.0.2.1", Refresh: 2 * time.Hour}, ErrRefresh, nil},
+		{"interface numbered by the kernel", Config{Server: "192.0.2.1", Interface: "teredo%d"}, nil, nil},
+		{"interface with '='", Config{Server: "192.0.2.1", Interface: "te=redo"}, nil, nil},
+		{"interface with a newline", Config{Server: "192.0.2.1", Interface: "te\nredo"}, ErrInterface, nil},
+		{"interface with NUL", Config{Server: "192.0.2.1", Interface: "te\x00redo"}, ErrInterface, nil},
+		{"interface with a space", Config{Server: "192.0.2.1", Interface: "te redo"}, ErrInterface, nil},
+		{"interface with '/'", Config{Server: "192.0.2.1", Interface: "te/redo"}, ErrInterface, nil},
+		{"interface too long", Config{Server: "192.0.2.1", Interface: "teredo-interface"}, ErrInterface, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -313,19 +313,42 @@ func TestLateReplySkipped(t *testing.T) {
 
 // FuzzHelperMessages: whatever the packet process (request) or the helper
 // (reply) sends, parsing never panics, and what parses re-encodes to the
-// same bytes.
+// same bytes; a refused request says why with ErrBadRequest, and a failed
+// reply keeps its message. The seeds hold every kind: up, down, a refused
+// state, and replies done, done without a hook, and failed.
 func FuzzHelperMessages(f *testing.F) {
 	a := netip.MustParseAddr("2001:0:c000:20a:3a4f:63bf:3c9b:fffd")
 	f.Add(request{up: true, addr: a, mtu: 1280}.marshal(1))
 	f.Add(request{}.marshal(2))
+	bad := request{up: true, addr: a, mtu: 1280}.marshal(6)
+	bad[4] = 3
+	f.Add(bad)
 	f.Add(marshalReply(3, errors.New("failed"), 1))
+	f.Add(marshalReply(4, nil, 0))
+	f.Add(marshalReply(5, nil, hookNotRun))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if id, req, err := parseRequest(b); err == nil && !bytes.Equal(req.marshal(id), b) {
+		id, req, err := parseRequest(b)
+		if err == nil && !bytes.Equal(req.marshal(id), b) {
 			t.Errorf("request % x parsed as %d %+v, which encodes as % x", b, id, req, req.marshal(id))
 		}
-		if id, st, err := parseReply(b); len(b) >= replyHeadLen && b[4] == replyDone && (err != nil || !bytes.Equal(marshalReply(id, nil, st), b[:replyHeadLen])) {
-			t.Errorf("reply % x parsed as %d %d %v", b, id, st, err)
+		if err != nil && !errors.Is(err, ErrBadRequest) {
+			t.Errorf("request % x refused with %v, not ErrBadRequest", b, err)
+		}
+		rid, st, err := parseReply(b)
+		switch {
+		case len(b) < replyHeadLen:
+			if err == nil {
+				t.Errorf("short reply % x accepted", b)
+			}
+		case b[4] == replyDone:
+			if err != nil || !bytes.Equal(marshalReply(rid, nil, st), b[:replyHeadLen]) {
+				t.Errorf("reply % x parsed as %d %d %v", b, rid, st, err)
+			}
+		default:
+			if err == nil || !strings.HasSuffix(err.Error(), string(b[replyHeadLen:])) {
+				t.Errorf("failed reply % x parsed as %v", b, err)
+			}
 		}
 	})
 }

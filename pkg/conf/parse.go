@@ -228,7 +228,7 @@ func (p *parser) value(d Directive, v string) (text, warn string, err error) {
 		f.BindPort = uint16(n)
 		return strconv.FormatUint(n, 10), "", nil
 	case InterfaceName:
-		if err := checkInterfaceName(v); err != nil {
+		if err := CheckInterfaceName(v); err != nil {
 			return "", "", err
 		}
 		f.InterfaceName = v

@@ -235,10 +235,13 @@ func parsePrefix(s string) (p netip.Prefix, warn string, err error) {
 	return p, warn, nil
 }
 
-// checkInterfaceName applies Linux's dev_valid_name: 1 to 15 bytes, not "."
+// CheckInterfaceName applies Linux's dev_valid_name: 1 to 15 bytes, not "."
 // or "..", no '/', ':' or whitespace. '%' may appear once, as "%d", which
-// asks the kernel to number the device ("teredo%d" becomes teredo0).
-func checkInterfaceName(s string) error {
+// asks the kernel to number the device ("teredo%d" becomes teredo0). NUL is
+// refused too: the name goes to the client's hook in its environment, which
+// exec cannot carry a NUL in. InterfaceName is checked with it, and the
+// client checks --interface with it, so both accept the same names.
+func CheckInterfaceName(s string) error {
 	if s == "" || len(s) > 15 {
 		return errors.New("interface names are 1 to 15 bytes long")
 	}
