@@ -195,6 +195,12 @@ func (r Results) expected(a Attempt) bool {
 	return r[Attempt{Miredo, Miredo, a.FromNAT, a.ToNAT, a.SameNAT}].OK
 }
 
+// MustConnect says whether two of our clients must connect in a, whatever
+// Miredo does: where Figure 1 or the Hairpinning extension says so.
+func MustConnect(a Attempt) bool {
+	return a.From == Ours && a.To == Ours && Results(nil).expected(a)
+}
+
 // why explains an expected failure.
 func (r Results) why(a Attempt) string {
 	switch {

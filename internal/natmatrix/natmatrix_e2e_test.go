@@ -75,6 +75,7 @@ func TestConnectivity(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		results = natmatrix.Results{}
+		retried int
 	)
 	nlabs := labs
 	if n, err := strconv.Atoi(os.Getenv("NATMATRIX_LABS")); err == nil && n > 0 {
@@ -98,6 +99,9 @@ func TestConnectivity(t *testing.T) {
 				results[a] = o
 				mu.Unlock()
 			}
+			mu.Lock()
+			retried += w.retried
+			mu.Unlock()
 		})
 	}
 	// The extra tests run with the whole matrix, or alone when
@@ -135,8 +139,8 @@ func TestConnectivity(t *testing.T) {
 	slow, slowest := results.Slowest()
 	t.Logf("we connect and Miredo does not: %d of %d directed pairings, %d of %d cells (both ways)",
 		dirs, len(natmatrix.Modes())*(len(natmatrix.Modes())+1), cells, len(natmatrix.Modes())*(len(natmatrix.Modes())+1))
-	t.Logf("%d attempts on %d labs in %v (slowest connection: %v in %v; ping window %v)",
-		len(results), nlabs, took.Round(time.Second), slow, slowest.Round(10*time.Millisecond), pingWindow)
+	t.Logf("%d attempts on %d labs in %v (slowest connection: %v in %v; ping window %v; %d connected only on a second try)",
+		len(results), nlabs, took.Round(time.Second), slow, slowest.Round(10*time.Millisecond), pingWindow, retried)
 	for _, p := range results.Problems() {
 		t.Error(p)
 	}
@@ -148,6 +152,8 @@ type world struct {
 	l      *lab.Lab
 	server netip.Addr
 	n      int
+	// retried counts attempts that connected only on their second try.
+	retried int
 }
 
 // newWorld builds a lab named after the test, its package directory and
@@ -285,6 +291,17 @@ func (w *world) attempt(t *testing.T, a natmatrix.Attempt) natmatrix.Outcome {
 			t.Errorf("%v: %s", a, misread)
 		}
 	}
+	// Two of our clients that must connect and did not get one more try
+	// with fresh clients, so that a rare miss (seen once in the full
+	// matrix under CI's parallel packages, not reproduced alone) shows
+	// its logs without hiding a cell that is broken: that fails twice.
+	if !o.OK && misread == "" && natmatrix.MustConnect(a) {
+		t.Logf("%v: failed where RFC 6081 says it connects; once more", a)
+		if o, misread = w.try(t, a); o.OK {
+			o.Note = "connected on the second try"
+			w.retried++
+		}
+	}
 	return o
 }
 
@@ -347,6 +364,11 @@ func (w *world) try(t *testing.T, a natmatrix.Attempt) (o natmatrix.Outcome, mis
 	o = natmatrix.Outcome{OK: perr == nil, Took: time.Since(begin)}
 	if perr != nil {
 		o.Note = "no answer in " + pingWindow.String()
+		if natmatrix.MustConnect(a) {
+			for _, c := range []*client{init, resp} {
+				t.Logf("%v: %s (NAT %s, address %v), last lines of its log:\n%s", a, c.p.Name, c.nat, c.addr, c.p.Tail(60))
+			}
+		}
 	}
 	t.Logf("%-60v %v in %v", a, map[bool]string{true: "connected", false: "failed"}[o.OK], o.Took.Round(10*time.Millisecond))
 	for _, c := range []*client{init, resp} {
