@@ -44,6 +44,11 @@ const (
 	// local address: RFC 6081, see Engine.routeOf).
 	fRouted
 	fExt // has RFC 6081 state in shard.ext
+	// fResend: the queue holds a copy of the packet that found a trusted
+	// native peer's path stale (see staleTicks), for the relay the test
+	// finds if it is another; it is discarded if the path answers as it
+	// is.
+	fResend
 )
 
 // peer is one table entry: 56 bytes, no pointers.

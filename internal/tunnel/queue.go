@@ -117,12 +117,18 @@ func (e *Engine) release(q *queue) {
 // dropQueue frees every packet of a detached queue, counting them under
 // why on the caller's counters c.
 func (e *Engine) dropQueue(q *queue, why DropReason, c *counters) {
+	c.dropped[why].Add(uint64(len(q.items)))
+	e.freeQueue(q)
+}
+
+// freeQueue frees every packet of a detached queue without counting them:
+// they were sent already (a stale path's copy, see fResend).
+func (e *Engine) freeQueue(q *queue) {
 	for i := range q.items {
 		if b := q.items[i].buf; b != nil {
 			b.pool.Put(b)
 		}
 	}
-	c.dropped[why].Add(uint64(len(q.items)))
 	e.release(q)
 	clear(q.items)
 	q.items = q.items[:0]

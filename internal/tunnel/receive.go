@@ -202,6 +202,13 @@ func (e *Engine) fromOurServer(d *datagram, out *Out, c *counters) (verdict, boo
 func (e *Engine) fromKnownPeer(s *shard, idx uint32, d *datagram, out *Out, c *counters) (verdict, bool) {
 	p := &s.peers[idx]
 	if p.has(fTrusted) && (p.mapped(d.from) || e.ext != 0 && e.secondPath(p, d)) {
+		if p.has(fResend) {
+			// The path answers as it is: the copy went already.
+			p.flags &^= fResend
+			if q := s.takeQueue(idx); q != nil {
+				e.freeQueue(q)
+			}
+		}
 		if e.ext != 0 {
 			e.onPath(s, idx, d)
 		}
@@ -215,7 +222,9 @@ func (e *Engine) fromKnownPeer(s *shard, idx uint32, d *datagram, out *Out, c *c
 		return verdict{}, false
 	}
 	if e.cfg.Mode == Client && p.has(fPinging) && e.isPingReply(d.ip, p, d.self, d.now) {
-		p.flags = p.flags&^fPinging | fTrusted
+		// A stale path's copy (fResend), if any, goes to the new
+		// mapping with the rest of the queue.
+		p.flags = p.flags&^(fPinging|fResend) | fTrusted
 		p.setMapping(d.from)
 		c.trusted.Add(1)
 		c.replies.Add(1)

@@ -128,8 +128,12 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 			if client && p.has(fNative) && since(now, p.lastRx) >= staleTicks &&
 				since(now, p.lastTest) >= staleTicks && e.hostTests.take(now) {
 				// Our packets go unanswered: test the peer again,
-				// without counting against its budget (it is trusted).
+				// without counting against its budget (it is trusted),
+				// and keep a copy of this packet for the relay the
+				// test finds: a sender that waits for an answer (TCP
+				// backing off) sends nothing else for seconds.
 				p.lastTest = now
+				e.keepForResend(s, idx, ip)
 				e.test(p, self, out, c)
 			}
 			return sent
@@ -167,6 +171,8 @@ func (e *Engine) fromTunnel(b []byte, out *Out, c *counters) verdict {
 // A test draws on tests (nil: the caller took its token). It returns
 // DropUnreachable once the peer's probes are used up. s.mu is held.
 func (e *Engine) queueProbing(s *shard, idx uint32, ip proto.IPv6, from netip.AddrPort, self *selfState, now tick, out *Out, c *counters, tests *limiter) verdict {
+	// A stale path's copy now waits like any queued packet.
+	s.peers[idx].flags &^= fResend
 	switch e.mayProbe(&s.peers[idx], now) {
 	case probeNo:
 		return drop(DropUnreachable)
@@ -225,4 +231,18 @@ func (e *Engine) mayProbe(p *peer, now tick) probeDecision {
 		return probeLater
 	}
 	return probeNow
+}
+
+// keepForResend replaces the copy kept for a stale path (fResend) with ip.
+// A trusted peer has no other queue. s.mu is held.
+func (e *Engine) keepForResend(s *shard, idx uint32, ip proto.IPv6) {
+	if q := s.takeQueue(idx); q != nil {
+		e.freeQueue(q)
+	}
+	if e.enqueue(s.queueOf(idx), ip, false, netip.AddrPort{}) {
+		s.peers[idx].flags |= fResend
+		return
+	}
+	s.takeQueue(idx)
+	s.peers[idx].flags &^= fResend
 }

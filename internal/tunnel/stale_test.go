@@ -63,6 +63,12 @@ func TestStaleRelayRetested(t *testing.T) {
 	if v := en.udp(reply, relay2Map); v != consumed {
 		t.Fatalf("test answer from the new relay: %+v", v)
 	}
+	// The packet that started the last test, lost at the dead relay, is
+	// sent again through the new one: a TCP sender backing off would
+	// otherwise send nothing for seconds more.
+	if to := en.sentTo(); len(to) != 1 || to[0] != relay2Map {
+		t.Fatalf("with the answer, sent to %v, want the kept packet to the new relay %v", to, relay2Map)
+	}
 	if to := send(); len(to) != 1 || to[0] != relay2Map.String() {
 		t.Fatalf("after the answer, packets go to %v, want the new relay %v", to, relay2Map)
 	}
@@ -102,5 +108,54 @@ func TestNativeTestWindow(t *testing.T) {
 	en.clk.advance(60 * time.Second)
 	if v := en.tun(pkt(selfAddr, peerAddr, 8)); v != drop(DropUnreachable) {
 		t.Fatalf("Teredo peer 60 s after its last bubble: %+v, want unreachable", v)
+	}
+}
+
+// TestStaleCopyNotResent: a native peer that was only silent (the relay is
+// alive) answers the test along the same path; the packet kept for a new
+// relay is then discarded, not sent twice nor counted as dropped, and a
+// later packet that waits for a test is not discarded with it.
+func TestStaleCopyNotResent(t *testing.T) {
+	en := newEnv(t, Client)
+	en.trust(native, relayMap)
+	var req proto.IPv6
+	for range 25 {
+		en.clk.advance(100 * time.Millisecond)
+		en.tun(pkt(selfAddr, native, 8))
+		if len(en.out.UDP) == 2 {
+			req = proto.IPv6(append([]byte(nil), en.out.UDP[1].Buf[:en.out.UDP[1].N]...))
+		}
+	}
+	if req == nil {
+		t.Fatal("no test after 2.5 s without an answer")
+	}
+	drops := en.e.Stats().Dropped
+	m, _ := proto.ParseICMPv6(req)
+	reply := proto.AppendEchoReply(nil, proto.EchoFields{Src: native, Dst: selfAddr, HopLimit: 60, ID: m.EchoID(), Seq: m.EchoSeq(), Data: m.Body()})
+	en.udp(reply, relayMap)
+	if to := en.sentTo(); len(to) != 0 {
+		t.Fatalf("answer along the same path: sent %v, want nothing", to)
+	}
+	if got := en.e.Stats().Dropped; got != drops {
+		t.Fatalf("drops %v -> %v: the discarded copy was counted", drops, got)
+	}
+	// Silent past the 30 s validity: the next packet waits for a test,
+	// and the answer along the same path delivers it.
+	en.clk.advance(31 * time.Second)
+	en.tun(pkt(selfAddr, native, 8))
+	req = nil
+	for _, u := range en.out.UDP {
+		if u.Addr == server {
+			req = proto.IPv6(append([]byte(nil), u.Buf[:u.N]...))
+		}
+	}
+	if req == nil {
+		t.Fatal("no test for a peer silent for 31 s")
+	}
+	m, _ = proto.ParseICMPv6(req)
+	reply = proto.AppendEchoReply(nil, proto.EchoFields{Src: native, Dst: selfAddr, HopLimit: 60, ID: m.EchoID(), Seq: m.EchoSeq(), Data: m.Body()})
+	en.udp(reply, relayMap)
+	if to := en.sentTo(); len(to) != 1 || to[0] != relayMap {
+		t.Fatalf("after the answer: sent to %v, want the waiting packet to %v", to, relayMap)
 	}
 }
