@@ -131,6 +131,16 @@ type Self struct {
 	// Local is our own IPv4 address and port, the alternate a peer behind
 	// the same NAT reaches us at (§5.6.4.1); zero when unknown.
 	Local netip.AddrPort
+	// Probing: our NAT's behaviour is still being probed, so the fields
+	// above may not hold yet. Meanwhile no bubble round goes to a Teredo
+	// peer (packets for it wait; Tick or the next packet starts the round
+	// once it is known): an indirect bubble tells the peer how to reach
+	// us, and one without a Random Port trailer from a client that turns
+	// out to be behind a port-preserving NAT makes such a peer spend its
+	// random port's one preserved mapping on the mapping in our address,
+	// where no packet of ours will come from (§5.4.4.3): the two never
+	// connect.
+	Probing bool
 }
 
 // Out collects what processing produced. The Engine appends to it; the

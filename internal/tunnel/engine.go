@@ -297,6 +297,9 @@ func (e *Engine) Tick(out *Out) {
 // changes, and Tick tries again. s.mu is held.
 func (e *Engine) probe(s *shard, idx uint32, self *selfState, now tick, out *Out, c *counters, tests *limiter) {
 	p := &s.peers[idx]
+	if self.Probing && !p.has(fNative) {
+		return // see Self.Probing
+	}
 	if p.has(fNative) && tests != nil && !tests.take(now) {
 		c.pingsLimited.Add(1)
 		return

@@ -449,8 +449,9 @@ func (e *Engine) indirectFromPeer(d *datagram, origin netip.AddrPort, out *Out, 
 		return true
 	}
 	// §3.1: our own indirect bubble, answered from the mapping the peer's
-	// NAT uses towards us.
-	if e.mayProbe(p, d.now) == probeNow && e.peerProbes.take(d.now) {
+	// NAT uses towards us; not while our NAT is being probed (see
+	// Self.Probing): the peer's next round gets it.
+	if !self.Probing && e.mayProbe(p, d.now) == probeNow && e.peerProbes.take(d.now) {
 		p.lastTx = d.now
 		p.probes++
 		e.probeRound(s, idx, self, d.now, out, c, false)

@@ -163,6 +163,7 @@ func (n *simNAT) inbound(ext uint16, remote netip.AddrPort) (netip.AddrPort, boo
 type simPacket struct {
 	from, to netip.AddrPort
 	data     []byte
+	due      time.Time // when it arrives (with sim.delay)
 }
 
 // simHost is a Teredo client: an Engine, its sockets, and a host stack
@@ -177,6 +178,9 @@ type simHost struct {
 	next    uint16
 	replies int // echo replies the host received
 	out     Out
+	// tickPhase is when in each second its Engine ticks: clients start
+	// at any time.
+	tickPhase time.Duration
 }
 
 func (h *simHost) Open() (uint16, error) {
@@ -198,6 +202,30 @@ type sim struct {
 	// forwarded counts the bubbles the server forwarded (indirect ones).
 	forwarded int
 	trace     bool
+	// delay, if set, holds each datagram on the wire for as long as it
+	// says, which reorders them as a loaded machine can; without it every
+	// datagram arrives in the step it was sent, in order.
+	delay func(p simPacket) time.Duration
+}
+
+// put puts a datagram on the wire.
+func (s *sim) put(p simPacket) {
+	p.due = s.clk.t
+	if s.delay != nil {
+		p.due = p.due.Add(s.delay(p))
+	}
+	s.queue = append(s.queue, p)
+}
+
+// due takes the next datagram that has arrived off the wire.
+func (s *sim) due() (simPacket, bool) {
+	for i, p := range s.queue {
+		if !p.due.After(s.clk.t) {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			return p, true
+		}
+	}
+	return simPacket{}, false
 }
 
 func newSim(t *testing.T) *sim {
@@ -243,7 +271,7 @@ func (s *sim) send(h *simHost, fromPort uint16, to netip.AddrPort, b []byte) {
 	if !h.nat.lan.Contains(to.Addr()) {
 		from = h.nat.out(from, to)
 	}
-	s.queue = append(s.queue, simPacket{from: from, to: to, data: append([]byte(nil), b...)})
+	s.put(simPacket{from: from, to: to, data: append([]byte(nil), b...)})
 }
 
 // flushHost sends what h's engine produced and answers echo requests.
@@ -351,7 +379,7 @@ func (s *sim) server(p simPacket) {
 		}
 		ra := proto.AppendRouterAdvertisement(nil, proto.RAFields{Nonce: e.Auth.Nonce, Client: p.from, Dst: rs.Src,
 			Server: s.primary.Addr(), Prefix: proto.DefaultPrefix, MTU: 1280})
-		s.queue = append(s.queue, simPacket{from: p.to, to: p.from, data: ra})
+		s.put(simPacket{from: p.to, to: p.from, data: ra})
 		return
 	}
 	if proto.HasPrefix(src, proto.DefaultPrefix) {
@@ -366,27 +394,29 @@ func (s *sim) server(p simPacket) {
 	b := proto.AppendOrigin(nil, p.from)
 	b = append(append(b, e.IPv6...), e.Trailer...)
 	s.forwarded++
-	s.queue = append(s.queue, simPacket{from: s.primary, to: a.Mapping(), data: b})
+	s.put(simPacket{from: s.primary, to: a.Mapping(), data: b})
 }
 
 // run moves the clock in 10 ms steps for d, delivering everything each
 // step and ticking every engine each second, until done says so.
 func (s *sim) run(d time.Duration, done func() bool) bool {
 	for step := time.Duration(0); step < d; step += 10 * time.Millisecond {
-		for n := 0; len(s.queue) > 0; n++ {
+		for n := 0; ; n++ {
 			if n > 10000 {
 				s.t.Fatal("packet storm")
 			}
-			p := s.queue[0]
-			s.queue = s.queue[1:]
+			p, ok := s.due()
+			if !ok {
+				break
+			}
 			s.deliver(p)
 		}
 		if done() {
 			return true
 		}
 		s.clk.advance(10 * time.Millisecond)
-		if s.clk.t.UnixMilli()%1000 == 0 {
-			for _, h := range s.hosts {
+		for _, h := range s.hosts {
+			if (s.clk.t.UnixMilli()-h.tickPhase.Milliseconds())%1000 == 0 {
 				h.e.Tick(&h.out)
 				s.flushHost(h)
 			}
@@ -397,11 +427,14 @@ func (s *sim) run(d time.Duration, done func() bool) bool {
 
 // ping sends echo requests from a to b once a second until one is
 // answered, for at most d; it reports whether one was, and when.
-func (s *sim) ping(a, b *simHost, d time.Duration) (bool, time.Duration) {
+func (s *sim) ping(a, b *simHost, d time.Duration, each ...func()) (bool, time.Duration) {
 	start := s.clk.t
 	seq := uint16(0)
 	last := time.Time{}
 	ok := s.run(d, func() bool {
+		for _, f := range each {
+			f()
+		}
 		if a.replies > 0 {
 			return true
 		}
