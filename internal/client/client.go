@@ -667,7 +667,7 @@ func (c *Client) apply(st Status, applied *Status) (bool, error) {
 			c.log.Info("Teredo interface up", "interface", c.dev.Name(), "address", st.Addr, "mtu", st.MTU,
 				"nat", st.NAT.String(), "hook_status", status)
 		}
-		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.NAT != prev.NAT {
+		if prev.Phase != PhaseQualified || st.Addr != prev.Addr || st.NAT != prev.NAT || st.NATProbing != prev.NATProbing {
 			c.eng.SetSelf(c.selfFor(st))
 		}
 		return true, nil

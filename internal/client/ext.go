@@ -74,6 +74,7 @@ func (c *Client) selfFor(st Status) tunnel.Self {
 		Symmetric:      st.NAT.Symmetric(),
 		PortPreserving: st.NAT == NATSymmetricPortPreserving,
 		Local:          c.localEndpoint(st.Server),
+		Probing:        st.NATProbing,
 	}
 	// §5.3.3: a UPnP mapping that is the one the server saw means one NAT
 	// (anyone reaches our address's mapping); another means nested NATs

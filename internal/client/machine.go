@@ -128,6 +128,10 @@ type Status struct {
 	Server, Server2 netip.Addr
 	// NAT is the NAT behaviour the probes found.
 	NAT NATType
+	// NATProbing: qualified, and the probes of the NAT behaviour are
+	// still out (NAT may change): the Engine sets up no Teredo peer
+	// meanwhile (tunnel.Self.Probing). Status derives it.
+	NATProbing bool
 	// UPnP is the port mapping a UPnP gateway gave us (RFC 6081 §5.3.3),
 	// if any: the mapping in our address when our NAT is the gateway.
 	UPnP netip.AddrPort
@@ -342,7 +346,11 @@ func NewMachine(cfg MachineConfig) *Machine {
 }
 
 // Status returns the current status.
-func (m *Machine) Status() Status { return m.st }
+func (m *Machine) Status() Status {
+	st := m.st
+	st.NATProbing = st.Phase == PhaseQualified && (m.rs[rsCone].active || m.rs[rsSecondary].active)
+	return st
+}
 
 // Start begins: it asks for the server names to be resolved.
 func (m *Machine) Start(now time.Time, a *Actions) {
@@ -571,6 +579,7 @@ func (m *Machine) Tick(now time.Time, a *Actions) {
 			m.solicit(now, rsSecondary, false, a)
 		} else {
 			s.active = false
+			a.Changed = true // NATProbing ends
 			m.log.Warn("secondary Teredo server address does not answer: NAT behaviour unknown",
 				"server2", m.st.Server2)
 		}
@@ -721,6 +730,7 @@ func (m *Machine) advertised(now time.Time, mapping netip.AddrPort, mtu int, a *
 // and the secondary address when the cone answer has had its chance.
 func (m *Machine) probeNAT(now time.Time, a *Actions) {
 	m.natProbed = true
+	a.Changed = true // NATProbing starts
 	m.rs[rsSecondary].active = false
 	m.coneSkipped = m.secondaryWas == m.st.Server2 && !m.toSecondary.IsZero() &&
 		now.Sub(m.toSecondary) < m.cfg.Timing.ConeQuiet
@@ -760,9 +770,7 @@ func (m *Machine) symmetricKind(second netip.AddrPort) NATType {
 
 func (m *Machine) natFound(n NATType, a *Actions) {
 	m.rs[rsCone].active, m.rs[rsSecondary].active = false, false
-	if m.st.NAT != n {
-		a.Changed = true
-	}
+	a.Changed = true // NATProbing ends, and NAT may change
 	m.st.NAT = n
 	m.log.Info("NAT behaviour", "nat", n.String(), "mapping", m.st.Mapping)
 }

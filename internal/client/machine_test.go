@@ -349,6 +349,23 @@ func TestQualificationNAT(t *testing.T) {
 			if w.status().Addr != s.Addr {
 				t.Errorf("address changed during the NAT probe: %v -> %v", s.Addr, w.status().Addr)
 			}
+			// The Engine hears of the probe as a change: while it is out
+			// (tunnel.Self.Probing), and once it ends with the NAT type.
+			var first, last *Status
+			for i := range w.changes {
+				if w.changes[i].Phase == PhaseQualified {
+					if first == nil {
+						first = &w.changes[i]
+					}
+					last = &w.changes[i]
+				}
+			}
+			if first == nil || !first.NATProbing {
+				t.Errorf("qualified without NATProbing: %+v", first)
+			}
+			if last == nil || last.NATProbing || last.NAT != tc.want {
+				t.Errorf("last change %+v: want the probe over and NAT %v", last, tc.want)
+			}
 			for _, err := range w.recvErr {
 				if err != nil {
 					t.Errorf("a server answer was refused: %v", err)
