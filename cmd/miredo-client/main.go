@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -150,21 +148,7 @@ func configure(c *cli.Context) (settings, error) {
 		cfg.Server2 = c.String("server2")
 		m.Given("server2", conf.ServerAddress2, cfg.Server2)
 	}
-	if a := c.String("bind-address"); a != "" {
-		if cfg.BindAddress, err = netip.ParseAddr(a); err != nil {
-			bad.Add(fmt.Errorf("--bind-address: %w", err))
-		} else {
-			m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
-		}
-	}
-	if c.IsSet("bind-port") {
-		if p := c.Uint("bind-port"); p > 65535 {
-			bad.Add(fmt.Errorf("--bind-port %d: out of range", p))
-		} else {
-			cfg.BindPort = uint16(p)
-			m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
-		}
-	}
+	m.Bind(&cfg.BindAddress, &cfg.BindPort, &bad)
 	if len(bad) == 0 {
 		if s.cfg, err = cfg.Check(); errors.Is(err, client.ErrNoServer) && file.Name != "" {
 			err = fmt.Errorf("%s: ServerAddress not set and no server given: %w", file.Name, err)

@@ -152,21 +152,7 @@ func configure(c *cli.Context) (settings, error) {
 		cfg.MTU = c.Int("mtu")
 		m.Given("mtu", conf.InterfaceMTU, strconv.Itoa(cfg.MTU))
 	}
-	if a := c.String("bind-address"); a != "" {
-		if cfg.BindAddress, err = netip.ParseAddr(a); err != nil {
-			bad.Add(fmt.Errorf("--bind-address %q: %w", a, err))
-		} else {
-			m.Given("bind-address", conf.BindAddress, cfg.BindAddress.String())
-		}
-	}
-	if c.IsSet("bind-port") {
-		if p := c.Uint("bind-port"); p > 65535 {
-			bad.Add(fmt.Errorf("--bind-port %d: out of range", p))
-		} else {
-			cfg.BindPort = uint16(p)
-			m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
-		}
-	}
+	m.Bind(&cfg.BindAddress, &cfg.BindPort, &bad)
 	if len(bad) == 0 {
 		s.cfg, err = cfg.Check()
 		bad.Add(err)

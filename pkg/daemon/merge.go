@@ -5,6 +5,8 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -64,6 +66,29 @@ func (m *Merge) Given(flag string, d conf.Directive, canonical string) bool {
 	}
 	m.Replaced(d, "--"+flag, value, canonical)
 	return true
+}
+
+// Bind merges --bind-address and --bind-port, the flags of the roles with
+// one UDP socket (client and relay), over BindAddress and BindPort into
+// addr and port; a bad value is added to bad.
+func (m *Merge) Bind(addr *netip.Addr, port *uint16, bad *Problems) {
+	if a := m.c.String("bind-address"); a != "" {
+		v, err := netip.ParseAddr(a)
+		if err != nil {
+			bad.Add(fmt.Errorf("--bind-address %q: %w", a, err))
+		} else {
+			*addr = v
+			m.Given("bind-address", conf.BindAddress, v.String())
+		}
+	}
+	if m.c.IsSet("bind-port") {
+		if p := m.c.Uint("bind-port"); p > 65535 {
+			bad.Add(fmt.Errorf("--bind-port %d: out of range", p))
+		} else {
+			*port = uint16(p)
+			m.Given("bind-port", conf.BindPort, strconv.Itoa(int(p)))
+		}
+	}
 }
 
 // Replaced records that what (a flag or an argument, with value) replaced d,
