@@ -365,11 +365,7 @@ func (c *Client) flush(out *tunnel.Out) error {
 // socketLoop reads Teredo datagrams: maintenance traffic goes to the state
 // machine, everything else to the Engine.
 func (c *Client) socketLoop(ctx context.Context) error {
-	msgs := make([]udpio.Message, udpio.MaxBatch)
-	buf := make([]byte, udpio.MaxBatch*udpBufSize)
-	for i := range msgs {
-		msgs[i].Buf = buf[i*udpBufSize : (i+1)*udpBufSize]
-	}
+	msgs := udpio.NewMessages(udpio.MaxBatch, udpBufSize)
 	var out tunnel.Out
 	return loop.Read(ctx, "socket read",
 		func() (int, error) { return c.conn.ReadBatch(msgs) },

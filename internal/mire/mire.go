@@ -175,11 +175,7 @@ const bufSize = 2048
 func (r *Responder) loop(ctx context.Context, on Port) error {
 	c, out := r.conns[on], r.conns[OnMappedPort]
 	st := &r.stats[on]
-	in := make([]udpio.Message, udpio.MaxBatch)
-	inBuf := make([]byte, udpio.MaxBatch*bufSize)
-	for i := range in {
-		in[i].Buf = inBuf[i*bufSize : (i+1)*bufSize]
-	}
+	in := udpio.NewMessages(udpio.MaxBatch, bufSize)
 	outBuf := make([]byte, udpio.MaxBatch*bufSize)
 	batch := make([]udpio.Message, 0, udpio.MaxBatch)
 	var e proto.Envelope

@@ -241,11 +241,7 @@ func (r *Relay) tunnelLoop(ctx context.Context) error {
 // socketLoop moves Teredo datagrams to the host.
 func (r *Relay) socketLoop(ctx context.Context) error {
 	size := r.cfg.MTU + tunnel.UDPHeadroom
-	msgs := make([]udpio.Message, udpio.MaxBatch)
-	backing := make([]byte, len(msgs)*size)
-	for i := range msgs {
-		msgs[i].Buf = backing[i*size : (i+1)*size : (i+1)*size]
-	}
+	msgs := udpio.NewMessages(udpio.MaxBatch, size)
 	var out tunnel.Out
 	return loop.Read(ctx, "socket read",
 		func() (int, error) { return r.conn.ReadBatch(msgs) },

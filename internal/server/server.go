@@ -323,11 +323,7 @@ const bufSize = 2048
 // the handler, and writes the answers in batches from the address each one
 // must leave from. Buffers are allocated once per loop.
 func (s *Server) loop(ctx context.Context, c udpio.PacketConn, on Via, out [2]udpio.PacketConn, st *loopStats) error {
-	in := make([]udpio.Message, udpio.MaxBatch)
-	inBuf := make([]byte, udpio.MaxBatch*bufSize)
-	for i := range in {
-		in[i].Buf = inBuf[i*bufSize : (i+1)*bufSize]
-	}
+	in := udpio.NewMessages(udpio.MaxBatch, bufSize)
 	outBuf := make([]byte, udpio.MaxBatch*bufSize)
 	var batches [2][]udpio.Message
 	for i := range batches {

@@ -159,6 +159,18 @@ type Message struct {
 	Truncated bool
 }
 
+// NewMessages returns n messages for ReadBatch, each with a buffer of size
+// bytes carved from one allocation, a read loop's buffers for its whole
+// life. Each buffer's capacity ends where the next begins.
+func NewMessages(n, size int) []Message {
+	msgs := make([]Message, n)
+	backing := make([]byte, n*size)
+	for i := range msgs {
+		msgs[i].Buf = backing[i*size : (i+1)*size : (i+1)*size]
+	}
+	return msgs
+}
+
 // PacketConn is a batched datagram socket as the daemons' loops use it:
 // a *Conn, or a fake in their tests.
 type PacketConn interface {

@@ -447,3 +447,25 @@ func TestReadEach(t *testing.T) {
 		})
 	}
 }
+
+// TestNewMessages: each buffer has the size asked for and cannot grow into
+// its neighbour.
+func TestNewMessages(t *testing.T) {
+	for _, tc := range []struct{ n, size int }{{1, 2048}, {MaxBatch, 2048}, {3, 1}} {
+		msgs := NewMessages(tc.n, tc.size)
+		if len(msgs) != tc.n {
+			t.Fatalf("NewMessages(%d, %d): %d messages", tc.n, tc.size, len(msgs))
+		}
+		for i := range msgs {
+			if len(msgs[i].Buf) != tc.size || cap(msgs[i].Buf) != tc.size {
+				t.Fatalf("message %d: len %d cap %d, want %d", i, len(msgs[i].Buf), cap(msgs[i].Buf), tc.size)
+			}
+			msgs[i].Buf[0] = byte(i + 1)
+		}
+		for i := range msgs {
+			if msgs[i].Buf[0] != byte(i+1) {
+				t.Fatalf("message %d's buffer overlaps another", i)
+			}
+		}
+	}
+}
