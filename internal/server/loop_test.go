@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -78,5 +79,26 @@ func TestLoopGivesUp(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("loop still running on a broken socket") // Cleanup's Close ends it
+	}
+}
+
+// TestSpareProcs: the socket loops wait in system calls holding their P
+// (udpio.Options.BlockingReads), so the process needs one P more than it
+// has loops, and keeps more if it has them.
+func TestSpareProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct{ procs, loops, want int }{
+		{1, 2, 3},
+		{2, 2, 3},
+		{4, 2, 4},
+		{3, 2, 3},
+		{2, 0, 2},
+		{8, 16, 17},
+	} {
+		runtime.GOMAXPROCS(tc.procs)
+		spareProcs(tc.loops)
+		if got := runtime.GOMAXPROCS(0); got != tc.want {
+			t.Errorf("GOMAXPROCS %d, %d loops: got %d, want %d", tc.procs, tc.loops, got, tc.want)
+		}
 	}
 }

@@ -374,6 +374,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reloads <-chan Confi
 	}
 	defer s.Close()
 	cfg = s.config()
+	conns := s.sockets()
+	spareProcs(len(conns[0]) + len(conns[1]))
 	ctl, err := control.ListenOrWarn(cfg.ControlSocket, cfg.ControlSocketNamed, log)
 	if err != nil {
 		return err

@@ -37,8 +37,27 @@ func defaultSockets() int {
 // perf(1) profiles (runtime.sysmon, runtime.usleep, handoffp/startm), which
 // is most of what the server spent beyond Miredo's single-threaded loop.
 // The batch calls never wait (MSG_DONTWAIT): waiting is the netpoller's.
+//
+// BlockingReads: below saturation each loop wakes for a datagram or two,
+// and a wake-up through Go's netpoller cost more user time than answering
+// (issue 14); waiting in recvmmsg costs what it costs Miredo's loop.
+// spareProcs gives those waits the P they need.
 func socketOptions(noBatch bool) udpio.Options {
-	return udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: noBatch, RawSyscalls: true}
+	return udpio.Options{ReusePort: true, RecvBuffer: 4 << 20, SendBuffer: 4 << 20, NoBatch: noBatch,
+		RawSyscalls: true, BlockingReads: true}
+}
+
+// spareProcs raises GOMAXPROCS to one more than the socket loops, which
+// wait in system calls (udpio.Options.BlockingReads): with a P idle, the
+// runtime leaves a waiting loop's P alone; with none, sysmon takes it
+// after 20 µs to run other goroutines, and does so on every wait. A P is
+// only a scheduling slot: the loops are asleep in the kernel most of the
+// time, and the process still runs no more threads at once than it has
+// work for.
+func spareProcs(loops int) {
+	if loops > 0 && runtime.GOMAXPROCS(0) <= loops {
+		runtime.GOMAXPROCS(loops + 1)
+	}
 }
 
 // eachReader is a socket that hands batches over in one call

@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -33,11 +35,15 @@ const MaxGroup = 16
 // calls run inside syscall.RawConn Read/Write callbacks with MSG_DONTWAIT:
 // EAGAIN hands the wait back to the poller.
 type Conn struct {
-	uc      *net.UDPConn
+	uc      *net.UDPConn // nil with BlockingReads
+	closer  io.Closer    // uc, or the os.File of a blocking socket
 	rc      syscall.RawConn
 	local   netip.AddrPort
 	noBatch bool
 	raw     bool // Options.RawSyscalls
+	// blocking is Options.BlockingReads in effect: the socket is in
+	// blocking mode and ReadEach waits in recvmmsg.
+	blocking bool
 
 	// gsoMax is the largest segment WriteBatch may send with GSO: 0 with
 	// GSO off (not asked for, not supported, or refused), lowered when the
@@ -123,33 +129,27 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = setOptions(int(fd), opt) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", addr.String())
+	blocking := opt.BlockingReads && !opt.NoBatch && !opt.GRO
+	var c *Conn
+	if blocking {
+		c, err = listenBlocking(addr, opt)
+	} else {
+		c, err = listenPolled(addr, opt)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("udpio: listen on %v: %w", addr, err)
 	}
-	uc := pc.(*net.UDPConn)
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		uc.Close()
-		return nil, fmt.Errorf("udpio: listen on %v: %w", addr, err)
-	}
-	c := &Conn{uc: uc, rc: rc, noBatch: opt.NoBatch, raw: opt.RawSyscalls}
-	la := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-	c.local = netip.AddrPortFrom(la.Addr().Unmap(), la.Port())
+	c.noBatch, c.raw, c.blocking = opt.NoBatch, opt.RawSyscalls, blocking
 	c.rd.init()
 	c.wr.init()
 	c.recvFn = c.recvmmsg
 	c.sendFn = c.sendmmsg
 	c.eachFn = c.readEachReady
+	if blocking {
+		c.eachFn = c.readEachBlocking
+	}
 	var gso, gro bool
-	_ = rc.Control(func(fd uintptr) {
+	_ = c.rc.Control(func(fd uintptr) {
 		c.rcvBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
 		c.sndBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
 		gso, gro = offloads(int(fd), opt)
@@ -161,6 +161,95 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 		c.gro = newGROState(&c.rd)
 	}
 	return c, nil
+}
+
+// listenPolled opens the socket through the net package: non-blocking,
+// waited for by Go's netpoller.
+func listenPolled(addr netip.AddrPort, opt Options) (*Conn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = setOptions(int(fd), opt) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	uc := pc.(*net.UDPConn)
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	la := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return &Conn{uc: uc, closer: uc, rc: rc, local: netip.AddrPortFrom(la.Addr().Unmap(), la.Port())}, nil
+}
+
+// rcErr reports a RawConn call's failure on a closed blocking socket (an
+// os.File, which says "use of closed file") as the net package reports a
+// closed socket, so that callers test for one error.
+func (c *Conn) rcErr(err error) error {
+	if err != nil && c.uc == nil && c.closed.Load() {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// errClosedErrno marks, in mmsgs.errno, a blocking read that Close woke:
+// the read returns net.ErrClosed. No system call returns it (errno values
+// are positive).
+const errClosedErrno = syscall.Errno(^uintptr(0))
+
+// blockingTimeout bounds each wait in a system call of a socket with
+// BlockingReads (SO_RCVTIMEO, SO_SNDTIMEO): a backstop for Close, which
+// wakes a waiting read itself, and a bound on a send into a full buffer.
+const blockingTimeout = 200 * time.Millisecond
+
+// listenBlocking opens the socket for BlockingReads: in blocking mode, and
+// not through the net package, whose netpoller would otherwise wake for
+// every datagram as well, to find nobody waiting (epoll reports the
+// socket's readiness whether or not a goroutine waits on it). os.NewFile
+// leaves a blocking descriptor out of the poller; its RawConn still takes
+// the descriptor's reference counts, so Close is safe against a read in
+// progress.
+func listenBlocking(addr netip.AddrPort, opt Options) (*Conn, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	fail := func(err error) (*Conn, error) {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := setOptions(fd, opt); err != nil {
+		return fail(err)
+	}
+	tv := unix.NsecToTimeval(int64(blockingTimeout))
+	for _, o := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, o, &tv); err != nil {
+			return fail(os.NewSyscallError("setsockopt", err))
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())}); err != nil {
+		return fail(os.NewSyscallError("bind", err))
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail(os.NewSyscallError("getsockname", err))
+	}
+	sa4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return fail(fmt.Errorf("bound to a non-IPv4 address %v", sa))
+	}
+	f := os.NewFile(uintptr(fd), "udp4:"+addr.String())
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Conn{closer: f, rc: rc, local: netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))}, nil
 }
 
 // LocalAddr is the address the socket is bound to, with the port the kernel
@@ -175,7 +264,15 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.readDrops() // last chance: the counter dies with the socket
-	if err := c.uc.Close(); err != nil {
+	if c.blocking {
+		// Wake a ReadEach waiting in recvmmsg: it holds the descriptor,
+		// and uc.Close waits for it. On an unconnected UDP socket
+		// shutdown fails with ENOTCONN but still marks the socket shut
+		// for reading and wakes its readers; a wait that begins after
+		// this returns at once.
+		_ = c.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RD) })
+	}
+	if err := c.closer.Close(); err != nil {
 		return fmt.Errorf("udpio: close %v: %w", c.local, err)
 	}
 	return nil
@@ -235,10 +332,13 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	}
 	m.rearm(k)
 	m.off, m.cnt = 0, k
-	err := c.rc.Read(c.recvFn)
+	err := c.rcErr(c.rc.Read(c.recvFn))
 	m.release(k)
 	if err != nil {
 		return 0, fmt.Errorf("udpio: read on %v: %w", c.local, err)
+	}
+	if m.errno == errClosedErrno {
+		return 0, fmt.Errorf("udpio: read on %v: %w", c.local, net.ErrClosed)
 	}
 	if m.errno != 0 {
 		return 0, fmt.Errorf("udpio: read on %v: %w", c.local, os.NewSyscallError("recvmmsg", m.errno))
@@ -308,7 +408,7 @@ func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
 	}
 	c.eachMsgs, c.eachHandle, c.eachErr = msgs[:k], handle, nil
 	m.errno = 0
-	err := c.rc.Read(c.eachFn)
+	err := c.rcErr(c.rc.Read(c.eachFn))
 	m.release(k)
 	herr := c.eachErr
 	c.eachMsgs, c.eachHandle, c.eachErr = nil, nil, nil
@@ -352,12 +452,79 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 	}
 }
 
+// readEachBlocking is ReadEach's RawConn callback with BlockingReads: it
+// waits in recvmmsg for the first datagram (MSG_WAITFORONE, on a blocking
+// socket), takes the rest that are queued, hands the batch over, and
+// waits again, until Close, a failed read or handle ends it (true).
+func (c *Conn) readEachBlocking(fd uintptr) bool {
+	m := &c.rd
+	msgs := c.eachMsgs
+	for {
+		m.rearm(len(msgs))
+		r, e := c.waitCall(fd, &m.hdrs[0], len(msgs))
+		if c.closed.Load() {
+			// Close shut the socket for reading, which ends the wait
+			// with an empty "datagram": nothing read is handed over.
+			c.eachErr = fmt.Errorf("udpio: read on %v: %w", c.local, net.ErrClosed)
+			return true
+		}
+		switch e {
+		case 0:
+		case unix.EINTR, unix.EAGAIN: // a signal, or SO_RCVTIMEO
+			// A signal may be the runtime's preemption request (a
+			// stop-the-world, a stack scan): with RawSyscalls this
+			// goroutine holds its P while it waits, and must yield
+			// at a safe point for the request to be met.
+			runtime.Gosched()
+			continue
+		default:
+			m.errno = e
+			return true
+		}
+		n := int(r)
+		c.received(msgs, n)
+		if c.eachErr = c.eachHandle(n); c.eachErr != nil {
+			return true
+		}
+	}
+}
+
+// waitCall is the waiting recvmmsg of BlockingReads (MSG_WAITFORONE on a
+// blocking socket). With RawSyscalls the scheduler is not told either: the
+// loop keeps its P while it sleeps in the kernel, so that no wake-up goes
+// through the scheduler and sysmon has no P in a system call to take and
+// hand over (which, with a P taken at every wait longer than 20 µs, kept
+// sysmon polling and moved the loop from thread to thread). The runtime
+// still reaches the loop: its preemption signal interrupts the wait
+// (EINTR, as SO_RCVTIMEO is set), and readEachBlocking yields then. Other
+// goroutines run on the spare P the caller provides (see BlockingReads).
+func (c *Conn) waitCall(fd uintptr, hdrs *unix.Mmsghdr, cnt int) (uintptr, syscall.Errno) {
+	if c.raw {
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_WAITFORONE, 0, 0)
+		return r, e
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_WAITFORONE, 0, 0)
+	return r, e
+}
+
 // recvmmsg is the RawConn read callback: false means "nothing yet, wait
 // for the poller".
 func (c *Conn) recvmmsg(fd uintptr) bool {
 	m := &c.rd
 	for {
 		r, e := c.batchCall(unix.SYS_RECVMMSG, fd, &m.hdrs[m.off], m.cnt)
+		if e == unix.EAGAIN && c.blocking {
+			// No poller to wait in (BlockingReads): wait in the call.
+			r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])), uintptr(m.cnt),
+				unix.MSG_WAITFORONE, 0, 0)
+			if c.closed.Load() {
+				m.got, m.errno = 0, errClosedErrno
+				return true
+			}
+			if e == unix.EAGAIN { // SO_RCVTIMEO: wait again
+				continue
+			}
+		}
 		switch e {
 		case 0:
 			m.got, m.errno = int(r), 0
@@ -457,7 +624,7 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 	probe, probeErrno, probeSize := -1, syscall.Errno(0), 0
 	for off := 0; off < cnt; {
 		m.off, m.cnt = off, cnt-off
-		if err := c.rc.Write(c.sendFn); err != nil {
+		if err := c.rcErr(c.rc.Write(c.sendFn)); err != nil {
 			return sent, true, fmt.Errorf("udpio: write on %v: %w", c.local, err)
 		}
 		if m.errno == 0 && m.got > 0 {
@@ -587,6 +754,12 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 	}
 	for {
 		r, e := c.batchCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt)
+		if e == unix.EAGAIN && c.blocking {
+			// The send buffer is full and there is no poller to wait
+			// in (BlockingReads): wait in the call, at most
+			// SO_SNDTIMEO, after which EAGAIN fails the batch.
+			r, _, e = unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])), uintptr(cnt), 0, 0, 0)
+		}
 		switch e {
 		case 0:
 			m.got, m.errno = int(r), 0
