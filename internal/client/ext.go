@@ -43,10 +43,11 @@ func (c *Client) startUPnP(ctx context.Context) {
 	if c.cfg.NoUPnP {
 		return
 	}
-	u, err := takeUPnP(ctx, findIGD, c.conn.LocalAddr(), c.log)
+	bind := c.conn.LocalAddr()
+	u, err := takeUPnP(ctx, newIGDSearch(c.cfg.Server, bind.Addr(), c.log).find, bind, c.log)
 	switch {
 	case errors.Is(err, errNoGateway):
-		c.log.Debug("no UPnP gateway")
+		// The search's own line said why.
 	case err != nil:
 		c.log.Info("no UPnP port mapping", "err", err)
 	default:

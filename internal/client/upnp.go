@@ -8,6 +8,14 @@ package client
 // from anyone, so that the server reflects that mapping into our address
 // and a symmetric NAT becomes reachable there.
 //
+// Since the mapping must exist before the first solicitation leaves, every
+// start waits for the search for that gateway, and a client with none
+// would wait out the SSDP search's bound (Miredo, which has no UPnP,
+// qualifies in tens of milliseconds). The search (igdSearch) therefore
+// learns from the route to the server and a unicast search of its next hop
+// that there is no gateway, in one round trip, in the usual cases: a
+// server on our link, and a next hop with nothing on the SSDP port.
+//
 // The packet process takes the lease, not the privileged helper: UPnP
 // needs no privilege (an HTTP client and a UDP socket on an ephemeral
 // port), the mapping must exist before the first solicitation leaves, which
@@ -29,7 +37,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/huin/goupnp"
@@ -40,11 +50,13 @@ import (
 )
 
 const (
-	// upnpSearch bounds the SSDP search: the time a client without a
-	// gateway loses before qualifying (goupnp waits for answers until the
-	// search ends). A gateway on the LAN answers in milliseconds; one that
-	// takes longer than this (UDA allows up to the MX of 1 s we send) is
-	// taken for none, rather than hold every start for a second.
+	// upnpSearch bounds the SSDP search when the next hop towards the
+	// server neither answers nor refuses a unicast search (see igdSearch):
+	// the time such a client loses before qualifying (goupnp waits for
+	// answers until the search ends). A gateway on the LAN answers in
+	// milliseconds; one that takes longer than this (UDA allows up to the
+	// MX of 1 s we send) is taken for none, rather than hold every start
+	// for a second.
 	upnpSearch = 500 * time.Millisecond
 	// upnpCall bounds each SOAP action.
 	upnpCall = 3 * time.Second
@@ -72,47 +84,165 @@ type igd interface {
 // igdFinder finds a gateway and our address as it reaches us.
 type igdFinder func(ctx context.Context) (igd, netip.Addr, error)
 
-// errNoGateway: no gateway answered the search.
+// errNoGateway: no gateway answered the search, or none can carry our
+// traffic.
 var errNoGateway = errors.New("no UPnP Internet Gateway Device answered")
 
-// findIGD searches the LAN with goupnp and returns the first gateway
-// offering a connection service, newest version first, and our address
-// towards it. The search alone is bounded by upnpSearch (goupnp's own
-// discovery fetches the descriptions under the search's deadline, which
-// its wait for answers has used up).
-func findIGD(ctx context.Context) (igd, netip.Addr, error) {
-	hc, err := httpu.NewHTTPUClient()
-	if err != nil {
-		return nil, netip.Addr{}, fmt.Errorf("SSDP: %w", err)
+// igdSearch finds the gateway that carries a client's traffic to its
+// server. A client with no gateway must not wait long for the answer: it
+// solicits its server only once the search is over. So the search starts
+// from the route to the server (route.go): a server on our link, or none
+// reachable, leaves no gateway to look for; with a next hop, a unicast
+// search of that next hop (ssdpprobe.go) runs beside the multicast search
+// and ends it as soon as the next hop answers or refuses; only a next hop
+// that stays silent, or a route we cannot read, leaves the multicast search
+// to wait out its bound (upnpSearch), as it always did.
+type igdSearch struct {
+	server string     // the server's address or name, as configured
+	bind   netip.Addr // our socket's address, unspecified when not bound
+	log    *slog.Logger
+	// route finds the next hop towards the server (nextHopTo in use).
+	route func(server string, bind netip.Addr) nextHop
+	// probe asks the next hop (probeGateway in use).
+	probe func(ctx context.Context, src netip.Addr, gw netip.AddrPort) (probeResult, *url.URL, error)
+	// multicast is the SSDP multicast search (multicastSearch in use).
+	multicast func(ctx context.Context) ([]*http.Response, error)
+	// gatewayAt reads a device description (gatewayAt in use).
+	gatewayAt func(ctx context.Context, loc *url.URL) (igd, netip.Addr, error)
+}
+
+// newIGDSearch is the search for a client of server whose socket is bound
+// to bind.
+func newIGDSearch(server string, bind netip.Addr, log *slog.Logger) *igdSearch {
+	return &igdSearch{server: server, bind: bind, log: log, route: nextHopTo, probe: probeGateway,
+		multicast: multicastSearch, gatewayAt: gatewayAt}
+}
+
+// find is an igdFinder. It logs its outcome once, with the route, the
+// probe's result, the multicast search's answers and the time it took.
+func (s *igdSearch) find(ctx context.Context) (igd, netip.Addr, error) {
+	start := time.Now()
+	hop := s.route(s.server, s.bind)
+	attrs := []any{"route", hop.kind.String()}
+	if hop.addr.IsValid() {
+		attrs = append(attrs, "next_hop", hop.addr)
 	}
-	defer hc.Close()
+	if hop.why != "" {
+		attrs = append(attrs, "route_detail", hop.why)
+	}
+	logged := func(g igd, local netip.Addr, err error, more ...any) (igd, netip.Addr, error) {
+		a := append(append(attrs, more...), "took", time.Since(start).Round(time.Millisecond))
+		if err != nil {
+			a = append(a, "err", err)
+		}
+		s.log.Info("UPnP gateway search", a...)
+		return g, local, err
+	}
+	if hop.kind == hopNone {
+		return logged(nil, netip.Addr{}, errNoGateway, "probe", "none")
+	}
 	sctx, cancel := context.WithTimeout(ctx, upnpSearch)
 	defer cancel()
-	answers, err := ssdp.SSDPRawSearchCtx(sctx, hc, igdSearchTarget, 1, 2)
-	if err != nil {
-		return nil, netip.Addr{}, fmt.Errorf("SSDP search: %w", err)
+
+	type probed struct {
+		r   probeResult
+		loc *url.URL
+		err error
 	}
-	for _, a := range answers {
+	probes := make(chan probed, 1)
+	probing := hop.kind == hopGateway
+	if probing {
+		src := s.bind
+		if src.IsUnspecified() {
+			src = netip.Addr{}
+		}
+		go func() {
+			r, loc, err := s.probe(sctx, src, netip.AddrPortFrom(hop.addr, ssdpPort))
+			probes <- probed{r, loc, err}
+		}()
+	}
+	type searched struct {
+		answers []*http.Response
+		err     error
+	}
+	searches := make(chan searched, 1)
+	go func() {
+		a, err := s.multicast(sctx)
+		searches <- searched{a, err}
+	}()
+	var p probed
+	var m searched
+	for searching := true; probing || searching; {
+		select {
+		case p = <-probes:
+			probing = false
+			if p.r != probeSilent {
+				cancel() // the next hop told us: no need to wait for others
+			}
+		case m = <-searches:
+			searching = false
+		}
+	}
+	probe := "none"
+	if hop.kind == hopGateway {
+		probe = p.r.String()
+		if p.err != nil {
+			attrs = append(attrs, "probe_err", p.err)
+		}
+	}
+	switch p.r {
+	case probeRefused:
+		return logged(nil, netip.Addr{}, errNoGateway, "probe", probe)
+	case probeAnswered:
+		g, local, err := s.gatewayAt(ctx, p.loc)
+		return logged(g, local, err, "probe", probe, "location", p.loc.String())
+	}
+	if m.err != nil {
+		return logged(nil, netip.Addr{}, fmt.Errorf("SSDP search: %w", m.err), "probe", probe)
+	}
+	for _, a := range m.answers {
 		loc, err := a.Location()
 		if err != nil {
 			continue
 		}
-		root, err := goupnp.DeviceByURLCtx(ctx, loc)
-		if err != nil {
-			continue
-		}
-		local := localAddrTowards(loc.Hostname())
-		if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-			return c[0], local, nil
-		}
-		if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-			return c[0], local, nil
-		}
-		if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-			return c[0], local, nil
+		if g, local, err := s.gatewayAt(ctx, loc); err == nil {
+			return logged(g, local, nil, "probe", probe, "answers", len(m.answers), "location", loc.String())
 		}
 	}
-	return nil, netip.Addr{}, errNoGateway
+	return logged(nil, netip.Addr{}, errNoGateway, "probe", probe, "answers", len(m.answers))
+}
+
+// multicastSearch is goupnp's SSDP search of the LAN for gateways, until
+// ctx ends (goupnp waits for answers until then).
+func multicastSearch(ctx context.Context) ([]*http.Response, error) {
+	hc, err := httpu.NewHTTPUClient()
+	if err != nil {
+		return nil, fmt.Errorf("SSDP: %w", err)
+	}
+	defer hc.Close()
+	return ssdp.SSDPRawSearchCtx(ctx, hc, igdSearchTarget, 1, 2)
+}
+
+// gatewayAt reads the device description at loc and returns the first
+// connection service it offers, newest version first, and our address
+// towards the device. The description is fetched under ctx, not under the
+// search's bound, which the multicast search has used up when it answers.
+func gatewayAt(ctx context.Context, loc *url.URL) (igd, netip.Addr, error) {
+	root, err := goupnp.DeviceByURLCtx(ctx, loc)
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	local := localAddrTowards(loc.Hostname())
+	if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], local, nil
+	}
+	if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], local, nil
+	}
+	if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], local, nil
+	}
+	return nil, netip.Addr{}, fmt.Errorf("%s: no WAN connection service", loc)
 }
 
 // localAddrTowards is the source address the kernel would use to reach

@@ -3,10 +3,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/netip"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -161,5 +165,106 @@ func TestUPnPKeep(t *testing.T) {
 	defer g.mu.Unlock()
 	if len(g.deletes) != 1 || g.deletes[0] != 40000 || u.renewed < 2 {
 		t.Errorf("deletes %v, %d renewals", g.deletes, u.renewed)
+	}
+}
+
+// TestIGDSearch: the route and the next hop's answer to the unicast search
+// end the search at once when they settle it (no gateway can carry our
+// traffic, or the next hop refuses or answers); only a silent next hop or
+// an unknown route leaves the multicast search to wait out its bound. Each
+// search logs one line saying what decided it.
+func TestIGDSearch(t *testing.T) {
+	gw := netip.MustParseAddr("10.0.0.1")
+	loc := "http://10.0.0.1:5000/rootDesc.xml"
+	mloc := "http://10.0.0.7:5000/rootDesc.xml"
+	cases := []struct {
+		name      string
+		hop       nextHop
+		probe     probeResult
+		multicast []string // LOCATIONs the multicast search finds
+		wantErr   error
+		wantAt    string // the description read
+		waits     bool   // the multicast search ran to its bound
+		wantLog   []string
+	}{
+		{name: "server on-link", hop: nextHop{kind: hopNone, why: "route to the server is on-link"}, wantErr: errNoGateway,
+			wantLog: []string{"route=none", "probe=none", `route_detail="route to the server is on-link"`}},
+		{name: "next hop refuses", hop: nextHop{kind: hopGateway, addr: gw}, probe: probeRefused, multicast: []string{mloc},
+			wantErr: errNoGateway, wantLog: []string{"route=gateway", "next_hop=10.0.0.1", "probe=refused"}},
+		{name: "next hop answers", hop: nextHop{kind: hopGateway, addr: gw}, probe: probeAnswered, multicast: []string{mloc},
+			wantAt: loc, wantLog: []string{"probe=answered", "location=" + loc}},
+		{name: "next hop silent", hop: nextHop{kind: hopGateway, addr: gw}, probe: probeSilent, multicast: []string{mloc},
+			wantAt: mloc, waits: true, wantLog: []string{"probe=silent", "answers=1", "location=" + mloc}},
+		{name: "next hop silent, no answers", hop: nextHop{kind: hopGateway, addr: gw}, probe: probeSilent,
+			wantErr: errNoGateway, waits: true, wantLog: []string{"probe=silent", "answers=0"}},
+		{name: "route unknown", hop: nextHop{kind: hopUnknown, why: "no default route"}, multicast: []string{mloc},
+			wantAt: mloc, waits: true, wantLog: []string{"route=unknown", "probe=none", "answers=1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			var probed, searched bool
+			var at string
+			s := &igdSearch{
+				server: "192.0.2.10", bind: netip.IPv4Unspecified(),
+				log:   slog.New(slog.NewTextHandler(&logs, nil)),
+				route: func(string, netip.Addr) nextHop { return tc.hop },
+				probe: func(ctx context.Context, src netip.Addr, to netip.AddrPort) (probeResult, *url.URL, error) {
+					probed = true
+					if to != netip.AddrPortFrom(gw, ssdpPort) || src.IsValid() {
+						t.Errorf("probe of %v from %v", to, src)
+					}
+					if tc.probe == probeSilent {
+						<-ctx.Done()
+						return probeSilent, nil, nil
+					}
+					u, _ := url.Parse(loc)
+					return tc.probe, u, nil
+				},
+				multicast: func(ctx context.Context) ([]*http.Response, error) {
+					searched = true
+					<-ctx.Done() // goupnp waits until the search ends
+					var out []*http.Response
+					for _, l := range tc.multicast {
+						out = append(out, &http.Response{StatusCode: 200, Header: http.Header{"Location": {l}}})
+					}
+					if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+						out = nil // cancelled: what it heard no longer matters
+					}
+					return out, nil
+				},
+				gatewayAt: func(_ context.Context, u *url.URL) (igd, netip.Addr, error) {
+					at = u.String()
+					return &fakeIGD{}, netip.MustParseAddr("10.0.0.2"), nil
+				},
+			}
+			start := time.Now()
+			g, local, err := s.find(t.Context())
+			took := time.Since(start)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (g != nil) {
+				t.Fatalf("find: %v %v, want error %v", g, err, tc.wantErr)
+			}
+			if at != tc.wantAt {
+				t.Errorf("description read at %q, want %q", at, tc.wantAt)
+			}
+			if err == nil && local != netip.MustParseAddr("10.0.0.2") {
+				t.Errorf("local address %v", local)
+			}
+			if probed != (tc.hop.kind == hopGateway) || searched != (tc.hop.kind != hopNone) {
+				t.Errorf("probed %v, multicast search %v", probed, searched)
+			}
+			if tc.waits != (took >= upnpSearch) {
+				t.Errorf("took %v: waited out the search's bound %v: %v, want %v", took, upnpSearch, took >= upnpSearch, tc.waits)
+			}
+			line := logs.String()
+			if strings.Count(line, "\n") != 1 || !strings.Contains(line, `msg="UPnP gateway search"`) {
+				t.Fatalf("want one log line:\n%s", line)
+			}
+			for _, w := range tc.wantLog {
+				if !strings.Contains(line, w) {
+					t.Errorf("log line lacks %s:\n%s", w, line)
+				}
+			}
+		})
 	}
 }
