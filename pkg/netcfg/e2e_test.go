@@ -33,7 +33,7 @@ func TestE2EConfigure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nstest.Configure(t, l)
+	nstest.Configure(t, h, l)
 
 	nl, err := h.LinkByName(netcfg.DefaultName)
 	if err != nil {
@@ -107,7 +107,7 @@ func TestE2ECleanStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nstest.Configure(t, l) // the "crashed run"
+	nstest.Configure(t, h, l) // the "crashed run"
 
 	nstest.HoldTUN(t, ns, "teredo") // the next start attaches to the leftover
 	cleaned, err := l.CleanStart()
@@ -137,7 +137,7 @@ func TestE2ECleanStart(t *testing.T) {
 		}
 	}
 	// The interface is usable again from a clean state.
-	nstest.Configure(t, l)
+	nstest.Configure(t, h, l)
 }
 
 func TestE2EDeleteStaleLink(t *testing.T) {

@@ -49,7 +49,7 @@ func TestE2EDataPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nstest.Configure(t, l)
+	nstest.Configure(t, h, l)
 
 	if mtu, err := dev.MTU(); err != nil || mtu != 1280 {
 		t.Errorf("MTU() = %d, %v; want 1280", mtu, err)

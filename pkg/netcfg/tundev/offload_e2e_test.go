@@ -103,7 +103,7 @@ func startLoopback(t testing.TB, backend Backend) *loopback {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nstest.Configure(t, l)
+	nstest.Configure(t, nlh, l)
 	done := make(chan error, 1)
 	go func() { done <- runReflector(dev, nstest.TunAddr, nstest.Native) }()
 	t.Cleanup(func() {
@@ -244,7 +244,7 @@ func TestE2EMultiQueue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			nstest.Configure(t, l)
+			nstest.Configure(t, nlh, l)
 			done := make(chan error, len(devs))
 			for _, d := range devs {
 				go func() { done <- runReflector(d, nstest.TunAddr, nstest.Native) }()

@@ -42,7 +42,7 @@ func TestE2EWriteMergesUDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nstest.Configure(t, l)
+	nstest.Configure(t, nlh, l)
 
 	var conn *net.UDPConn
 	err = netcfg.RunInNetNS(nsh, func() error {
