@@ -47,6 +47,7 @@ const (
 	relayMaxPeers = 8192
 	pingEvery     = 200 * time.Millisecond
 	churnEvery    = 2 * time.Second
+	qualifyWithin = time.Minute
 )
 
 // Bounds. Growth is judged by comparing the last third of the samples
@@ -174,7 +175,15 @@ func TestSoak(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("InterfaceName "+ifname+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Every LAN host is added before any client starts: with each client
+	// started right after its host, one start in three had a client or
+	// three whose first solicitation left its NAT untranslated (its
+	// conntrack entry had no SNAT, and the retries every 2-4 s kept that
+	// entry alive, so the client never qualified), always while later
+	// hosts were joining the NAT's LAN bridge; none in twelve starts
+	// since.
 	var clients [2][]*daemon
+	var hosts [2][]*lab.Host
 	for n, nat := range []struct {
 		name string
 		lan  [3]byte
@@ -186,18 +195,27 @@ func TestSoak(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			clients[n] = append(clients[n], start(h, name, "client", tunnel.DefaultClientMaxPeers,
+			hosts[n] = append(hosts[n], h)
+		}
+	}
+	for n := range hosts {
+		for i, h := range hosts[n] {
+			clients[n] = append(clients[n], start(h, fmt.Sprintf("x%d%02d", n+1, i), "client", tunnel.DefaultClientMaxPeers,
 				lab.Binary(t, "miredo-client"), "-c", conf, "--server", server.IPv4().String()))
 		}
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*clientsPerNAT)
+	// A client qualifies in well under a second; one that has not in a
+	// minute never will: fail then rather than at the test's timeout.
+	qctx, cancel := context.WithTimeout(ctx, qualifyWithin)
+	defer cancel()
 	for _, group := range clients {
 		for _, c := range group {
 			wg.Go(func() {
-				addr, err := c.h.WaitAddr(ctx, ifname, netip.PrefixFrom(netip.MustParseAddr("2001::"), 32))
+				addr, err := c.h.WaitAddr(qctx, ifname, netip.PrefixFrom(netip.MustParseAddr("2001::"), 32))
 				if err == nil {
-					err = c.h.WaitDefaultRoute(ctx, ifname)
+					err = c.h.WaitDefaultRoute(qctx, ifname)
 				}
 				if err != nil {
 					errs <- fmt.Errorf("%s: %w\n%s", c.name, err, c.p.Tail(20))
@@ -239,27 +257,50 @@ func TestSoak(t *testing.T) {
 
 	// Churn: a client pings a client behind the other NAT, a new pair
 	// every two seconds, so peer entries come and (idle a minute) go.
-	var churnTried, churnOK atomic.Int64
+	// Each try is kept with what it met (see churnTry), so that misses are
+	// reported by cause rather than only counted.
+	var churnMu sync.Mutex
+	var tries []churnTry
+	var floodStarts []time.Duration
 	bg.Go(func() {
 		rng := rand.New(rand.NewPCG(1, 2))
 		tick := time.NewTicker(churnEvery)
 		defer tick.Stop()
+		lastEnd := map[[2]int]time.Duration{} // per pair: when its last try ended
 		for {
 			select {
 			case <-runCtx.Done():
 				return
 			case <-tick.C:
 			}
-			a, b := clients[0][rng.IntN(clientsPerNAT)], clients[1][rng.IntN(clientsPerNAT)]
-			if rng.IntN(2) == 1 {
+			i, j := rng.IntN(clientsPerNAT), rng.IntN(clientsPerNAT)
+			a, b := clients[0][i], clients[1][j]
+			fromCone := rng.IntN(2) == 1
+			if fromCone {
 				a, b = b, a
 			}
-			churnTried.Add(1)
-			if _, err := a.h.Run(runCtx, "ping", "-n", "-q", "-c", "3", "-i", "0.3", "-W", "2", "-w", "5", b.addr.String()); err == nil {
-				churnOK.Add(1)
-			} else if runCtx.Err() == nil {
-				t.Logf("churn %s -> %s at %v: no answer", a.name, b.name, time.Since(began).Round(time.Second))
+			at := time.Since(began)
+			try := churnTry{at: at, from: a.name, to: b.name, fromCone: fromCone, idle: -1, sinceFlood: -1}
+			if end, ok := lastEnd[[2]int{i, j}]; ok {
+				try.idle = at - end
 			}
+			churnMu.Lock()
+			if n := len(floodStarts); n > 0 {
+				try.sinceFlood, try.flood = at-floodStarts[n-1], n
+			}
+			churnMu.Unlock()
+			_, err := a.h.Run(runCtx, "ping", "-n", "-q", "-c", "3", "-i", "0.3", "-W", "2", "-w", "5", b.addr.String())
+			if err != nil && runCtx.Err() != nil {
+				return // cut short by the end of the run: not a try
+			}
+			lastEnd[[2]int{i, j}] = time.Since(began)
+			try.ok = err == nil
+			if !try.ok {
+				t.Logf("churn %s -> %s at %v: no answer (%s)", a.name, b.name, at.Round(time.Second), try.describe())
+			}
+			churnMu.Lock()
+			tries = append(tries, try)
+			churnMu.Unlock()
 		}
 	})
 
@@ -277,6 +318,10 @@ func TestSoak(t *testing.T) {
 				return
 			case <-tick.C:
 			}
+			sent := time.Since(began)
+			churnMu.Lock()
+			floodStarts = append(floodStarts, sent)
+			churnMu.Unlock()
 			if err := attacker.SendSpoofed(flood(round, server, relayAt, native, clients[1])); err != nil {
 				t.Errorf("flood: %v", err)
 				return
@@ -286,7 +331,8 @@ func TestSoak(t *testing.T) {
 				return
 			}
 			floods.Add(1)
-			t.Logf("flood %d sent at %v", round+1, time.Since(began).Round(time.Second))
+			t.Logf("flood %d sent at %v (took %v)", round+1, sent.Round(time.Second),
+				(time.Since(began) - sent).Round(time.Millisecond))
 		}
 	})
 
@@ -339,7 +385,15 @@ sampling:
 			t.Errorf("native -> %s: %d replies of about %d pings", all[i].name, got, want)
 		}
 	}
-	tried, ok := churnTried.Load(), churnOK.Load()
+	churnMu.Lock()
+	tried, ok := int64(len(tries)), int64(0)
+	for _, c := range tries {
+		if c.ok {
+			ok++
+		}
+	}
+	t.Logf("churn misses by cause:\n%s", churnReport(tries))
+	churnMu.Unlock()
 	if tried == 0 || float64(ok) < minChurn*float64(tried) {
 		t.Errorf("churn: %d of %d client -> client pings answered", ok, tried)
 	}
@@ -350,6 +404,9 @@ sampling:
 		floods.Load(), 4*floodSize, ok, tried, curves(daemons))
 	for _, d := range daemons[:2] {
 		t.Logf("%s counters at the end:\n%s", d.name, counters(ctx, d))
+	}
+	for n, group := range clients {
+		t.Logf("clients behind %s, engine counters summed: %s", natNames[n], engineSums(ctx, group, slrCounters))
 	}
 	writeCSV(t, filepath.Join(l.LogDir, "soak.csv"), daemons)
 }
@@ -519,4 +576,141 @@ func writeCSV(t *testing.T, path string, daemons []*daemon) {
 		t.Errorf("samples: %v", err)
 	}
 	t.Logf("samples in %s (kept with the logs when the test fails, or under $MIREDO_LAB_LOGDIR)", path)
+}
+
+// natNames name the soak's NATs in clients' order (lab.Options above).
+var natNames = [2]string{"the port-restricted NAT", "the full-cone NAT"}
+
+// Ages of a churn pair's path, by what the clients' peer entries for each
+// other hold: valid (a packet within 30 s, RFC 4380 §5.2.4), kept but
+// stale (the entry lives a minute after its last use), or gone.
+const (
+	pathValid = 30 * time.Second
+	pathKept  = 61 * time.Second
+	// floodShadow is how long after a flood began a try counts as "after
+	// a flood": the flood's sending, and the queues it filled, are over
+	// well within it.
+	floodShadow = 30 * time.Second
+)
+
+// churnTry is one churn ping and what it met.
+type churnTry struct {
+	at       time.Duration // since the soak began
+	from, to string
+	fromCone bool // from the full-cone NAT's side to the port-restricted one's
+	// idle is how long the pair had been silent since its last try
+	// (either direction), -1 if it never talked.
+	idle time.Duration
+	// sinceFlood is how long before this try the last flood began, -1
+	// before the first; flood is that flood's number.
+	sinceFlood time.Duration
+	flood      int
+	ok         bool
+}
+
+func (c churnTry) direction() string {
+	if c.fromCone {
+		return "full-cone -> port-restricted"
+	}
+	return "port-restricted -> full-cone"
+}
+
+// path names the state the pair's path was in.
+func (c churnTry) path() string {
+	switch {
+	case c.idle < 0 || c.idle >= pathKept:
+		return "new path"
+	case c.idle < pathValid:
+		return "path idle <30s"
+	}
+	return "path idle 30-61s"
+}
+
+func (c churnTry) afterFlood() bool { return c.sinceFlood >= 0 && c.sinceFlood < floodShadow }
+
+func (c churnTry) describe() string {
+	s := c.direction() + ", " + c.path()
+	if c.idle >= 0 {
+		s += fmt.Sprintf(" (talked %v before)", c.idle.Round(time.Second))
+	}
+	if c.sinceFlood >= 0 {
+		s += fmt.Sprintf(", %v after flood %d began", c.sinceFlood.Round(time.Second), c.flood)
+	}
+	return s
+}
+
+// churnReport tabulates misses over tries by direction and path state,
+// and by whether a flood had just begun.
+func churnReport(tries []churnTry) string {
+	paths := []string{"new path", "path idle <30s", "path idle 30-61s"}
+	type cell struct{ miss, n int }
+	cells := map[[2]string]*cell{}
+	var flood, calm cell
+	for _, c := range tries {
+		k := [2]string{c.direction(), c.path()}
+		if cells[k] == nil {
+			cells[k] = &cell{}
+		}
+		f := &calm
+		if c.afterFlood() {
+			f = &flood
+		}
+		cells[k].n++
+		f.n++
+		if !c.ok {
+			cells[k].miss++
+			f.miss++
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-30s", "misses/tries")
+	for _, p := range paths {
+		fmt.Fprintf(&b, " %18s", p)
+	}
+	b.WriteString("\n")
+	for _, d := range []string{"full-cone -> port-restricted", "port-restricted -> full-cone"} {
+		fmt.Fprintf(&b, "%-30s", d)
+		for _, p := range paths {
+			c := cells[[2]string{d, p}]
+			if c == nil {
+				c = &cell{}
+			}
+			fmt.Fprintf(&b, " %18s", fmt.Sprintf("%d/%d", c.miss, c.n))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "within %v after a flood began: %d/%d; otherwise %d/%d\n", floodShadow, flood.miss, flood.n, calm.miss, calm.n)
+	return b.String()
+}
+
+// slrCounters are the engine counters that tell how clients refresh a
+// silent path (RFC 6081 §5.7) and what floods cost their peer tables.
+var slrCounters = []string{"solicitations", "advertisements", "indirect_saved", "solicitations_unanswered",
+	"indirect_bubbles", "created", "evicted", "drop_peer_limited", "drop_table_full"}
+
+// engineSums adds up some engine counters over a group of clients.
+func engineSums(ctx context.Context, group []*daemon, keys []string) string {
+	sums := make([]float64, len(keys))
+	for _, d := range group {
+		raw, err := control.Query(ctx, d.sock, control.Request{Command: control.CommandStatus})
+		if err != nil {
+			return err.Error()
+		}
+		var r struct {
+			Counters struct {
+				Engine map[string]float64 `json:"engine"`
+			} `json:"counters"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Sprintf("%s: %v", d.name, err)
+		}
+		for i, k := range keys {
+			sums[i] += r.Counters.Engine[k]
+		}
+	}
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%.0f", k, sums[i])
+	}
+	return strings.Join(parts, " ")
 }

@@ -336,7 +336,7 @@ func (e *Engine) accept(s *shard, idx uint32, now tick, out *Out, c *counters) {
 		if x.bits&xSoliciting != 0 {
 			c.saved.Add(1)
 		}
-		x.bits &^= xSoliciting | xSLRFailed
+		x.bits &^= xSoliciting // xSLRFailed stays: see rfc6081.go
 		x.solicits = 0
 	}
 	q := s.takeQueue(idx)

@@ -54,7 +54,7 @@ type simNAT struct {
 
 	ei      map[netip.AddrPort]uint16 // endpoint-independent kinds: local -> external port
 	byExt   map[uint16]netip.AddrPort // their external port -> local
-	sent    map[flowKey]bool          // flows seen leaving (filtering)
+	sent    map[flowKey]*simFlow      // flows seen leaving (filtering)
 	flows   map[flowKey]uint16        // symmetric kinds: flow -> external port
 	in      map[inKey]netip.AddrPort  // symmetric kinds: (external port, remote) -> local
 	taken   map[uint16]bool           // external ports in use
@@ -64,12 +64,63 @@ type simNAT struct {
 	// upnpIn are the flows started from outside through a mapping: their
 	// answers leave from the mapped port, as conntrack sends them.
 	upnpIn map[flowKey]uint16
+	// clk, when set, ages the filtering state of the endpoint-independent
+	// kinds as the lab's NATs do (see simFlow); nil keeps it for ever.
+	// The mappings themselves stay: clients refresh them every 30 s.
+	clk *clock
+}
+
+// Filtering state lifetimes in the lab (lab-notes): Linux conntrack keeps
+// a UDP flow 30 s after its last packet, or 120 s once it has had an
+// answer and is still in use 2 s after it began (nf_conntrack_udp_timeout,
+// _stream); the address-restricted NAT's set of remote addresses keeps
+// one for 120 s after the last packet out to it.
+const (
+	simFlowTimeout   = 30 * time.Second
+	simStreamTimeout = 120 * time.Second
+	simStreamAfter   = 2 * time.Second
+	simPeerTimeout   = 120 * time.Second
+)
+
+// simFlow is a NAT's filtering state for one flow, local to remote.
+type simFlow struct {
+	start, lastOut, expires time.Time
+	replied                 bool
+}
+
+// alive says whether flow f lets packets in at now.
+func (n *simNAT) alive(f *simFlow) bool {
+	return f != nil && (n.clk == nil || !n.clk.now().After(f.expires))
+}
+
+// pass records a packet of flow k, out or in (an answer), as conntrack
+// does; a packet out after the flow expired starts a new one.
+func (n *simNAT) pass(k flowKey, in bool) {
+	var now time.Time
+	if n.clk != nil {
+		now = n.clk.now()
+	}
+	f := n.sent[k]
+	if !n.alive(f) {
+		f = &simFlow{start: now}
+		n.sent[k] = f
+	}
+	if in {
+		f.replied = true
+	} else {
+		f.lastOut = now
+	}
+	timeout := simFlowTimeout
+	if f.replied && now.Sub(f.start) > simStreamAfter {
+		timeout = simStreamTimeout
+	}
+	f.expires = now.Add(timeout)
 }
 
 func newSimNAT(kind simKind, wan string, lan string, seed uint64) *simNAT {
 	return &simNAT{kind: kind, wan: netip.MustParseAddr(wan), lan: netip.MustParsePrefix(lan),
 		rnd: rand.New(rand.NewPCG(seed, 1)), ei: map[netip.AddrPort]uint16{}, byExt: map[uint16]netip.AddrPort{},
-		sent: map[flowKey]bool{}, flows: map[flowKey]uint16{}, in: map[inKey]netip.AddrPort{},
+		sent: map[flowKey]*simFlow{}, flows: map[flowKey]uint16{}, in: map[inKey]netip.AddrPort{},
 		taken: map[uint16]bool{}, seq: 20000, upnp: map[uint16]netip.AddrPort{}, upnpOut: map[netip.AddrPort]bool{},
 		upnpIn: map[flowKey]uint16{}}
 }
@@ -85,7 +136,7 @@ func (n *simNAT) free() uint16 {
 
 // out translates a datagram leaving local for remote.
 func (n *simNAT) out(local, remote netip.AddrPort) netip.AddrPort {
-	n.sent[flowKey{local, remote}] = true
+	n.pass(flowKey{local, remote}, false)
 	if !n.kind.symmetric() {
 		p, ok := n.ei[local]
 		if !ok {
@@ -148,14 +199,20 @@ func (n *simNAT) inbound(ext uint16, remote netip.AddrPort) (netip.AddrPort, boo
 	}
 	switch n.kind {
 	case simAddrRestricted:
-		for f := range n.sent {
-			if f.local == l && f.remote.Addr() == remote.Addr() {
+		for k, f := range n.sent {
+			if k.local == l && k.remote.Addr() == remote.Addr() &&
+				(n.clk == nil || !n.clk.now().After(f.lastOut.Add(simPeerTimeout))) {
 				return l, true
 			}
 		}
 		return l, false
 	case simPortRestricted:
-		return l, n.sent[flowKey{l, remote}]
+		k := flowKey{l, remote}
+		if !n.alive(n.sent[k]) {
+			return l, false
+		}
+		n.pass(k, true)
+		return l, true
 	}
 	return l, true
 }
@@ -238,6 +295,9 @@ func newSim(t *testing.T) *sim {
 // runs RFC 4380 alone, which is how Miredo behaves.
 func (s *sim) addClient(name string, nat *simNAT, local string, legacy bool) *simHost {
 	h := &simHost{name: name, local: netip.MustParseAddrPort(local), nat: nat, ports: map[uint16]bool{}}
+	if nat.clk == nil {
+		nat.clk = s.clk
+	}
 	src := rand.NewChaCha8([32]byte{byte(len(s.hosts)), 7})
 	cfg := Config{Mode: Client, Now: s.clk.now, Rand: func(b []byte) { src.Read(b) }, MaxPeers: 256}
 	if legacy {

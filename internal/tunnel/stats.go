@@ -114,6 +114,10 @@ type Stats struct {
 	Solicitations  uint64 // direct bubbles asking a silent peer for a direct answer (§5.7.4.1)
 	Advertisements uint64 // direct answers to a peer's solicitation (§5.7.4.2)
 	IndirectSaved  uint64 // refreshes a direct answer completed, with no indirect bubble through a server (§3.6)
+	// SolicitationsUnanswered are refreshes whose solicitation got no
+	// answer: the peer's NAT forgot the path in the silence, and the peer
+	// was bubbled through its server (§5.7.2), as it will be from then on.
+	SolicitationsUnanswered uint64
 
 	Dropped [NumDropReasons]uint64
 }
@@ -152,7 +156,7 @@ func (s Stats) LogValue() slog.Value {
 	}{{"nonce_verified", s.NonceVerified}, {"compat_bubbles", s.CompatBubbles}, {"alt_bubbles", s.AltBubbles},
 		{"random_ports", s.RandomPorts}, {"ports_limited", s.PortsLimited}, {"echo_tests", s.EchoTests},
 		{"predictions", s.Predictions}, {"solicitations", s.Solicitations}, {"advertisements", s.Advertisements},
-		{"indirect_saved", s.IndirectSaved}} {
+		{"indirect_saved", s.IndirectSaved}, {"solicitations_unanswered", s.SolicitationsUnanswered}} {
 		if c.n != 0 {
 			attrs = append(attrs, slog.Uint64(c.key, c.n))
 		}
@@ -177,6 +181,7 @@ type counters struct {
 	nonceVerified, compat, alts, randomPorts           atomic.Uint64
 	portsLimited, echoTests, predictions               atomic.Uint64
 	solicitations, advertisements, saved               atomic.Uint64
+	solicitFailed                                      atomic.Uint64
 	dropped                                            [NumDropReasons]atomic.Uint64
 	_                                                  [64]byte
 }
@@ -214,6 +219,7 @@ func (c *counters) addTo(s *Stats) {
 	s.Solicitations += c.solicitations.Load()
 	s.Advertisements += c.advertisements.Load()
 	s.IndirectSaved += c.saved.Load()
+	s.SolicitationsUnanswered += c.solicitFailed.Load()
 	for i := range c.dropped {
 		s.Dropped[i] += c.dropped[i].Load()
 	}
