@@ -36,7 +36,8 @@ func defaultSockets() int {
 // stayed awake every 20 µs doing so: 7-10 % of the server's CPU in
 // perf(1) profiles (runtime.sysmon, runtime.usleep, handoffp/startm), which
 // is most of what the server spent beyond Miredo's single-threaded loop.
-// The batch calls never wait (MSG_DONTWAIT): waiting is the netpoller's.
+// The batch calls never wait (MSG_DONTWAIT); a loop waits for data only
+// in its own recvmmsg (see BlockingReads below).
 //
 // BlockingReads: below saturation each loop wakes for a datagram or two,
 // and a wake-up through Go's netpoller cost more user time than answering

@@ -145,9 +145,6 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 	c.recvFn = c.recvmmsg
 	c.sendFn = c.sendmmsg
 	c.eachFn = c.readEachReady
-	if blocking {
-		c.eachFn = c.readEachBlocking
-	}
 	var gso, gro bool
 	_ = c.rc.Control(func(fd uintptr) {
 		c.rcvBuf, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
@@ -191,7 +188,7 @@ func listenPolled(addr netip.AddrPort, opt Options) (*Conn, error) {
 // os.File, which says "use of closed file") as the net package reports a
 // closed socket, so that callers test for one error.
 func (c *Conn) rcErr(err error) error {
-	if err != nil && c.uc == nil && c.closed.Load() {
+	if err != nil && c.blocking && c.closed.Load() {
 		return net.ErrClosed
 	}
 	return err
@@ -423,58 +420,44 @@ func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
 }
 
 // readEachReady is ReadEach's RawConn callback: it reads and hands over
-// batches until the queue is empty (false: wait for the poller), handle
-// fails or a read does (true: ReadEach returns).
+// batches until handle fails or a read does (true: ReadEach returns). On a
+// polled socket it also returns (false: wait for the poller) once a batch
+// shorter than msgs says the queue is empty, rather than read nothing. With
+// BlockingReads it waits in recvmmsg for the first datagram instead
+// (MSG_WAITFORONE on a blocking socket), until Close ends the wait.
 func (c *Conn) readEachReady(fd uintptr) bool {
 	m := &c.rd
 	msgs := c.eachMsgs
 	for {
 		m.rearm(len(msgs))
-		r, e := c.batchCall(unix.SYS_RECVMMSG, fd, &m.hdrs[0], len(msgs))
-		switch e {
-		case 0:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			m.errno = e
-			return true
-		}
-		n := int(r)
-		c.received(msgs, n)
-		if c.eachErr = c.eachHandle(n); c.eachErr != nil {
-			return true
-		}
-		if n < len(msgs) {
-			return false // the queue is empty: wait, rather than read nothing
-		}
-	}
-}
-
-// readEachBlocking is ReadEach's RawConn callback with BlockingReads: it
-// waits in recvmmsg for the first datagram (MSG_WAITFORONE, on a blocking
-// socket), takes the rest that are queued, hands the batch over, and
-// waits again, until Close, a failed read or handle ends it (true).
-func (c *Conn) readEachBlocking(fd uintptr) bool {
-	m := &c.rd
-	msgs := c.eachMsgs
-	for {
-		m.rearm(len(msgs))
-		r, e := c.waitCall(fd, &m.hdrs[0], len(msgs))
-		if c.closed.Load() {
-			// Close shut the socket for reading, which ends the wait
-			// with an empty "datagram": nothing read is handed over.
-			c.eachErr = fmt.Errorf("udpio: read on %v: %w", c.local, net.ErrClosed)
-			return true
+		var r uintptr
+		var e syscall.Errno
+		if c.blocking {
+			r, e = c.waitCall(fd, &m.hdrs[0], len(msgs), c.raw)
+			if c.closed.Load() {
+				// Close shut the socket for reading, which ends the
+				// wait with an empty "datagram": nothing read is
+				// handed over.
+				c.eachErr = fmt.Errorf("udpio: read on %v: %w", c.local, net.ErrClosed)
+				return true
+			}
+		} else {
+			r, e = c.batchCall(unix.SYS_RECVMMSG, fd, &m.hdrs[0], len(msgs))
 		}
 		switch e {
 		case 0:
-		case unix.EINTR, unix.EAGAIN: // a signal, or SO_RCVTIMEO
-			// A signal may be the runtime's preemption request (a
-			// stop-the-world, a stack scan): with RawSyscalls this
-			// goroutine holds its P while it waits, and must yield
-			// at a safe point for the request to be met.
+		case unix.EINTR, unix.EAGAIN:
+			if !c.blocking {
+				if e == unix.EAGAIN {
+					return false
+				}
+				continue
+			}
+			// A signal or SO_RCVTIMEO ended the wait. The signal may be
+			// the runtime's preemption request (a stop-the-world, a
+			// stack scan): with RawSyscalls this goroutine holds its P
+			// while it waits, and must yield at a safe point for the
+			// request to be met.
 			runtime.Gosched()
 			continue
 		default:
@@ -486,25 +469,25 @@ func (c *Conn) readEachBlocking(fd uintptr) bool {
 		if c.eachErr = c.eachHandle(n); c.eachErr != nil {
 			return true
 		}
+		if n < len(msgs) && !c.blocking {
+			return false // the queue is empty: wait, rather than read nothing
+		}
 	}
 }
 
 // waitCall is the waiting recvmmsg of BlockingReads (MSG_WAITFORONE on a
-// blocking socket). With RawSyscalls the scheduler is not told either: the
+// blocking socket). As a raw system call the scheduler is not told: the
 // loop keeps its P while it sleeps in the kernel, so that no wake-up goes
 // through the scheduler and sysmon has no P in a system call to take and
 // hand over (which, with a P taken at every wait longer than 20 µs, kept
 // sysmon polling and moved the loop from thread to thread). The runtime
 // still reaches the loop: its preemption signal interrupts the wait
-// (EINTR, as SO_RCVTIMEO is set), and readEachBlocking yields then. Other
+// (EINTR, as SO_RCVTIMEO is set), and ReadEach yields then; other
 // goroutines run on the spare P the caller provides (see BlockingReads).
-func (c *Conn) waitCall(fd uintptr, hdrs *unix.Mmsghdr, cnt int) (uintptr, syscall.Errno) {
-	if c.raw {
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_WAITFORONE, 0, 0)
-		return r, e
-	}
-	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_WAITFORONE, 0, 0)
-	return r, e
+// ReadBatch waits as an ordinary system call (raw false): it does not
+// yield on EINTR.
+func (c *Conn) waitCall(fd uintptr, hdrs *unix.Mmsghdr, cnt int, raw bool) (uintptr, syscall.Errno) {
+	return mmsgCall(unix.SYS_RECVMMSG, fd, hdrs, cnt, unix.MSG_WAITFORONE, raw)
 }
 
 // recvmmsg is the RawConn read callback: false means "nothing yet, wait
@@ -515,8 +498,7 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 		r, e := c.batchCall(unix.SYS_RECVMMSG, fd, &m.hdrs[m.off], m.cnt)
 		if e == unix.EAGAIN && c.blocking {
 			// No poller to wait in (BlockingReads): wait in the call.
-			r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])), uintptr(m.cnt),
-				unix.MSG_WAITFORONE, 0, 0)
+			r, e = c.waitCall(fd, &m.hdrs[m.off], m.cnt, false)
 			if c.closed.Load() {
 				m.got, m.errno = 0, errClosedErrno
 				return true
@@ -543,11 +525,17 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 // batchCall makes one recvmmsg or sendmmsg (trap) of cnt headers from hdrs
 // on, with MSG_DONTWAIT, as a raw system call with Options.RawSyscalls.
 func (c *Conn) batchCall(trap, fd uintptr, hdrs *unix.Mmsghdr, cnt int) (uintptr, syscall.Errno) {
-	if c.raw {
-		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_DONTWAIT, 0, 0)
+	return mmsgCall(trap, fd, hdrs, cnt, unix.MSG_DONTWAIT, c.raw)
+}
+
+// mmsgCall makes one recvmmsg or sendmmsg (trap) of cnt headers from hdrs
+// on with flags, as a raw system call (the scheduler not told) if raw.
+func mmsgCall(trap, fd uintptr, hdrs *unix.Mmsghdr, cnt int, flags uintptr, raw bool) (uintptr, syscall.Errno) {
+	if raw {
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), flags, 0, 0)
 		return r, e
 	}
-	r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), unix.MSG_DONTWAIT, 0, 0)
+	r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), flags, 0, 0)
 	return r, e
 }
 
@@ -758,7 +746,7 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 			// The send buffer is full and there is no poller to wait
 			// in (BlockingReads): wait in the call, at most
 			// SO_SNDTIMEO, after which EAGAIN fails the batch.
-			r, _, e = unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[m.off])), uintptr(cnt), 0, 0, 0)
+			r, e = mmsgCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt, 0, false)
 		}
 		switch e {
 		case 0:
