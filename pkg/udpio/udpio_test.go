@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -202,6 +203,32 @@ func TestWriteSkipsBadMessages(t *testing.T) {
 			}
 			if s := a.Stats(); s.WriteErrors != 3 || s.WriteDatagrams != 3 {
 				t.Errorf("Stats = %+v, want 3 errors and 3 datagrams", s)
+			}
+		})
+	}
+}
+
+// TestWriteOne: a batch of one (sent with sendto, see sendOne) goes out
+// or fails and is counted as a longer batch's datagrams are.
+func TestWriteOne(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			a, b := listen(t, mode.opt), listen(t, mode.opt)
+			out := newMsgs(1, 64)
+			fill(out, 64, b.LocalAddr(), 7)
+			if n, err := a.WriteBatch(out); n != 1 || err != nil {
+				t.Fatalf("WriteBatch = %d, %v; want 1, nil", n, err)
+			}
+			out[0].Addr = netip.AddrPortFrom(b.LocalAddr().Addr(), 0) // refused by the kernel (EINVAL)
+			if n, err := a.WriteBatch(out); n != 0 || !errors.Is(err, syscall.EINVAL) {
+				t.Fatalf("WriteBatch to port 0 = %d, %v; want 0 and EINVAL", n, err)
+			}
+			got := readN(t, b, 1, 128)
+			if id := binary.BigEndian.Uint32(got[0].Buf); id != 7 || got[0].N != 64 || got[0].Addr != a.LocalAddr() {
+				t.Errorf("got datagram %d of %d bytes from %v, want 7, 64, %v", id, got[0].N, got[0].Addr, a.LocalAddr())
+			}
+			if s := a.Stats(); s.WriteCalls != 1 || s.WriteDatagrams != 1 || s.WriteErrors != 1 {
+				t.Errorf("Stats = %+v, want 1 call, 1 datagram, 1 error", s)
 			}
 		})
 	}
@@ -459,6 +486,118 @@ func TestReadEach(t *testing.T) {
 				<-reading
 			} else {
 				waitParked(t, "udpio.(*Conn).ReadEach")
+			}
+			rx.Close()
+			if err := <-done; !errors.Is(err, net.ErrClosed) {
+				t.Errorf("ReadEach after Close returned %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestReadEachLightLoad: a blocking ReadEach that woke for one datagram
+// reads the next ones singly (see lightSingles), and those reads keep
+// every property of a batch read: the datagram, its source, truncation and
+// the counters; a burst that arrives meanwhile is read in batches again
+// within lightSingles+1 reads.
+func TestReadEachLightLoad(t *testing.T) {
+	if !batching {
+		t.Skip("BlockingReads is Linux only")
+	}
+	for _, mode := range modes {
+		if !mode.opt.BlockingReads {
+			continue
+		}
+		t.Run(mode.name, func(t *testing.T) {
+			tx, rx := listen(t, mode.opt), listen(t, mode.opt)
+			watchdog(t, rx, 30*time.Second)
+			type read struct {
+				n    int
+				msgs []Message
+			}
+			reads := make(chan read, 2*MaxBatch)
+			done := make(chan error, 1)
+			// The handler holds the last lone datagram until the burst
+			// below is queued whole.
+			const lone = 6
+			release := make(chan struct{})
+			handled := 0
+			go func() {
+				done <- rx.ReadEach(newMsgs(MaxBatch, 100), func(n int) error {
+					r := read{n: n}
+					for _, m := range rx.eachMsgs[:n] {
+						m.Buf = bytes.Clone(m.Buf[:m.N])
+						r.msgs = append(r.msgs, m)
+					}
+					reads <- r
+					if handled += n; handled == lone {
+						<-release
+					}
+					return nil
+				})
+			}()
+			// Ping-pong: each datagram is sent once the last was handled,
+			// so every wait finds one. The first wait is a batch wait; the
+			// next ones read singly.
+			out := newMsgs(1, 200)
+			sizes := [lone]int{20, 200, 100, 101, 1, 60}
+			for i, size := range sizes {
+				fill(out, size, rx.LocalAddr(), i)
+				if _, err := tx.WriteBatch(out); err != nil {
+					t.Fatal(err)
+				}
+				r := <-reads
+				if r.n != 1 {
+					t.Fatalf("datagram %d came in a batch of %d", i, r.n)
+				}
+				m := r.msgs[0]
+				want := min(size, 100)
+				if m.N != want || m.Truncated != (size > 100) || m.Addr != tx.LocalAddr() {
+					t.Errorf("datagram %d (%d bytes): N=%d truncated=%v from %v; want %d %v %v",
+						i, size, m.N, m.Truncated, m.Addr, want, size > 100, tx.LocalAddr())
+				}
+				wantBuf := make([]byte, size)
+				pattern(wantBuf, i)
+				if !bytes.Equal(m.Buf, wantBuf[:want]) {
+					t.Errorf("datagram %d: got % x, want % x", i, head(m.Buf), head(wantBuf))
+				}
+			}
+			// The first wait was a batch wait, the other lone datagrams
+			// were read singly.
+			pending := rx.singles
+			if want := lightSingles - (lone - 1); pending != want {
+				t.Errorf("%d single reads pending after %d lone datagrams, want %d", pending, lone, want)
+			}
+			s := rx.Stats()
+			if s.ReadCalls != lone || s.ReadDatagrams != lone || s.Truncated != 2 {
+				t.Errorf("Stats: %d calls, %d datagrams, %d truncated; want %d, %d, 2",
+					s.ReadCalls, s.ReadDatagrams, s.Truncated, lone, lone)
+			}
+			// A burst: read singly until the next batch wait, which takes
+			// the rest at once.
+			burst := newMsgs(MaxBatch, 40)
+			fill(burst, 40, rx.LocalAddr(), 100)
+			if n, err := tx.WriteBatch(burst); n != len(burst) {
+				t.Fatalf("burst: sent %d of %d: %v", n, len(burst), err)
+			}
+			close(release)
+			got, singles, biggest := 0, 0, 0
+			for got < len(burst) {
+				r := <-reads
+				for _, m := range r.msgs {
+					if id := int(binary.BigEndian.Uint32(m.Buf)); id != 100+got {
+						t.Fatalf("burst datagram %d is %d", got, id-100)
+					}
+					got++
+				}
+				if r.n == 1 {
+					singles++
+				}
+				biggest = max(biggest, r.n)
+			}
+			if singles != pending || biggest != len(burst)-pending {
+				t.Errorf("burst of %d read with %d single reads, largest batch %d; want %d and %d",
+					len(burst), singles, biggest, pending, len(burst)-pending)
 			}
 			rx.Close()
 			if err := <-done; !errors.Is(err, net.ErrClosed) {
