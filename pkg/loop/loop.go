@@ -169,26 +169,41 @@ type Group struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	mu     sync.Mutex // err, beats
+	mu     sync.Mutex // err, beats, seen
 	err    error
 	beats  []*beat
+	seen   []sighting // by beat, for Healthy
 }
 
-// beat is one loop's heartbeat: when it started on the batch it is
-// working on, or 0 while it waits for input (waiting is healthy, however
-// long: a quiet network is not a hang).
-type beat struct{ since atomic.Int64 }
+// beat is one loop's heartbeat: a count of the batches (or ticks) it has
+// begun, and whether it is working on the last one or waiting for input
+// (waiting is healthy, however long: a quiet network is not a hang). A
+// loop marks each edge with one atomic store, where reading the clock at
+// each batch cost a loop that wakes for every datagram more than some of
+// its answers did (issue 14); Healthy times the batches instead, from its
+// own checks.
+type beat struct {
+	n     uint64        // batches begun; only the loop touches it
+	state atomic.Uint64 // n<<1|1 while the loop works on batch n, n<<1 while it waits
+}
 
 func (b *beat) busy() {
 	if b != nil {
-		b.since.Store(time.Now().UnixNano())
+		b.n++
+		b.state.Store(b.n<<1 | 1)
 	}
 }
 
 func (b *beat) idle() {
 	if b != nil {
-		b.since.Store(0)
+		b.state.Store(b.n << 1)
 	}
+}
+
+// sighting is when Healthy first saw a loop working on its current batch.
+type sighting struct {
+	state uint64
+	at    time.Time
 }
 
 type beatKey struct{}
@@ -201,17 +216,26 @@ func beatOf(ctx context.Context) *beat {
 
 // Healthy reports whether every loop of the group has been working on its
 // current batch (or tick) for less than max: a loop stuck longer is hung,
-// which is what the service manager's watchdog is told.
+// which is what the service manager's watchdog is told. A batch is timed
+// from the first call that saw it, so a hang shows at the first call at
+// least max after that one: callers call it every max or more often.
 func (g *Group) Healthy(max time.Duration) bool {
-	now := time.Now().UnixNano()
+	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, b := range g.beats {
-		if s := b.since.Load(); s != 0 && now-s > int64(max) {
-			return false
+	healthy := true
+	for i, b := range g.beats {
+		s := b.state.Load()
+		seen := &g.seen[i]
+		if s&1 == 0 || s != seen.state {
+			*seen = sighting{state: s, at: now}
+			continue
+		}
+		if now.Sub(seen.at) >= max {
+			healthy = false
 		}
 	}
-	return true
+	return healthy
 }
 
 // NewGroup returns a group whose loops run until ctx ends.
@@ -242,6 +266,7 @@ func (g *Group) Go(fn func(ctx context.Context) error) {
 	b := new(beat)
 	g.mu.Lock()
 	g.beats = append(g.beats, b)
+	g.seen = append(g.seen, sighting{})
 	g.mu.Unlock()
 	ctx := context.WithValue(g.ctx, beatKey{}, b)
 	g.wg.Add(1)

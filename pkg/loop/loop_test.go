@@ -252,3 +252,36 @@ func TestHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHealthyBusy: a loop that is always working, but on batch after
+// batch, is healthy whenever Healthy looks, even though every look finds
+// it busy.
+func TestHealthyBusy(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	g := NewGroup(ctx)
+	inBatch, next := make(chan struct{}), make(chan struct{})
+	g.Go(func(ctx context.Context) error {
+		return Read(ctx, "read", func() (int, error) { return 1, nil }, func(int) error {
+			select {
+			case inBatch <- struct{}{}:
+			case <-ctx.Done():
+				return net.ErrClosed
+			}
+			<-next // the batch lasts until the test has looked
+			return nil
+		}, nil)
+	})
+	for i := range 50 {
+		<-inBatch
+		if !g.Healthy(time.Nanosecond) {
+			t.Fatalf("check %d: a loop moving from batch to batch counted as hung", i)
+		}
+		next <- struct{}{}
+	}
+	<-inBatch
+	cancel()
+	close(next)
+	if err := g.Wait(func() {}); err != nil {
+		t.Fatal(err)
+	}
+}
