@@ -4,6 +4,7 @@ package server
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/miredo-go/miredo/pkg/proto"
 )
@@ -14,14 +15,14 @@ import (
 // IPv6. It returns the UDP datagram to send and true, or false when there
 // is none. Both I/O paths (sockets, AF_XDP) share it, so they count and
 // limit alike; h is the handler in force for the batch (a reload may
-// replace it); now is the limiter's clock (milliseconds since s.start).
-func (s *Server) apply(h *Handler, b []byte, from netip.AddrPort, on Via, slot []byte, now int64, e *proto.Envelope, st *loopStats) (Result, bool) {
+// replace it); clk is the batch's time for the limiter.
+func (s *Server) apply(h *Handler, b []byte, from netip.AddrPort, on Via, slot []byte, clk *batchClock, e *proto.Envelope, st *loopStats) (Result, bool) {
 	r := h.Handle(b, from, on, slot, e)
 	switch r.Verdict {
 	case Drop:
 		st.dropped[r.Reason].Add(1)
 	case SendUDP:
-		if !s.limit.allow(r.To.Addr(), now) {
+		if s.limit.limiting() && !s.limit.allow(r.To.Addr(), clk.now()) {
 			st.dropped[DropRateLimited].Add(1)
 			return r, false
 		}
@@ -46,3 +47,20 @@ func (s *Server) apply(h *Handler, b []byte, from netip.AddrPort, on Via, slot [
 // isRA tells an advertisement (which starts with an authentication header)
 // from a forwarded packet (which starts with an origin indication).
 func isRA(b []byte) bool { return len(b) > 1 && b[0] == 0 && b[1] == 1 }
+
+// batchClock is a batch's time for the send limiter, in milliseconds since
+// start: read at most once per batch, and only when the limiter asks, so a
+// loop that wakes for each datagram reads no clock with the limiter off.
+type batchClock struct {
+	start time.Time
+	ms    int64 // -1 until read
+}
+
+func newBatchClock(start time.Time) batchClock { return batchClock{start: start, ms: -1} }
+
+func (c *batchClock) now() int64 {
+	if c.ms < 0 {
+		c.ms = int64(time.Since(c.start) / time.Millisecond)
+	}
+	return c.ms
+}

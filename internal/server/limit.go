@@ -54,6 +54,10 @@ func newSendLimiter(rate uint32) *sendLimiter {
 	return l
 }
 
+// limiting reports whether the limiter is on: when it is off, allow need
+// not be asked, nor the clock read for it.
+func (l *sendLimiter) limiting() bool { return l.rate.Load() != 0 }
+
 // allow takes one token for a datagram to a at time now (milliseconds on
 // any monotonic origin). It is safe for concurrent use.
 func (l *sendLimiter) allow(a netip.Addr, now int64) bool {

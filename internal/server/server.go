@@ -334,11 +334,11 @@ func (s *Server) loop(ctx context.Context, c udpio.PacketConn, on Via, out [2]ud
 		st.received.Add(uint64(n))
 		h := s.h.Load()
 		batches[0], batches[1] = batches[0][:0], batches[1][:0]
-		now := int64(time.Since(s.start) / time.Millisecond)
+		clk := newBatchClock(s.start)
 		for i := range n {
 			m := &in[i]
 			slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-			if r, ok := s.apply(h, m.Buf[:m.N], m.Addr, on, slot, now, &e, st); ok {
+			if r, ok := s.apply(h, m.Buf[:m.N], m.Addr, on, slot, &clk, &e, st); ok {
 				batches[r.Via] = append(batches[r.Via], udpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To})
 			}
 		}

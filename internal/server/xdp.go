@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"time"
 
 	"github.com/miredo-go/miredo/pkg/loop"
 	"github.com/miredo-go/miredo/pkg/proto"
@@ -121,7 +120,7 @@ func (s *Server) xdpLoop(ctx context.Context, c xdpConn, what string, st *loopSt
 		func(n int) error {
 			st.received.Add(uint64(n))
 			out = out[:0]
-			now := int64(time.Since(s.start) / time.Millisecond)
+			clk := newBatchClock(s.start)
 			h := s.h.Load()
 			for i := range n {
 				m := &in[i]
@@ -130,7 +129,7 @@ func (s *Server) xdpLoop(ctx context.Context, c xdpConn, what string, st *loopSt
 					on = ViaSecondary
 				}
 				slot := outBuf[i*bufSize : i*bufSize : (i+1)*bufSize]
-				if r, ok := s.apply(h, m.Buf[:m.N], m.Addr, on, slot, now, &e, st); ok {
+				if r, ok := s.apply(h, m.Buf[:m.N], m.Addr, on, slot, &clk, &e, st); ok {
 					out = append(out, xdpio.Message{Buf: r.Packet, N: len(r.Packet), Addr: r.To, Local: local[r.Via]})
 				}
 			}
