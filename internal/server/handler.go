@@ -131,13 +131,19 @@ type Result struct {
 type Handler struct {
 	addr   [2]netip.Addr // primary, secondary
 	prefix uint32
-	mtu    uint32
+	// ra is the advertisement every RS gets (prefix, primary address, MTU),
+	// built once: the per-RS fields are patched into a copy.
+	ra *proto.RATemplate
 }
 
 // NewHandler returns the rules of a server on primary and secondary, with
 // the advertised prefix (first 32 bits) and MTU.
 func NewHandler(primary, secondary netip.Addr, prefix uint32, mtu uint32) *Handler {
-	return &Handler{addr: [2]netip.Addr{primary, secondary}, prefix: prefix, mtu: mtu}
+	return &Handler{
+		addr:   [2]netip.Addr{primary, secondary},
+		prefix: prefix,
+		ra:     proto.NewRATemplate(primary, prefix, mtu),
+	}
 }
 
 func drop(r DropReason) Result { return Result{Verdict: Drop, Reason: r} }
@@ -176,14 +182,7 @@ func (h *Handler) Handle(b []byte, from netip.AddrPort, on Via, out []byte, e *p
 		if rs.Cone {
 			via = on.Other()
 		}
-		out = proto.AppendRouterAdvertisement(out[:0], proto.RAFields{
-			Nonce:  nonce,
-			Client: from,
-			Dst:    rs.Src,
-			Server: h.addr[0],
-			Prefix: h.prefix,
-			MTU:    h.mtu,
-		})
+		out = h.ra.Append(out[:0], nonce, from, rs.Src)
 		return Result{Verdict: SendUDP, Via: via, To: from, Packet: out}
 	}
 

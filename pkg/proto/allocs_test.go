@@ -64,6 +64,7 @@ func TestBuildersAppendWithoutAllocating(t *testing.T) {
 	if err := ParseTrailers(mustHex(t, "0104deadbeef"+"030e0000"+"0a0000029c40"+"c63364029c40"+"05020fa1"), &tr); err != nil {
 		t.Fatal(err)
 	}
+	ra := NewRATemplate(netip.MustParseAddr("192.0.2.10"), DefaultPrefix, 1280)
 	allocs := testing.AllocsPerRun(1000, func() {
 		b := AppendOrigin(buf[:0], netip.MustParseAddrPort("198.51.100.2:40000"))
 		b = AppendBubble(b, src, dst, 0)
@@ -74,6 +75,7 @@ func TestBuildersAppendWithoutAllocating(t *testing.T) {
 		b = AppendRouterSolicitation(b[:0], nonce, false)
 		b = AppendRouterAdvertisement(b[:0], RAFields{Nonce: nonce, Client: netip.MustParseAddrPort("198.51.100.2:40000"),
 			Dst: LinkLocalClient(), Server: netip.MustParseAddr("192.0.2.10"), Prefix: DefaultPrefix, MTU: 1280})
+		b = ra.Append(b[:0], nonce, netip.MustParseAddrPort("198.51.100.2:40000"), LinkLocalClient())
 		b = AppendEchoRequest(b[:0], EchoFields{Src: src, Dst: dst, HopLimit: 128, ID: 1, Seq: 2, Data: nonce[:]})
 		_ = AppendDestUnreachable(b[:0], src, UnreachAddress, IPv6(invoking))
 	})
@@ -112,5 +114,34 @@ func BenchmarkRouterSolicitationToAdvertisement(b *testing.B) {
 			b.Fatal(err)
 		}
 		out = AppendRouterAdvertisement(out[:0], RAFields{Nonce: e.Auth.Nonce, Client: from, Dst: info.Src, Server: server, Prefix: DefaultPrefix, MTU: 1280})
+	}
+}
+
+// The two ways of building a server's RA, the fields of each call fixed
+// except the destination, which changes as a server's would.
+func BenchmarkAppendRouterAdvertisement(b *testing.B) {
+	out := make([]byte, 0, 256)
+	f := RAFields{Nonce: [NonceLen]byte{1, 2, 3}, Client: netip.MustParseAddrPort("198.51.100.2:40000"),
+		Server: netip.MustParseAddr("192.0.2.10"), Prefix: DefaultPrefix, MTU: 1280}
+	dsts := [2]netip.Addr{LinkLocalClient(), LinkLocalClientCone()}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		f.Dst = dsts[i&1]
+		out = AppendRouterAdvertisement(out[:0], f)
+		i++
+	}
+}
+
+func BenchmarkRATemplateAppend(b *testing.B) {
+	out := make([]byte, 0, 256)
+	t := NewRATemplate(netip.MustParseAddr("192.0.2.10"), DefaultPrefix, 1280)
+	nonce, client := [NonceLen]byte{1, 2, 3}, netip.MustParseAddrPort("198.51.100.2:40000")
+	dsts := [2]netip.Addr{LinkLocalClient(), LinkLocalClientCone()}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		out = t.Append(out[:0], nonce, client, dsts[i&1])
+		i++
 	}
 }

@@ -124,7 +124,18 @@ func AppendNonceAuth(dst []byte, nonce [NonceLen]byte) []byte {
 
 // AppendOrigin appends an origin indication for the IPv4 endpoint from.
 func AppendOrigin(dst []byte, from netip.AddrPort) []byte {
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	putOrigin(dst[len(dst)-OriginLen:], from)
+	return dst
+}
+
+// putOrigin writes the origin indication for from into b[:OriginLen]: 00 00,
+// then the port and IPv4 address with every bit inverted (RFC 4380 §5.1.1).
+// An address that is not IPv4 is written as 0.0.0.0.
+func putOrigin(b []byte, from netip.AddrPort) {
 	a := ipv4Bytes(from.Addr())
-	p := ^from.Port()
-	return append(dst, 0, 0, byte(p>>8), byte(p), ^a[0], ^a[1], ^a[2], ^a[3])
+	b = b[:OriginLen]
+	b[0], b[1] = 0, 0
+	binary.BigEndian.PutUint16(b[2:4], ^from.Port())
+	binary.BigEndian.PutUint32(b[4:8], ^binary.BigEndian.Uint32(a[:]))
 }

@@ -150,6 +150,57 @@ func FuzzParseRouterAdvertisement(f *testing.F) {
 	})
 }
 
+// fuzzAddr reads 4 bytes as an IPv4 address, 16 as an IPv6 one and
+// anything else as the zero Addr, so a target covers all three.
+func fuzzAddr(b []byte) netip.Addr {
+	switch len(b) {
+	case 4:
+		return netip.AddrFrom4([4]byte(b))
+	case 16:
+		return netip.AddrFrom16([16]byte(b))
+	}
+	return netip.Addr{}
+}
+
+// FuzzRATemplate checks that a server's RA template appends, for any
+// fields, the bytes AppendRouterAdvertisement builds, with a correct
+// checksum, and that an Append leaves the template unchanged.
+func FuzzRATemplate(f *testing.F) {
+	ones := bytes.Repeat([]byte{0xff}, 16)
+	f.Add([]byte{0xe2, 0xd3, 0x12, 0x7c, 0x54, 0x46, 0xe3, 0xc9}, []byte{198, 51, 100, 2}, uint16(35171),
+		LinkLocalClient().AsSlice(), []byte{192, 0, 2, 10}, DefaultPrefix, uint32(1280))
+	f.Add(ones[:8], ones[:4], uint16(0xffff), ones, ones[:4], uint32(0xffffffff), uint32(0xffffffff))
+	f.Add([]byte{}, []byte{}, uint16(0), []byte{}, []byte{}, uint32(0), uint32(0))
+	f.Add([]byte{1}, netip.MustParseAddr("::ffff:198.51.100.2").AsSlice(), uint16(4000),
+		[]byte{198, 51, 100, 2}, netip.MustParseAddr("2001:db8::2").AsSlice(), DefaultPrefix, uint32(1400))
+	f.Fuzz(func(t *testing.T, nonce, client []byte, port uint16, to, server []byte, prefix, mtu uint32) {
+		fields := RAFields{Client: netip.AddrPortFrom(fuzzAddr(client), port), Dst: fuzzAddr(to), Server: fuzzAddr(server), Prefix: prefix, MTU: mtu}
+		copy(fields.Nonce[:], nonce)
+		tmpl := NewRATemplate(fields.Server, prefix, mtu)
+		want := AppendRouterAdvertisement([]byte{7}, fields)
+		got := tmpl.Append([]byte{7}, fields.Nonce, fields.Client, fields.Dst)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%+v:\n got %x\nwant %x", fields, got, want)
+		}
+		if _, err := ParseICMPv6(IPv6(got[1+raIPv6Off:])); err != nil {
+			t.Fatalf("%+v: %v", fields, err)
+		}
+		// Another RA from the template, to the complement of everything.
+		var other [NonceLen]byte
+		for i := range other {
+			other[i] = ^fields.Nonce[i]
+		}
+		d := fields.Dst.As16()
+		for i := range d {
+			d[i] = ^d[i]
+		}
+		_ = tmpl.Append(got[:0], other, netip.AddrPortFrom(netip.AddrFrom4([4]byte{1, 2, 3, 4}), ^port), netip.AddrFrom16(d))
+		if again := tmpl.Append(nil, fields.Nonce, fields.Client, fields.Dst); !bytes.Equal(again, want[1:]) {
+			t.Fatalf("%+v after another Append:\n got %x\nwant %x", fields, again, want[1:])
+		}
+	})
+}
+
 // FuzzTrailers walks arbitrary trailer areas (RFC 6081 §4, §5.1.2): no
 // panic; the walk cuts the area into whole trailers up to the first
 // truncated one; an error is one of the trailer sentinels; and whatever was

@@ -5,6 +5,7 @@ package proto
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 )
 
 // Neighbor discovery layout (RFC 4861) as Teredo uses it.
@@ -100,6 +101,80 @@ func AppendRouterAdvertisement(dst []byte, f RAFields) []byte {
 	dst = append(dst, ndOptMTU, mtuOptLen/8, 0, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(dst[len(dst)-4:], f.MTU)
 	return finishICMPv6(dst, start)
+}
+
+// Where AppendRouterAdvertisement puts the fields that vary from one
+// solicitation to the next, as offsets in the UDP payload it appends.
+const (
+	raNonceOff    = 4                             // in the authentication header
+	raOriginOff   = AuthHeaderMinLen              // the origin indication
+	raIPv6Off     = raOriginOff + OriginLen       // the IPv6 header
+	raDstOff      = raIPv6Off + 24                // its destination address
+	raChecksumOff = raIPv6Off + IPv6HeaderLen + 2 // the ICMPv6 checksum
+	raPayloadLen  = raIPv6Off + IPv6HeaderLen + raLen + pioLen + mtuOptLen
+)
+
+// RATemplate is the router advertisement of one server, built once: a
+// server answers every solicitation with the same bytes but for the nonce,
+// the origin indication and the IPv6 destination, and only the destination
+// is under the ICMPv6 checksum. Append copies the bytes, patches those three
+// fields and finishes the checksum from a precomputed ones'-complement sum
+// of everything else (source, length, next header and message), so a reply
+// costs a copy and a 16-byte sum instead of a build and a full checksum.
+// A template is immutable, so goroutines may share one; make it with
+// NewRATemplate.
+type RATemplate struct {
+	b   [raPayloadLen]byte // the RA to ::, nonce 0, origin 0.0.0.0:0, checksum 0
+	sum uint64             // the checksum's sum without the destination
+}
+
+// NewRATemplate returns the template of the advertisement
+// AppendRouterAdvertisement builds with these Server, Prefix and MTU fields.
+func NewRATemplate(server netip.Addr, prefix, mtu uint32) *RATemplate {
+	t := new(RATemplate)
+	copy(t.b[:], AppendRouterAdvertisement(make([]byte, 0, raPayloadLen), RAFields{Server: server, Prefix: prefix, MTU: mtu}))
+	t.b[raChecksumOff], t.b[raChecksumOff+1] = 0, 0
+	// The destination is ::, so the pseudo-header sum over source and
+	// destination is the source's alone.
+	pkt := IPv6(t.b[raIPv6Off:])
+	msg := pkt[IPv6HeaderLen:]
+	t.sum = sumBytes(0, pkt[8:IPv6HeaderLen]) + uint64(len(msg)) + ProtoICMPv6
+	t.sum = sumBytes(t.sum, msg)
+	return t
+}
+
+// Append appends the advertisement answering a solicitation that carried
+// nonce and came from client (the origin indication), addressed to to (the
+// solicitation's IPv6 source). The bytes are those AppendRouterAdvertisement
+// appends for the same fields.
+func (t *RATemplate) Append(dst []byte, nonce [NonceLen]byte, client netip.AddrPort, to netip.Addr) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, raPayloadLen)[:n+raPayloadLen]
+	p := (*[raPayloadLen]byte)(dst[n:])
+	*p = t.b
+	copy(p[raNonceOff:raNonceOff+NonceLen], nonce[:])
+	putOrigin(p[raOriginOff:], client)
+	hi, lo := as16Words(to)
+	binary.BigEndian.PutUint64(p[raDstOff:], hi)
+	binary.BigEndian.PutUint64(p[raDstOff+8:], lo)
+	// The destination's four 32-bit words, as sumBytes would add them.
+	sum := t.sum + hi>>32 + hi&0xffffffff + lo>>32 + lo&0xffffffff
+	binary.BigEndian.PutUint16(p[raChecksumOff:], ^fold(sum))
+	return dst
+}
+
+// as16Words returns a.As16() as two big-endian 64-bit words. It goes
+// through AsSlice, not As16: a 16-byte copy of the array As16 returns, which
+// was stored as two 8-byte halves, stalls the CPU (the store cannot be
+// forwarded to the load), and RATemplate.Append wants words anyway.
+func as16Words(a netip.Addr) (hi, lo uint64) {
+	switch b := a.AsSlice(); len(b) {
+	case 16:
+		return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	case 4: // As16 maps IPv4 into ::ffff:0:0/96
+		return 0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b))
+	}
+	return 0, 0
 }
 
 // RouterAdvertisement is what a client learns from a server's RA.

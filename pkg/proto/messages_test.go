@@ -94,6 +94,87 @@ func TestRouterAdvertisementMatchesMiredo(t *testing.T) {
 	}
 }
 
+// checksumZeroDst returns the destination that gives the RA of server,
+// prefix and mtu the checksum 0: the sum without a destination, P, is what
+// the checksum of an RA to :: inverts, and a destination whose last word is
+// that checksum (^P) brings the sum to 0xffff.
+func checksumZeroDst(t *testing.T, server netip.Addr, prefix, mtu uint32) netip.Addr {
+	t.Helper()
+	b := AppendRouterAdvertisement(nil, RAFields{Server: server, Prefix: prefix, MTU: mtu})
+	var d [16]byte
+	copy(d[14:], b[raChecksumOff:raChecksumOff+2])
+	return netip.AddrFrom16(d)
+}
+
+// TestRATemplateMatchesBuilder checks that the template appends the bytes
+// AppendRouterAdvertisement builds, over fields chosen to push the checksum
+// to its edges (every bit set, every carry, a result of 0) and over the
+// addresses the builders map to 0.0.0.0 or write as IPv4-mapped.
+func TestRATemplateMatchesBuilder(t *testing.T) {
+	server := netip.MustParseAddr("192.0.2.10")
+	client := netip.MustParseAddrPort("198.51.100.2:35171")
+	ones := [NonceLen]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	allOnes := netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	tests := []struct {
+		name string
+		f    RAFields
+	}{
+		{"Miredo", RAFields{Nonce: [NonceLen]byte{0xe2, 0xd3, 0x12, 0x7c, 0x54, 0x46, 0xe3, 0xc9}, Client: client, Dst: LinkLocalClient(), Server: server, Prefix: DefaultPrefix, MTU: 1280}},
+		{"cone solicitation", RAFields{Nonce: [NonceLen]byte{1}, Client: client, Dst: LinkLocalClientCone(), Server: server, Prefix: DefaultPrefix, MTU: 1280}},
+		{"Windows", RAFields{Nonce: [NonceLen]byte{9, 8, 7}, Client: netip.MustParseAddrPort("70.55.215.234:3797"),
+			Dst: netip.MustParseAddr("fe80::8000:ffff:ffff:fffd"), Server: netip.MustParseAddr("65.55.158.80"), Prefix: DefaultPrefix, MTU: 1280}},
+		{"every bit set", RAFields{Nonce: ones, Client: netip.MustParseAddrPort("255.255.255.255:65535"), Dst: allOnes,
+			Server: netip.MustParseAddr("255.255.255.255"), Prefix: 0xffffffff, MTU: 0xffffffff}},
+		{"destination all ones", RAFields{Nonce: ones, Client: client, Dst: allOnes, Server: server, Prefix: DefaultPrefix, MTU: 1280}},
+		{"every bit clear", RAFields{Client: netip.MustParseAddrPort("0.0.0.0:0"), Dst: netip.IPv6Unspecified(),
+			Server: netip.MustParseAddr("0.0.0.0"), Prefix: 0, MTU: 0}},
+		{"checksum 0", RAFields{Nonce: ones, Client: client, Dst: checksumZeroDst(t, server, DefaultPrefix, 1280), Server: server, Prefix: DefaultPrefix, MTU: 1280}},
+		{"checksum 0, every bit set", RAFields{Client: client, Dst: checksumZeroDst(t, netip.MustParseAddr("255.255.255.255"), 0xffffffff, 0xffffffff),
+			Server: netip.MustParseAddr("255.255.255.255"), Prefix: 0xffffffff, MTU: 0xffffffff}},
+		{"zero values", RAFields{}},
+		{"IPv6 server and client", RAFields{Client: netip.MustParseAddrPort("[2001:db8::1]:4000"), Dst: LinkLocalClient(),
+			Server: netip.MustParseAddr("2001:db8::2"), Prefix: DefaultPrefix, MTU: 1400}},
+		{"IPv4-mapped server and client", RAFields{Client: netip.MustParseAddrPort("[::ffff:198.51.100.2]:4000"), Dst: LinkLocalClient(),
+			Server: netip.MustParseAddr("::ffff:192.0.2.10"), Prefix: DefaultPrefix, MTU: 1400}},
+		{"IPv4 destination", RAFields{Client: client, Dst: netip.MustParseAddr("198.51.100.2"), Server: server, Prefix: DefaultPrefix, MTU: 1280}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := AppendRouterAdvertisement([]byte("head"), tc.f)
+			tmpl := NewRATemplate(tc.f.Server, tc.f.Prefix, tc.f.MTU)
+			// Twice from one template, with another RA between: Append
+			// must leave the template as it was.
+			for range 2 {
+				got := tmpl.Append([]byte("head"), tc.f.Nonce, tc.f.Client, tc.f.Dst)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("template:\n got %x\nwant %x", got, want)
+				}
+				_ = tmpl.Append(nil, ones, client, allOnes)
+			}
+			if _, err := ParseICMPv6(IPv6(want[len("head")+raIPv6Off:])); err != nil {
+				t.Errorf("checksum: %v", err)
+			}
+		})
+	}
+	t.Run("checksum 0 reached", func(t *testing.T) {
+		b := NewRATemplate(server, DefaultPrefix, 1280).Append(nil, ones, client, checksumZeroDst(t, server, DefaultPrefix, 1280))
+		if c := binary.BigEndian.Uint16(b[raChecksumOff:]); c != 0 {
+			t.Errorf("checksum %#04x, want 0", c)
+		}
+	})
+	t.Run("Miredo capture", func(t *testing.T) {
+		rs, ra := frame(t, "server.pcap", 1), frame(t, "server.pcap", 2)
+		var e Envelope
+		if err := ParseEnvelope(rs.Payload, &e); err != nil {
+			t.Fatal(err)
+		}
+		got := NewRATemplate(server, DefaultPrefix, 1280).Append(nil, e.Auth.Nonce, rs.Src, e.IPv6.Src())
+		if !bytes.Equal(got, ra.Payload) {
+			t.Fatalf("RA:\n got %x\nwant %x", got, ra.Payload)
+		}
+	})
+}
+
 func TestParseRouterAdvertisementCaptures(t *testing.T) {
 	tests := []struct {
 		file    string
