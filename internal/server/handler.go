@@ -169,7 +169,7 @@ func (h *Handler) Handle(b []byte, from netip.AddrPort, on Via, out []byte, e *p
 	src, dst := pkt.Src(), pkt.Dst()
 
 	// Case 4: router solicitation.
-	if !isBubble && src.IsLinkLocalUnicast() && dst == proto.AllRouters() {
+	if !isBubble && proto.IsLinkLocalIPv6(src) && dst == proto.AllRouters() {
 		rs, err := proto.ParseRouterSolicitation(pkt)
 		if err != nil {
 			return drop(DropBadRS)
@@ -199,7 +199,7 @@ func (h *Handler) Handle(b []byte, from netip.AddrPort, on Via, out []byte, e *p
 		return drop(DropNotAccepted)
 	}
 
-	if dst.IsMulticast() || dst.IsLinkLocalUnicast() {
+	if !dst.Is4In6() && (dst.IsMulticast() || dst.IsLinkLocalUnicast()) {
 		return drop(DropLocalDst)
 	}
 	if !dst.IsGlobalUnicast() || dst.Is4In6() {

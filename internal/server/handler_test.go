@@ -43,6 +43,13 @@ func icmp(src, dst netip.Addr, typ, code uint8, body int) []byte {
 	return b
 }
 
+// rsFrom is a router solicitation from src, without a Teredo header.
+func rsFrom(src netip.Addr) []byte {
+	b := icmp(src, proto.AllRouters(), proto.ICMPv6RouterSolicit, 0, 4)
+	proto.IPv6(b).SetHopLimit(255)
+	return b
+}
+
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func TestHandle(t *testing.T) {
@@ -77,6 +84,9 @@ func TestHandle(t *testing.T) {
 		{"RS with hop limit 64", func() []byte { b := bytes.Clone(rs); b[proto.AuthHeaderMinLen+7] = 64; return b }(), clientUDP, ViaPrimary, Drop, DropBadRS, 0, netip.AddrPort{}},
 		{"RS truncated", rs[:len(rs)-4], clientUDP, ViaPrimary, Drop, DropMalformed, 0, netip.AddrPort{}},
 		{"echo to ff02::2", echo(ll, proto.AllRouters(), proto.ICMPv6EchoRequest, 8), clientUDP, ViaPrimary, Drop, DropBadRS, 0, netip.AddrPort{}},
+		{"bare RS from fe80::/10", rsFrom(proto.LinkLocalClient()), clientUDP, ViaPrimary, SendUDP, 0, ViaPrimary, clientUDP},
+		// netip calls ::ffff:169.254.0.0/16 link-local; on the wire it is not.
+		{"RS from IPv4-mapped 169.254", rsFrom(netip.MustParseAddr("::ffff:169.254.1.1")), clientUDP, ViaPrimary, Drop, DropNotAccepted, 0, netip.AddrPort{}},
 
 		// Loop guard and malformed input (case 1).
 		{"from our primary:3544", rs, netip.AddrPortFrom(primary, 3544), ViaPrimary, Drop, DropLoop, 0, netip.AddrPort{}},
@@ -122,6 +132,8 @@ func TestHandle(t *testing.T) {
 		{"echo to link-local", echo(client, ll, proto.ICMPv6EchoRequest, 8), clientUDP, ViaPrimary, Drop, DropLocalDst, 0, netip.AddrPort{}},
 		{"echo to loopback", echo(client, netip.IPv6Loopback(), proto.ICMPv6EchoRequest, 8), clientUDP, ViaPrimary, Drop, DropDstNotGlobal, 0, netip.AddrPort{}},
 		{"echo to IPv4-mapped", echo(client, netip.MustParseAddr("::ffff:192.0.2.1"), proto.ICMPv6EchoRequest, 8), clientUDP, ViaPrimary, Drop, DropDstNotGlobal, 0, netip.AddrPort{}},
+		{"echo to IPv4-mapped 169.254", echo(client, netip.MustParseAddr("::ffff:169.254.1.1"), proto.ICMPv6EchoRequest, 8), clientUDP, ViaPrimary, Drop, DropDstNotGlobal, 0, netip.AddrPort{}},
+		{"echo to IPv4-mapped multicast", echo(client, netip.MustParseAddr("::ffff:224.0.0.1"), proto.ICMPv6EchoRequest, 8), clientUDP, ViaPrimary, Drop, DropDstNotGlobal, 0, netip.AddrPort{}},
 		{"native source to native", echo(native, netip.MustParseAddr("2001:db8:3::3"), proto.ICMPv6EchoRequest, 8), relayUDP, ViaPrimary, Drop, DropNotAccepted, 0, netip.AddrPort{}},
 		{"native echo reply to our client", echo(native, client, proto.ICMPv6EchoReply, 18), relayUDP, ViaPrimary, SendUDP, 0, ViaPrimary, clientUDP},
 		{"link-local RA to our client", icmp(ll, client, proto.ICMPv6RouterAdvertise, 0, 12), relayUDP, ViaPrimary, Drop, DropNotAllowed, 0, netip.AddrPort{}},

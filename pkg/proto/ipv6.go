@@ -123,6 +123,14 @@ func LinkLocalClientCone() netip.Addr {
 	return netip.AddrFrom16([16]byte{0xfe, 0x80, 8: 0x80, 0x00, 'T', 'E', 'R', 'E', 'D', 'O'})
 }
 
+// IsLinkLocalIPv6 reports whether a is an IPv6 link-local unicast address,
+// fe80::/10: the only source a router solicitation or advertisement may
+// have (RFC 4861 §6.1). netip's IsLinkLocalUnicast would also take the
+// IPv4-mapped ::ffff:169.254.0.0/16, which is not link-local on the wire.
+func IsLinkLocalIPv6(a netip.Addr) bool {
+	return a.Is6() && !a.Is4In6() && a.IsLinkLocalUnicast()
+}
+
 // AllRouters is ff02::2, the destination of router solicitations.
 func AllRouters() netip.Addr { return netip.AddrFrom16([16]byte{0xff, 0x02, 15: 0x02}) }
 

@@ -60,7 +60,7 @@ func ParseRouterSolicitation(pkt IPv6) (RouterSolicitation, error) {
 		return RouterSolicitation{}, ErrNotRS
 	}
 	src, dst := pkt.Src(), pkt.Dst()
-	if !src.IsLinkLocalUnicast() || dst != AllRouters() {
+	if !IsLinkLocalIPv6(src) || dst != AllRouters() {
 		return RouterSolicitation{}, ErrNotRS
 	}
 	if err := walkOptions(m[rsLen:], nil); err != nil {
@@ -197,7 +197,7 @@ func ParseRouterAdvertisement(pkt IPv6) (RouterAdvertisement, error) {
 		return ra, err
 	}
 	if m.Type() != ICMPv6RouterAdvertise || m.Code() != 0 || len(m) < raLen ||
-		pkt.HopLimit() != ndHopLimit || !pkt.Src().IsLinkLocalUnicast() {
+		pkt.HopLimit() != ndHopLimit || !IsLinkLocalIPv6(pkt.Src()) {
 		return ra, ErrNotRA
 	}
 	prefixes := 0

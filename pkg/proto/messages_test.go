@@ -290,6 +290,17 @@ func TestParseRouterAdvertisementRejects(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+	t.Run("IPv4-mapped 169.254 source", func(t *testing.T) {
+		// netip calls ::ffff:169.254.0.0/16 link-local; the wire does not.
+		pkt := raPacket(t, nil)
+		pkt.SetSrc(netip.MustParseAddr("::ffff:169.254.1.1"))
+		m := pkt[IPv6HeaderLen:]
+		m[2], m[3] = 0, 0
+		binary.BigEndian.PutUint16(m[2:4], packetChecksum(pkt, m))
+		if _, err := ParseRouterAdvertisement(pkt); !errors.Is(err, ErrNotRA) {
+			t.Errorf("err = %v, want ErrNotRA", err)
+		}
+	})
 	t.Run("global source", func(t *testing.T) {
 		pkt := raPacket(t, nil)
 		pkt.SetSrc(netip.MustParseAddr("2001:db8::1")) // checksum now wrong too; either error will do
@@ -319,6 +330,7 @@ func TestParseRouterSolicitationRejects(t *testing.T) {
 		{"to server link-local", build(ll, ServerLinkLocal(netip.MustParseAddr("192.0.2.10")), 255, rs), ErrNotRS},
 		{"with option", build(ll, all, 255, append(append([]byte{}, rs...), 1, 1, 0, 0, 0, 0, 0, 0)), nil},
 		{"global source", build(global, all, 255, rs), ErrNotRS},
+		{"IPv4-mapped 169.254 source", build(netip.MustParseAddr("::ffff:169.254.1.1"), all, 255, rs), ErrNotRS},
 		{"global destination", build(ll, global, 255, rs), ErrNotRS},
 		{"hop limit 254", build(ll, all, 254, rs), ErrNotRS},
 		{"code 1", build(ll, all, 255, []byte{ICMPv6RouterSolicit, 1, 0, 0, 0, 0, 0, 0}), ErrNotRS},
