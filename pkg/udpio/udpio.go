@@ -148,9 +148,12 @@ type Options struct {
 	// wait longer than 20 µs; the runtime's preemption signal interrupts
 	// the wait (SO_RCVTIMEO makes it return EINTR) and ReadEach yields.
 	// Either way, give the process one P more than it has such loops
-	// (GOMAXPROCS) for its other goroutines. ReadBatch and WriteBatch keep
-	// their meaning; Close wakes a waiting read. Ignored with NoBatch or
-	// GRO, and off Linux.
+	// (GOMAXPROCS) for its other goroutines. After a wait that found one
+	// datagram, ReadEach reads the next few singly (recvfrom), which costs
+	// the kernel less than a recvmmsg that finds the queue empty after the
+	// first; see lightSingles. ReadBatch and WriteBatch keep their meaning;
+	// Close wakes a waiting read. Ignored with NoBatch or GRO, and off
+	// Linux.
 	BlockingReads bool
 
 	// GRO turns UDP_GRO on, so that the kernel may deliver a burst from one
