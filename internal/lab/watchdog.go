@@ -25,7 +25,7 @@ import (
 // later (systemd's TimeoutAbortSec), as it is when stopped (SIGSTOP)
 // rather than stuck. A watchdog fires once.
 type Watchdog struct {
-	// Interval is the unit's WatchdogSec; the daemon pings every half.
+	// Interval is the unit's WatchdogSec; the daemon pings every quarter.
 	Interval time.Duration
 	// AbortGrace is how long SIGABRT has before SIGKILL.
 	AbortGrace time.Duration

@@ -65,7 +65,7 @@ func (n *Notifier) Ready(status string) {
 // Stopping says the daemon is shutting down.
 func (n *Notifier) Stopping() { n.send(sd.SdNotifyStopping) }
 
-// Watchdog sends WATCHDOG=1 at half the interval the unit asked for, as
+// Watchdog sends WATCHDOG=1 every quarter of the interval the unit asked for, as
 // long as healthy says the data path is; it returns at once when no
 // watchdog is asked for, and when ctx ends. A hung loop stops the pings,
 // and the service manager restarts the daemon.
@@ -74,7 +74,12 @@ func (n *Notifier) Watchdog(ctx context.Context, healthy func(max time.Duration)
 	if err != nil || interval <= 0 {
 		return
 	}
-	t := time.NewTicker(interval / 2)
+	// Checks every quarter interval, for batches longer than half of it:
+	// Healthy times a batch from the first check that saw it, so a loop
+	// that hangs is reported within three quarters of an interval, and
+	// the manager's timer, restarted by the last ping, runs out within
+	// 1.75 intervals of the hang.
+	t := time.NewTicker(interval / 4)
 	defer t.Stop()
 	for {
 		select {

@@ -182,6 +182,9 @@ type Group struct {
 // each batch cost a loop that wakes for every datagram more than some of
 // its answers did (issue 14); Healthy times the batches instead, from its
 // own checks.
+//
+// One beat belongs to one loop goroutine (Group.Go gives each its own):
+// busy and idle are not safe for two loops at once.
 type beat struct {
 	n     uint64        // batches begun; only the loop touches it
 	state atomic.Uint64 // n<<1|1 while the loop works on batch n, n<<1 while it waits

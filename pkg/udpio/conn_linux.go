@@ -42,7 +42,7 @@ type Conn struct {
 	noBatch bool
 	raw     bool // Options.RawSyscalls
 	// blocking is Options.BlockingReads in effect: the socket is in
-	// blocking mode and ReadEach waits in recvmmsg.
+	// blocking mode and ReadEach waits in recvmmsg or recvfrom.
 	blocking bool
 
 	// gsoMax is the largest segment WriteBatch may send with GSO: 0 with
@@ -98,6 +98,7 @@ type mmsgs struct {
 	dirty    int           // reading: hdrs[:dirty] were filled since rearm
 	got      int           // out: datagrams moved
 	errno    syscall.Errno // out: the call's error, 0 if none
+	call     string        // out: the system call that failed, for errno's message
 }
 
 func (m *mmsgs) init() {
@@ -267,7 +268,7 @@ func (c *Conn) Close() error {
 	}
 	c.readDrops() // last chance: the counter dies with the socket
 	if c.blocking {
-		// Wake a ReadEach waiting in recvmmsg: it holds the descriptor,
+		// Wake a ReadEach waiting in a read: it holds the descriptor,
 		// and uc.Close waits for it. On an unconnected UDP socket
 		// shutdown fails with ENOTCONN but still marks the socket shut
 		// for reading and wakes its readers; a wait that begins after
@@ -439,7 +440,7 @@ func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
 	case err != nil:
 		return fmt.Errorf("udpio: read on %v: %w", c.local, err)
 	default:
-		return fmt.Errorf("udpio: read on %v: %w", c.local, os.NewSyscallError("recvmmsg", m.errno))
+		return fmt.Errorf("udpio: read on %v: %w", c.local, os.NewSyscallError(m.call, m.errno))
 	}
 }
 
@@ -447,8 +448,9 @@ func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
 // batches until handle fails or a read does (true: ReadEach returns). On a
 // polled socket it also returns (false: wait for the poller) once a batch
 // shorter than msgs says the queue is empty, rather than read nothing. With
-// BlockingReads it waits in recvmmsg for the first datagram instead
-// (MSG_WAITFORONE on a blocking socket), until Close ends the wait.
+// BlockingReads it waits in the read for the first datagram instead
+// (recvmmsg with MSG_WAITFORONE on a blocking socket, or recvfrom for one
+// datagram below saturation: see lightSingles), until Close ends the wait.
 func (c *Conn) readEachReady(fd uintptr) bool {
 	m := &c.rd
 	msgs := c.eachMsgs
@@ -459,7 +461,6 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 		switch {
 		case c.blocking && c.singles > 0:
 			single = true
-			c.singles--
 			r, e = c.waitOne(fd, &m.iovs[0])
 		case c.blocking:
 			m.rearm()
@@ -491,11 +492,15 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 			runtime.Gosched()
 			continue
 		default:
-			m.errno = e
+			m.errno, m.call = e, "recvmmsg"
+			if single {
+				m.call = "recvfrom"
+			}
 			return true
 		}
 		n := 1
 		if single {
+			c.singles-- // only a read counts: interrupted waits do not
 			c.receivedOne(&msgs[0], int(r))
 		} else {
 			n = int(r)
@@ -527,13 +532,19 @@ const lightSingles = 15
 // waitOne is the single-datagram wait of BlockingReads: a blocking
 // recvfrom into iov's buffer, the source in names[0]. MSG_TRUNC makes it
 // return the datagram's whole length, so receivedOne can tell a truncated
-// one.
+// one. With RawSyscalls it waits as waitCall does, holding its P, and the
+// runtime's preemption signal interrupts it (EINTR).
 func (c *Conn) waitOne(fd uintptr, iov *unix.Iovec) (uintptr, syscall.Errno) {
 	m := &c.rd
 	m.hdrs[0].Hdr.Namelen = unix.SizeofSockaddrInet4
-	args := [6]uintptr{fd, uintptr(unsafe.Pointer(iov.Base)), uintptr(iov.Len), unix.MSG_TRUNC,
-		uintptr(unsafe.Pointer(&m.names[0])), uintptr(unsafe.Pointer(&m.hdrs[0].Hdr.Namelen))}
-	return syscall6(unix.SYS_RECVFROM, args, c.raw)
+	if c.raw {
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(iov.Base)), uintptr(iov.Len),
+			unix.MSG_TRUNC, uintptr(unsafe.Pointer(&m.names[0])), uintptr(unsafe.Pointer(&m.hdrs[0].Hdr.Namelen)))
+		return r, e
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(iov.Base)), uintptr(iov.Len),
+		unix.MSG_TRUNC, uintptr(unsafe.Pointer(&m.names[0])), uintptr(unsafe.Pointer(&m.hdrs[0].Hdr.Namelen)))
+	return r, e
 }
 
 // waitCall is the waiting recvmmsg of BlockingReads (MSG_WAITFORONE on a
@@ -577,7 +588,7 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false
 		default:
-			m.got, m.errno = 0, e
+			m.got, m.errno, m.call = 0, e, "recvmmsg"
 			return true
 		}
 	}
@@ -592,17 +603,11 @@ func (c *Conn) batchCall(trap, fd uintptr, hdrs *unix.Mmsghdr, cnt int) (uintptr
 // mmsgCall makes one recvmmsg or sendmmsg (trap) of cnt headers from hdrs
 // on with flags, as a raw system call (the scheduler not told) if raw.
 func mmsgCall(trap, fd uintptr, hdrs *unix.Mmsghdr, cnt int, flags uintptr, raw bool) (uintptr, syscall.Errno) {
-	return syscall6(trap, [6]uintptr{fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), flags}, raw)
-}
-
-// syscall6 makes system call trap, as a raw one (the scheduler not told)
-// if raw.
-func syscall6(trap uintptr, a [6]uintptr, raw bool) (uintptr, syscall.Errno) {
 	if raw {
-		r, _, e := unix.RawSyscall6(trap, a[0], a[1], a[2], a[3], a[4], a[5])
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), flags, 0, 0)
 		return r, e
 	}
-	r, _, e := unix.Syscall6(trap, a[0], a[1], a[2], a[3], a[4], a[5])
+	r, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(cnt), flags, 0, 0)
 	return r, e
 }
 
@@ -720,7 +725,7 @@ func (c *Conn) writeChunk(msgs []Message) (sent int, fatal bool, first error) {
 		// Skip this header: its datagrams are lost.
 		err := error(io.ErrShortWrite)
 		if m.errno != 0 {
-			err = os.NewSyscallError("sendmmsg", m.errno)
+			err = os.NewSyscallError(m.call, m.errno)
 		}
 		c.stats.writeErrors.Add(uint64(m.segs[off]))
 		if first == nil {
@@ -825,9 +830,13 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 				r, e = mmsgCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt, 0, false)
 			}
 		}
+		m.call = "sendmmsg"
+		if cnt == 1 && m.segs[m.off] == 1 {
+			m.call = "sendto"
+		}
 		switch e {
 		case 0:
-			if cnt == 1 && m.segs[m.off] == 1 {
+			if m.call == "sendto" {
 				r = 1 // sendOne returns the bytes sent
 			}
 			m.got, m.errno = int(r), 0
@@ -850,9 +859,14 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 // It waits like a blocking send when flags lacks MSG_DONTWAIT (then as an
 // ordinary system call, since the wait may be long).
 func (c *Conn) sendOne(fd uintptr, h *unix.Msghdr, flags uintptr) (uintptr, syscall.Errno) {
-	args := [6]uintptr{fd, uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len), flags,
-		uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen)}
-	return syscall6(unix.SYS_SENDTO, args, c.raw && flags&unix.MSG_DONTWAIT != 0)
+	if c.raw && flags&unix.MSG_DONTWAIT != 0 {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len), flags,
+			uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
+		return r, e
+	}
+	r, _, e := unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len), flags,
+		uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
+	return r, e
 }
 
 // writeEach is WriteBatch without batching: one sendto per datagram through

@@ -118,8 +118,9 @@ type Options struct {
 	// Stats.GSO.
 	GSO bool
 
-	// RawSyscalls makes the batch calls (recvmmsg, sendmmsg, both with
-	// MSG_DONTWAIT, so they never wait) without telling the Go scheduler
+	// RawSyscalls makes the batch calls (recvmmsg, sendmmsg, and sendto
+	// for a batch of one, all with MSG_DONTWAIT, so they never wait, and
+	// the waits of BlockingReads) without telling the Go scheduler
 	// that a system call is under way (RawSyscall instead of Syscall).
 	// Normally a call that runs longer than 20 µs, as a sendmmsg does that
 	// delivers its datagrams on a veth or a loopback inside the call, has
@@ -131,7 +132,7 @@ type Options struct {
 	// goroutines of that P, and a stop-the-world, wait for the call (at
 	// most one batch, well under a millisecond). For processes with one
 	// busy loop per core and little else; waiting for data still goes
-	// through the netpoller. Ignored off Linux and with NoBatch.
+	// through the netpoller, unless BlockingReads. Ignored off Linux and with NoBatch.
 	RawSyscalls bool
 
 	// BlockingReads makes ReadEach wait for datagrams inside recvmmsg

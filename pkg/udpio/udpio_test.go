@@ -599,6 +599,17 @@ func TestReadEachLightLoad(t *testing.T) {
 				t.Errorf("burst of %d read with %d single reads, largest batch %d; want %d and %d",
 					len(burst), singles, biggest, pending, len(burst)-pending)
 			}
+			// One more lone datagram: the next wait is a single read, and
+			// Close ends it.
+			if _, err := tx.WriteBatch(out[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if r := <-reads; r.n != 1 {
+				t.Fatalf("lone datagram after the burst came in a batch of %d", r.n)
+			}
+			if rx.singles != lightSingles {
+				t.Errorf("%d single reads pending after a lone datagram, want %d", rx.singles, lightSingles)
+			}
 			rx.Close()
 			if err := <-done; !errors.Is(err, net.ErrClosed) {
 				t.Errorf("ReadEach after Close returned %v, want net.ErrClosed", err)
