@@ -4,7 +4,6 @@ package server
 
 import (
 	"net/netip"
-	"time"
 
 	"github.com/miredo-go/miredo/pkg/proto"
 )
@@ -22,7 +21,7 @@ func (s *Server) apply(h *Handler, b []byte, from netip.AddrPort, on Via, slot [
 	case Drop:
 		st.dropped[r.Reason].Add(1)
 	case SendUDP:
-		if s.limit.limiting() && !s.limit.allow(r.To.Addr(), clk.now()) {
+		if !s.limit.allow(r.To.Addr(), clk) {
 			st.dropped[DropRateLimited].Add(1)
 			return r, false
 		}
@@ -47,20 +46,3 @@ func (s *Server) apply(h *Handler, b []byte, from netip.AddrPort, on Via, slot [
 // isRA tells an advertisement (which starts with an authentication header)
 // from a forwarded packet (which starts with an origin indication).
 func isRA(b []byte) bool { return len(b) > 1 && b[0] == 0 && b[1] == 1 }
-
-// batchClock is a batch's time for the send limiter, in milliseconds since
-// start: read at most once per batch, and only when the limiter asks, so a
-// loop that wakes for each datagram reads no clock with the limiter off.
-type batchClock struct {
-	start time.Time
-	ms    int64 // -1 until read
-}
-
-func newBatchClock(start time.Time) batchClock { return batchClock{start: start, ms: -1} }
-
-func (c *batchClock) now() int64 {
-	if c.ms < 0 {
-		c.ms = int64(time.Since(c.start) / time.Millisecond)
-	}
-	return c.ms
-}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miredo-go/miredo/pkg/ratelimit"
 )
@@ -54,17 +55,14 @@ func newSendLimiter(rate uint32) *sendLimiter {
 	return l
 }
 
-// limiting reports whether the limiter is on: when it is off, allow need
-// not be asked, nor the clock read for it.
-func (l *sendLimiter) limiting() bool { return l.rate.Load() != 0 }
-
-// allow takes one token for a datagram to a at time now (milliseconds on
-// any monotonic origin). It is safe for concurrent use.
-func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
+// allow takes one token for a datagram to a at the batch's time, which it
+// reads only when the limiter is on. It is safe for concurrent use.
+func (l *sendLimiter) allow(a netip.Addr, clk *batchClock) bool {
 	rate := l.rate.Load()
 	if rate == 0 || !a.Is4() {
 		return true
 	}
+	now := clk.now()
 	b := a.As4()
 	key := (uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])) + 1
 	h := maphash.Bytes(l.seed, b[:3]) % limiterSlots
@@ -81,4 +79,22 @@ func (l *sendLimiter) allow(a netip.Addr, now int64) bool {
 		s.key = key
 	}
 	return s.bucket.Take(now, rate)
+}
+
+// batchClock is a batch's time for the send limiter, in milliseconds since
+// start (any monotonic origin): read at most once per batch, and only when
+// the limiter is on, so a loop that wakes for each datagram reads no clock
+// with it off.
+type batchClock struct {
+	start time.Time
+	ms    int64 // -1 until read
+}
+
+func newBatchClock(start time.Time) batchClock { return batchClock{start: start, ms: -1} }
+
+func (c *batchClock) now() int64 {
+	if c.ms < 0 {
+		c.ms = int64(time.Since(c.start) / time.Millisecond)
+	}
+	return c.ms
 }

@@ -14,28 +14,28 @@ func TestSendLimiter(t *testing.T) {
 	other := netip.MustParseAddr("203.0.113.2")
 	got := 0
 	for range 25 {
-		if l.allow(a, 1000) {
+		if l.allow(a, at(1000)) {
 			got++
 		}
 	}
 	if got != 10 {
 		t.Fatalf("burst: %d allowed, want 10", got)
 	}
-	if l.allow(same24, 1000) {
+	if l.allow(same24, at(1000)) {
 		t.Error("another address of the same /24 got past the empty bucket")
 	}
-	if !l.allow(other, 1000) {
+	if !l.allow(other, at(1000)) {
 		t.Error("another /24 was limited")
 	}
-	if l.allow(a, 1050) {
+	if l.allow(a, at(1050)) {
 		t.Error("a token came back after 50 ms at 10/s")
 	}
-	if !l.allow(a, 1100) {
+	if !l.allow(a, at(1100)) {
 		t.Error("no token after 100 ms at 10/s")
 	}
 	n := 0
 	for range 100 {
-		if l.allow(a, 60000) {
+		if l.allow(a, at(60000)) {
 			n++
 		}
 	}
@@ -46,12 +46,12 @@ func TestSendLimiter(t *testing.T) {
 	// when they share its slot.
 	v := newSendLimiter(10)
 	for range 10 {
-		v.allow(a, 5000)
+		v.allow(a, at(5000))
 	}
 	for i := range 20000 {
-		v.allow(netip.AddrFrom4([4]byte{byte(i >> 16), byte(i >> 8), byte(i), 1}), 5000)
+		v.allow(netip.AddrFrom4([4]byte{byte(i >> 16), byte(i >> 8), byte(i), 1}), at(5000))
 	}
-	if v.allow(a, 5000) {
+	if v.allow(a, at(5000)) {
 		t.Error("a drained /24 got a token back from other sources' churn")
 	}
 
@@ -60,12 +60,12 @@ func TestSendLimiter(t *testing.T) {
 	// remainder would give.
 	f := newSendLimiter(100)
 	for range 100 {
-		f.allow(a, 0)
+		f.allow(a, at(0))
 	}
 	allowed := 0
 	for i := 1; i <= 100; i++ {
 		for range 2 {
-			if f.allow(a, int64(15*i)) {
+			if f.allow(a, at(int64(15*i))) {
 				allowed++
 			}
 		}
@@ -76,7 +76,7 @@ func TestSendLimiter(t *testing.T) {
 
 	off := newSendLimiter(0)
 	for range 1000 {
-		if !off.allow(a, 0) {
+		if !off.allow(a, at(0)) {
 			t.Fatal("a limiter with rate 0 refused")
 		}
 	}
@@ -86,7 +86,7 @@ func TestSendLimiterAllocatesNothing(t *testing.T) {
 	l := newSendLimiter(5000)
 	a := netip.MustParseAddr("198.51.100.2")
 	now := int64(0)
-	if n := testing.AllocsPerRun(1000, func() { now++; l.allow(a, now) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { now++; l.allow(a, at(now)) }); n != 0 {
 		t.Errorf("allow allocates %v times", n)
 	}
 }
@@ -101,13 +101,16 @@ func TestSendLimiterLongIdle(t *testing.T) {
 		l := newSendLimiter(10)
 		start := int64(1000)
 		for range 10 {
-			l.allow(a, start)
+			l.allow(a, at(start))
 		}
-		if l.allow(a, start) {
+		if l.allow(a, at(start)) {
 			t.Fatal("not drained")
 		}
-		if !l.allow(a, start+idle*day) {
+		if !l.allow(a, at(start+idle*day)) {
 			t.Errorf("after %d days idle: still refused", idle)
 		}
 	}
 }
+
+// at is a batch clock that reads ms.
+func at(ms int64) *batchClock { return &batchClock{ms: ms} }

@@ -804,7 +804,7 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 		for j := m.off; j < m.off+m.cnt; j++ {
 			if m.segs[j] > 1 {
 				if j == m.off {
-					m.got, m.errno = 0, c.refuseGSO
+					m.got, m.errno, m.call = 0, c.refuseGSO, "sendmmsg"
 					return true
 				}
 				cnt = j - m.off
@@ -812,32 +812,20 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 			}
 		}
 	}
+	// A lone datagram goes out with sendto (see sendCall).
+	one := cnt == 1 && m.segs[m.off] == 1
 	for {
-		var r uintptr
-		var e syscall.Errno
-		if cnt == 1 && m.segs[m.off] == 1 {
-			r, e = c.sendOne(fd, &m.hdrs[m.off].Hdr, unix.MSG_DONTWAIT)
-		} else {
-			r, e = c.batchCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt)
-		}
+		r, e := c.sendCall(fd, cnt, one, unix.MSG_DONTWAIT, c.raw)
 		if e == unix.EAGAIN && c.blocking {
 			// The send buffer is full and there is no poller to wait
 			// in (BlockingReads): wait in the call, at most
 			// SO_SNDTIMEO, after which EAGAIN fails the batch.
-			if cnt == 1 && m.segs[m.off] == 1 {
-				r, e = c.sendOne(fd, &m.hdrs[m.off].Hdr, 0)
-			} else {
-				r, e = mmsgCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt, 0, false)
-			}
-		}
-		m.call = "sendmmsg"
-		if cnt == 1 && m.segs[m.off] == 1 {
-			m.call = "sendto"
+			r, e = c.sendCall(fd, cnt, one, 0, false)
 		}
 		switch e {
 		case 0:
-			if m.call == "sendto" {
-				r = 1 // sendOne returns the bytes sent
+			if one {
+				r = 1 // sendto returns the bytes sent
 			}
 			m.got, m.errno = int(r), 0
 			return true
@@ -846,20 +834,27 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false
 		default:
-			m.got, m.errno = 0, e
+			m.got, m.errno, m.call = 0, e, "sendmmsg"
+			if one {
+				m.call = "sendto"
+			}
 			return true
 		}
 	}
 }
 
-// sendOne sends the single datagram of header h with sendto, which costs
-// the kernel less than a sendmmsg of one header (no header array or
-// message header to copy in and check: 0.25 µs on this kernel), and a
-// server below saturation mostly answers one datagram per wake-up.
-// It waits like a blocking send when flags lacks MSG_DONTWAIT (then as an
-// ordinary system call, since the wait may be long).
-func (c *Conn) sendOne(fd uintptr, h *unix.Msghdr, flags uintptr) (uintptr, syscall.Errno) {
-	if c.raw && flags&unix.MSG_DONTWAIT != 0 {
+// sendCall sends cnt headers from wr.hdrs[wr.off] with flags, as a raw
+// system call if raw: a lone datagram (one) with sendto, which costs the
+// kernel less than a sendmmsg of one header (no header array or message
+// header to copy in and check: 0.25 µs on this kernel), and a server below
+// saturation mostly answers one datagram per wake-up.
+func (c *Conn) sendCall(fd uintptr, cnt int, one bool, flags uintptr, raw bool) (uintptr, syscall.Errno) {
+	m := &c.wr
+	if !one {
+		return mmsgCall(unix.SYS_SENDMMSG, fd, &m.hdrs[m.off], cnt, flags, raw)
+	}
+	h := &m.hdrs[m.off].Hdr
+	if raw {
 		r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len), flags,
 			uintptr(unsafe.Pointer(h.Name)), uintptr(h.Namelen))
 		return r, e

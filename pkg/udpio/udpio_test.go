@@ -208,7 +208,7 @@ func TestWriteSkipsBadMessages(t *testing.T) {
 	}
 }
 
-// TestWriteOne: a batch of one (sent with sendto, see sendOne) goes out
+// TestWriteOne: a batch of one (sent with sendto, see sendCall) goes out
 // or fails and is counted as a longer batch's datagrams are.
 func TestWriteOne(t *testing.T) {
 	for _, mode := range modes {
