@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/miredo-go/miredo/pkg/proto"
 )
@@ -25,6 +26,10 @@ type Config struct {
 	Sockets int
 	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
 	NoBatch bool
+	// Coalesce is the longest a socket loop sleeps after a batch to gather
+	// the next (udpio.Options.Coalesce), 0 to never sleep; at most
+	// MaxCoalesce.
+	Coalesce time.Duration
 	// XDP names the interface to serve through AF_XDP (see xdpPath); the
 	// server falls back to UDP sockets when it cannot attach there.
 	XDP string
@@ -48,7 +53,18 @@ var (
 	ErrSecondary    = errors.New("secondary address must differ from the primary")
 	ErrPrefix       = errors.New("the Teredo prefix must be an IPv6 unicast address")
 	ErrAdvertiseMTU = errors.New("advertised MTU must be within 1280-65535")
+	ErrCoalesce     = fmt.Errorf("coalescing delay must be within 0-%v", MaxCoalesce)
 )
+
+// DefaultCoalesce is --coalesce's default: past a quarter of this lab's
+// peak rate, a loop answers about a dozen solicitations per wake-up, and
+// each answer waits at most half a millisecond (issue 14).
+const DefaultCoalesce = 500 * time.Microsecond
+
+// MaxCoalesce bounds --coalesce: longer sleeps would be cut short by the
+// Go runtime's preemption signal anyway (every 10 ms), and would delay
+// answers for no further gain.
+const MaxCoalesce = 10 * time.Millisecond
 
 // Check validates c and fills in defaults: the secondary address is the
 // primary plus one, as Windows clients assume.
@@ -82,6 +98,9 @@ func (c Config) Check() (Config, error) {
 	if c.MTU < proto.MinMTU || c.MTU > 65535 {
 		return c, fmt.Errorf("MTU %d: %w", c.MTU, ErrAdvertiseMTU)
 	}
+	if c.Coalesce < 0 || c.Coalesce > MaxCoalesce {
+		return c, fmt.Errorf("--coalesce %v: %w", c.Coalesce, ErrCoalesce)
+	}
 	return c, nil
 }
 
@@ -95,7 +114,7 @@ func (c Config) unapplied(next Config) []string {
 		name    string
 	}{
 		{c.User != next.User || c.Chroot != next.Chroot || c.PIDFile != next.PIDFile, "--user/--chroot/--pidfile"},
-		{c.Sockets != next.Sockets || c.NoBatch != next.NoBatch, "--sockets/--no-batch"},
+		{c.Sockets != next.Sockets || c.NoBatch != next.NoBatch || c.Coalesce != next.Coalesce, "--sockets/--no-batch/--coalesce"},
 		{c.ControlSocket != next.ControlSocket || c.MetricsListen != next.MetricsListen, "--control-socket/--metrics-listen"},
 	} {
 		if d.changed {

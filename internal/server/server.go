@@ -265,7 +265,7 @@ func (s *Server) moveTo(next Config) error {
 // two addresses.
 func listenPair(cfg Config, n int) ([2][]udpio.PacketConn, error) {
 	var conns [2][]udpio.PacketConn
-	opt := socketOptions(cfg.NoBatch)
+	opt := socketOptions(cfg)
 	for i, a := range []netip.Addr{cfg.Primary, cfg.Secondary} {
 		cs, err := udpio.ListenGroup(netip.AddrPortFrom(a, proto.Port), n, opt)
 		if err != nil {

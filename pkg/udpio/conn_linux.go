@@ -72,6 +72,9 @@ type Conn struct {
 	// singles is how many more waits of a blocking ReadEach read one
 	// datagram (recvfrom) rather than a batch: see readEachReady.
 	singles int
+	// coal is the coalescing state of a blocking ReadEach: see
+	// Options.Coalesce and readEachReady.
+	coal coalescer
 
 	stats          counters
 	rcvBuf, sndBuf int
@@ -146,6 +149,9 @@ func Listen(addr netip.AddrPort, opt Options) (*Conn, error) {
 		return nil, fmt.Errorf("udpio: listen on %v: %w", addr, err)
 	}
 	c.noBatch, c.raw, c.blocking = opt.NoBatch, opt.RawSyscalls, blocking
+	if blocking && opt.Coalesce > 0 {
+		c.coal.init(opt.Coalesce)
+	}
 	c.rd.init()
 	c.wr.init()
 	c.recvFn = c.recvmmsg
@@ -457,8 +463,19 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 	for {
 		var r uintptr
 		var e syscall.Errno
-		single := false
+		single, late := false, false
 		switch {
+		case c.coal.pending:
+			// After a coalescing sleep: take what came, without waiting.
+			c.coal.pending, late = false, true
+			m.rearm()
+			r, e = c.batchCall(unix.SYS_RECVMMSG, fd, &m.hdrs[0], len(msgs))
+			if e != 0 && c.coal.got(0) {
+				c.stats.sleeps.Add(1)
+			}
+			if e == unix.EAGAIN {
+				continue // nothing came: wait for it
+			}
 		case c.blocking && c.singles > 0:
 			single = true
 			r, e = c.waitOne(fd, &m.iovs[0])
@@ -509,8 +526,21 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 				c.singles = lightSingles
 			}
 		}
+		if c.coal.on {
+			if !late {
+				c.coal.woke()
+			} else if c.coal.got(n) {
+				c.stats.sleeps.Add(1)
+			}
+		}
 		if c.eachErr = c.eachHandle(n); c.eachErr != nil {
 			return true
+		}
+		if c.coal.active {
+			if n < len(msgs) {
+				c.coal.sleep(c.raw)
+			}
+			c.coal.pending = true
 		}
 		if n < len(msgs) && !c.blocking {
 			return false // the queue is empty: wait, rather than read nothing

@@ -80,6 +80,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // MaxBatch is the largest number of datagrams one ReadBatch returns and one
@@ -156,6 +157,11 @@ type Options struct {
 	// Close wakes a waiting read. Ignored with NoBatch or GRO, and off
 	// Linux.
 	BlockingReads bool
+
+	// Coalesce, with BlockingReads, lets ReadEach sleep this long after a
+	// batch before it reads again, when the loop wakes for about one
+	// datagram at a time, so that it answers several per wake-up.
+	Coalesce time.Duration
 
 	// GRO turns UDP_GRO on, so that the kernel may deliver a burst from one
 	// sender as one read, which ReadBatch splits again (see "Segmentation
@@ -248,6 +254,11 @@ type Stats struct {
 	// one datagram in one read), and GROSegments the datagrams inside them
 	// (also counted in ReadDatagrams).
 	GROReads, GROSegments uint64
+	// Sleeps counts the sleeps of a ReadEach with Options.Coalesce, each
+	// once the read after it has returned: with ReadCalls and
+	// ReadDatagrams it shows how often a loop coalesces and what that
+	// gathers.
+	Sleeps uint64
 }
 
 // ErrNotIPv4 is wrapped by errors for addresses that are not IPv4: Teredo
@@ -328,6 +339,7 @@ type counters struct {
 	writeCalls, writeDatagrams, writeErrors atomic.Uint64
 	gsoSends, gsoSegments, gsoFallbacks     atomic.Uint64
 	groReads, groSegments                   atomic.Uint64
+	sleeps                                  atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -343,6 +355,7 @@ func (c *counters) snapshot() Stats {
 		GSOFallbacks:   c.gsoFallbacks.Load(),
 		GROReads:       c.groReads.Load(),
 		GROSegments:    c.groSegments.Load(),
+		Sleeps:         c.sleeps.Load(),
 	}
 }
 
