@@ -42,8 +42,9 @@ const (
 	// coalesceTarget is how many datagrams a sleep aims to gather: past
 	// that, the wake-up costs each of them a sixteenth or less.
 	coalesceTarget = 16
-	// minCoalesce is the shortest sleep: the kernel's default timer slack
-	// (50 µs) makes shorter ones no shorter.
+	// minCoalesce is the shortest sleep asked for: the kernel's default
+	// timer slack adds up to 50 µs to every sleep, so a 20 µs one already
+	// lasts about 70 µs, and shorter ones would gain little.
 	minCoalesce    = 20 * time.Microsecond
 	maxCoalesceGap = 1024
 )
@@ -52,8 +53,13 @@ func (k *coalescer) init(longest time.Duration) {
 	k.on, k.longest, k.gap = true, longest.Nanoseconds(), 1
 }
 
-// woke records a blocking wait's return: time for a probe?
+// woke records a blocking wait's return: time for a probe? While the loop
+// coalesces, a wait (after a sleep that found nothing, or after a batch
+// that ended at the end of the queue) keeps the sleep it has sized.
 func (k *coalescer) woke() {
+	if k.active {
+		return
+	}
 	if k.left--; k.left <= 0 {
 		k.active, k.sleepNs = true, k.longest
 	}
@@ -89,18 +95,26 @@ func (k *coalescer) missed() {
 }
 
 // sleep waits, holding the P if raw (as the blocking waits do). A signal
-// ends it early, which only makes the batch smaller; the runtime's
-// preemption signal is one, so it yields then.
+// interrupts it; the runtime's preemption signal is one, so it yields
+// then, and sleeps what is left: a sleep is never shorter than asked, so
+// what it gathers measures the rate (the runtime's own signals, every
+// 10 ms to a loop that holds its P, would otherwise read as misses and
+// end the coalescing).
 func (k *coalescer) sleep(raw bool) {
 	k.slept = true
 	k.ts = unix.NsecToTimespec(k.sleepNs)
-	var e syscall.Errno
-	if raw {
-		_, _, e = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&k.ts)), 0, 0)
-	} else {
-		_, _, e = unix.Syscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&k.ts)), 0, 0)
-	}
-	if e == unix.EINTR {
+	for {
+		var e syscall.Errno
+		// The kernel reads the request before it writes what is left
+		// into the same Timespec.
+		if raw {
+			_, _, e = unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&k.ts)), uintptr(unsafe.Pointer(&k.ts)), 0)
+		} else {
+			_, _, e = unix.Syscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&k.ts)), uintptr(unsafe.Pointer(&k.ts)), 0)
+		}
+		if e != unix.EINTR {
+			return
+		}
 		runtime.Gosched()
 	}
 }

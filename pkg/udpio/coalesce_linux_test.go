@@ -5,10 +5,11 @@
 package udpio
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -103,25 +104,28 @@ func TestCoalescer(t *testing.T) {
 	}
 }
 
-// TestCoalescerSleeps: sleep waits (a real nanosleep) and marks the next
-// read as one that follows a sleep.
+// TestCoalescerSleeps: sleep waits (a real nanosleep) at least as long as
+// asked, even when a signal (the runtime's preemption request, every 10 ms
+// to a loop that holds its P) interrupts it, and marks the next read as one
+// that follows a sleep.
 func TestCoalescerSleeps(t *testing.T) {
-	var k coalescer
-	k.init(2 * time.Millisecond)
-	k.woke()
-	start := time.Now()
-	k.sleep(true)
-	// The Go runtime's preemption signal may end the sleep early, so only
-	// check that it is not much longer than asked (timer slack aside).
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("a 2 ms sleep took %v", d)
-	}
-	if !k.slept {
-		t.Error("sleep did not mark the next read")
-	}
-	k.got(2)
-	if k.slept || !k.active {
-		t.Errorf("after a read of two that followed a sleep: %+v", k)
+	for _, raw := range []bool{false, true} {
+		var k coalescer
+		k.init(15 * time.Millisecond)
+		k.woke()
+		start := time.Now()
+		k.sleep(raw)
+		// Only a lower bound: how much longer depends on the load.
+		if d := time.Since(start); d < 15*time.Millisecond {
+			t.Errorf("raw %v: a 15 ms sleep took %v", raw, d)
+		}
+		if !k.slept {
+			t.Errorf("raw %v: sleep did not mark the next read", raw)
+		}
+		k.got(2)
+		if k.slept || !k.active {
+			t.Errorf("raw %v: after a read of two that followed a sleep: %+v", raw, k)
+		}
 	}
 }
 
@@ -135,19 +139,20 @@ func TestReadEachCoalesce(t *testing.T) {
 	// What each datagram's handler sends on: A brings B and C; after a sleep
 	// that finds nothing the test sends E, which brings F, which brings G
 	// and H.
-	const a, e = 0, 4
+	const a, e, last = 0, 4, 7
 	next := map[int][]int{a: {1, 2}, e: {5}, 5: {6, 7}}
 	for _, tc := range []struct {
 		name    string
 		opt     Options
 		batches []int
+		sleeps  uint64
 	}{
 		// A (the first wait probes) | B C gathered | the next sleep finds
 		// nothing: back to waiting, next probe two waits on | E (one wait)
 		// | F (the second: probe) | G H gathered.
-		{"coalesce", Options{BlockingReads: true, Coalesce: 5 * time.Millisecond}, []int{1, 2, 1, 1, 2}},
-		{"coalesce+raw", Options{BlockingReads: true, RawSyscalls: true, Coalesce: 5 * time.Millisecond}, []int{1, 2, 1, 1, 2}},
-		{"no coalescing", Options{BlockingReads: true, RawSyscalls: true}, []int{1, 1, 1, 1, 1, 1, 1}},
+		{"coalesce", Options{BlockingReads: true, Coalesce: 5 * time.Millisecond}, []int{1, 2, 1, 1, 2}, 3},
+		{"coalesce+raw", Options{BlockingReads: true, RawSyscalls: true, Coalesce: 5 * time.Millisecond}, []int{1, 2, 1, 1, 2}, 3},
+		{"no coalescing", Options{BlockingReads: true, RawSyscalls: true}, []int{1, 1, 1, 1, 1, 1, 1}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opt.RecvBuffer = 1 << 20
@@ -175,6 +180,11 @@ func TestReadEachCoalesce(t *testing.T) {
 						id := int(binary.BigEndian.Uint32(m.Buf))
 						ids = append(ids, id)
 						send(next[id]...)
+						if id == last {
+							// End here, before any sleep: the
+							// count of sleeps is then exact.
+							return errStop
+						}
 					}
 					handled <- n
 					return nil
@@ -205,29 +215,131 @@ func TestReadEachCoalesce(t *testing.T) {
 				}
 			}
 			send(e)
-			count(4) // E, F, G, H
-			rx.Close()
-			if err := <-done; !errors.Is(err, net.ErrClosed) {
-				t.Errorf("ReadEach after Close returned %v, want net.ErrClosed", err)
+			if err := <-done; !errors.Is(err, errStop) {
+				t.Errorf("ReadEach returned %v, want the handler's error", err)
 			}
-			if want := []int{0, 1, 2, 4, 5, 6, 7}; !bytes.Equal(intBytes(ids), intBytes(want)) {
+			if want := []int{0, 1, 2, 4, 5, 6, 7}; !slices.Equal(ids, want) {
 				t.Errorf("datagrams read in the order %v, want %v", ids, want)
 			}
-			if !bytes.Equal(intBytes(batches), intBytes(tc.batches)) {
+			if !slices.Equal(batches, tc.batches) {
 				t.Errorf("batches %v, want %v", batches, tc.batches)
 			}
-			s := rx.Stats()
-			if tc.opt.Coalesce == 0 && s.Sleeps != 0 || tc.opt.Coalesce > 0 && s.Sleeps < 3 {
-				t.Errorf("%d sleeps", s.Sleeps)
+			// A: B C | B C: nothing | F: G H. A loop that did not back
+			// off after B C's miss would also sleep after E.
+			if s := rx.Stats(); s.Sleeps != tc.sleeps {
+				t.Errorf("%d sleeps, want %d", s.Sleeps, tc.sleeps)
 			}
 		})
 	}
 }
 
-func intBytes(v []int) []byte {
-	b := make([]byte, len(v))
-	for i, x := range v {
-		b[i] = byte(x)
+var errStop = errors.New("stop")
+
+// TestReadEachCoalesceFull: a batch that comes full after a sleep says the
+// queue is not empty: the loop reads on without sleeping, and it sleeps
+// again only after a batch that emptied the queue. A handler's error ends
+// ReadEach at once, and a later ReadEach carries on.
+func TestReadEachCoalesceFull(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		t.Run(fmt.Sprintf("raw=%v", raw), func(t *testing.T) {
+			opt := Options{BlockingReads: true, RawSyscalls: raw, Coalesce: 5 * time.Millisecond, RecvBuffer: 1 << 20}
+			tx, rx := listen(t, opt), listen(t, opt)
+			watchdog(t, rx, 30*time.Second)
+			send := func(ids ...int) {
+				out := newMsgs(len(ids), 64)
+				for i, id := range ids {
+					fill(out[i:i+1], 64, rx.LocalAddr(), id)
+				}
+				if n, err := tx.WriteBatch(out); n != len(out) {
+					t.Errorf("sent %d of %d: %v", n, len(out), err)
+				}
+			}
+			var batches []int
+			handle := func(n int) error {
+				batches = append(batches, n)
+				for _, m := range rx.eachMsgs[:n] {
+					switch binary.BigEndian.Uint32(m.Buf) {
+					case 0:
+						send(1, 2, 3, 4) // two full batches of two
+					case 5, 6:
+						return errStop
+					}
+				}
+				return nil
+			}
+			msgs := newMsgs(2, 100)
+			// 0 (a wait: the probe) | sleep: 1 2 (full) | 3 4 (full, no
+			// sleep before) | no sleep before the read that finds
+			// nothing | 5 ends it.
+			done := make(chan error, 1)
+			go func() { done <- rx.ReadEach(msgs, handle) }()
+			send(0)
+			deadline := time.Now().Add(10 * time.Second)
+			for rx.Stats().ReadDatagrams < 5 {
+				if time.Now().After(deadline) {
+					t.Fatalf("read %d of 5 datagrams", rx.Stats().ReadDatagrams)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			send(5)
+			if err := <-done; !errors.Is(err, errStop) {
+				t.Fatalf("ReadEach returned %v, want the handler's error", err)
+			}
+			if want := []int{1, 2, 2, 1}; !slices.Equal(batches, want) {
+				t.Errorf("batches %v, want %v", batches, want)
+			}
+			if s := rx.Stats(); s.Sleeps != 1 {
+				t.Errorf("%d sleeps, want 1 (none after a full batch)", s.Sleeps)
+			}
+			send(6)
+			if err := rx.ReadEach(msgs, handle); !errors.Is(err, errStop) {
+				t.Errorf("a second ReadEach returned %v, want the handler's error", err)
+			}
+		})
 	}
-	return b
+}
+
+// TestReadEachCoalesceClose: Close from the handler of a loop that
+// coalesces ends ReadEach with net.ErrClosed without a sleep first, and
+// the datagram that came meanwhile is not handed over. Without RawSyscalls
+// no preemption signal cuts the sleep short, so one would last the whole
+// minute.
+func TestReadEachCoalesceClose(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		t.Run(fmt.Sprintf("raw=%v", raw), func(t *testing.T) {
+			opt := Options{BlockingReads: true, RawSyscalls: raw, Coalesce: time.Minute, RecvBuffer: 1 << 20}
+			tx, rx := listen(t, opt), listen(t, opt)
+			out := newMsgs(1, 64)
+			fill(out, 64, rx.LocalAddr(), 0)
+			if _, err := tx.WriteBatch(out); err != nil {
+				t.Fatal(err)
+			}
+			handed := 0
+			done := make(chan error, 1)
+			go func() {
+				done <- rx.ReadEach(newMsgs(MaxBatch, 100), func(n int) error {
+					if handed += n; handed > 1 {
+						return errStop // handed over after Close
+					}
+					fill(out, 64, rx.LocalAddr(), 1)
+					if _, err := tx.WriteBatch(out); err != nil {
+						t.Error(err)
+					}
+					rx.Close()
+					return nil
+				})
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("ReadEach returned %v, want net.ErrClosed", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("ReadEach still sleeping 30 s after Close")
+			}
+			if handed != 1 {
+				t.Errorf("%d datagrams handed over, want 1 (none after Close)", handed)
+			}
+		})
+	}
 }

@@ -473,9 +473,6 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 			if e != 0 && c.coal.got(0) {
 				c.stats.sleeps.Add(1)
 			}
-			if e == unix.EAGAIN {
-				continue // nothing came: wait for it
-			}
 		case c.blocking && c.singles > 0:
 			single = true
 			r, e = c.waitOne(fd, &m.iovs[0])
@@ -500,6 +497,9 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 					return false
 				}
 				continue
+			}
+			if late && e == unix.EAGAIN {
+				continue // nothing came during the sleep: wait for it
 			}
 			// A signal or SO_RCVTIMEO ended the wait. The signal may be
 			// the runtime's preemption request (a stop-the-world, a
@@ -536,8 +536,10 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 		if c.eachErr = c.eachHandle(n); c.eachErr != nil {
 			return true
 		}
-		if c.coal.active {
-			if n < len(msgs) {
+		// A batch of one is always full: it has nothing to coalesce into.
+		// After Close the next read ends ReadEach; a sleep would delay it.
+		if c.coal.active && len(msgs) > 1 {
+			if n < len(msgs) && !c.closed.Load() {
 				c.coal.sleep(c.raw)
 			}
 			c.coal.pending = true
