@@ -109,8 +109,8 @@ func TestUsageErrors(t *testing.T) {
 		{"two arguments", []string{"-c", ok, "192.0.2.10", "192.0.2.12"}, "at most one server address"},
 		{"bad primary", []string{"-c", ok, "--primary", "nine"}, "primary address \"nine\""},
 		{"bad prefix", []string{"-c", ok, "--prefix", "x"}, "--prefix \"x\""},
-		{"coalescing too long", []string{"-c", ok, "--coalesce", "20ms"}, "--coalesce 20ms: coalescing delay must be within 0-10ms"},
-		{"negative coalescing", []string{"-c", ok, "--coalesce", "-1us"}, "--coalesce -1µs"},
+		{"coalescing too long", []string{"-c", ok, "--coalesce", "20ms"}, "coalescing delay 20ms: coalescing delay must be within 0-10ms"},
+		{"negative coalescing", []string{"-c", ok, "--coalesce", "-1us"}, "coalescing delay -1µs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,13 +19,16 @@ import (
 // a read and a send per datagram. Below saturation that per-wake-up cost
 // is a third of a server's CPU per answer (issue 14).
 //
-// While waits find a datagram or so at a time, it probes now and then: one
-// sleep of the longest length. A sleep that gathered two or more keeps it
-// sleeping, each sleep sized from the last one's count to gather about
-// coalesceTarget, never longer than the longest; one that gathered fewer
-// ends it, and the next probe comes twice as many waits later (up to
-// maxCoalesceGap), so an idle or lightly used loop pays next to nothing.
-// A loop never sleeps while its batches come full: the queue is not empty.
+// While the loop waits for datagrams, it probes now and then: after the
+// gap's last wait, one sleep of the longest length. A sleep that gathered
+// two or more keeps it sleeping, each sleep sized from the last one's
+// count to gather about coalesceTarget, never longer than the longest,
+// and halves the gap; one that gathered fewer ends it (after one more try
+// at the longest length if the sleep was shorter), and the next probe
+// comes twice as many waits later (up to maxCoalesceGap), so an idle or
+// lightly used loop pays next to nothing. A loop sleeps only after a
+// batch that came back short: a full one, or a single read, does not say
+// the queue is empty.
 type coalescer struct {
 	on      bool  // Options.Coalesce set
 	longest int64 // Options.Coalesce, ns
@@ -77,7 +80,7 @@ func (k *coalescer) got(n int) bool {
 		k.missed()
 		return true
 	}
-	k.gap = 1
+	k.gap = max(k.gap/2, 1)
 	k.sleepNs = min(max(k.sleepNs*coalesceTarget/int64(n), minCoalesce.Nanoseconds()), k.longest)
 	return true
 }

@@ -536,10 +536,13 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 		if c.eachErr = c.eachHandle(n); c.eachErr != nil {
 			return true
 		}
-		// A batch of one is always full: it has nothing to coalesce into.
-		// After Close the next read ends ReadEach; a sleep would delay it.
+		// Sleep only after a batch that came back short, which says the
+		// queue was empty: a single read (recvfrom) does not say, so a
+		// batch read without a wait comes first. A batch of one is always
+		// full: it has nothing to coalesce into. After Close the next read
+		// ends ReadEach; a sleep would delay it.
 		if c.coal.active && len(msgs) > 1 {
-			if n < len(msgs) && !c.closed.Load() {
+			if n < len(msgs) && !single && !c.closed.Load() {
 				c.coal.sleep(c.raw)
 			}
 			c.coal.pending = true
