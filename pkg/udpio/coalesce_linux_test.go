@@ -239,8 +239,10 @@ var errStop = errors.New("stop")
 
 // TestReadEachCoalesceFull: a batch that comes full after a sleep says the
 // queue is not empty: the loop reads on without sleeping, and it sleeps
-// again only after a batch that emptied the queue. A handler's error ends
-// ReadEach at once, and a later ReadEach carries on.
+// again only after a batch that emptied the queue. A coalescing loop that
+// finds the queue empty waits for a batch, not a single datagram, and
+// sleeps after it. A handler's error ends ReadEach at once, and a later
+// ReadEach carries on.
 func TestReadEachCoalesceFull(t *testing.T) {
 	for _, raw := range []bool{false, true} {
 		t.Run(fmt.Sprintf("raw=%v", raw), func(t *testing.T) {
@@ -263,7 +265,7 @@ func TestReadEachCoalesceFull(t *testing.T) {
 					switch binary.BigEndian.Uint32(m.Buf) {
 					case 0:
 						send(1, 2, 3, 4) // two full batches of two
-					case 5, 6:
+					case 6, 7:
 						return errStop
 					}
 				}
@@ -272,7 +274,8 @@ func TestReadEachCoalesceFull(t *testing.T) {
 			msgs := newMsgs(2, 100)
 			// 0 (a wait: the probe) | sleep: 1 2 (full) | 3 4 (full, no
 			// sleep before) | no sleep before the read that finds
-			// nothing | 5 ends it.
+			// nothing | 5 (a batch wait, then a sleep that finds nothing)
+			// | 6 ends it.
 			done := make(chan error, 1)
 			go func() { done <- rx.ReadEach(msgs, handle) }()
 			send(0)
@@ -283,17 +286,27 @@ func TestReadEachCoalesceFull(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 			}
-			send(5)
-			if err := <-done; !errors.Is(err, errStop) {
-				t.Fatalf("ReadEach returned %v, want the handler's error", err)
-			}
-			if want := []int{1, 2, 2, 1}; !slices.Equal(batches, want) {
-				t.Errorf("batches %v, want %v", batches, want)
-			}
 			if s := rx.Stats(); s.Sleeps != 1 {
 				t.Errorf("%d sleeps, want 1 (none after a full batch)", s.Sleeps)
 			}
+			send(5)
+			for rx.Stats().Sleeps < 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d sleeps after 5, want 2: a single read, not a batch wait?", rx.Stats().Sleeps)
+				}
+				time.Sleep(time.Millisecond)
+			}
 			send(6)
+			if err := <-done; !errors.Is(err, errStop) {
+				t.Fatalf("ReadEach returned %v, want the handler's error", err)
+			}
+			if want := []int{1, 2, 2, 1, 1}; !slices.Equal(batches, want) {
+				t.Errorf("batches %v, want %v", batches, want)
+			}
+			if s := rx.Stats(); s.Sleeps != 2 {
+				t.Errorf("%d sleeps, want 2", s.Sleeps)
+			}
+			send(7)
 			if err := rx.ReadEach(msgs, handle); !errors.Is(err, errStop) {
 				t.Errorf("a second ReadEach returned %v, want the handler's error", err)
 			}

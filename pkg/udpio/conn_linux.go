@@ -473,7 +473,9 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 			if e != 0 && c.coal.got(0) {
 				c.stats.sleeps.Add(1)
 			}
-		case c.blocking && c.singles > 0:
+		case c.blocking && c.singles > 0 && !c.coal.active:
+			// (A coalescing loop waits for a batch: its length says
+			// whether the queue is empty, and so whether to sleep.)
 			single = true
 			r, e = c.waitOne(fd, &m.iovs[0])
 		case c.blocking:
