@@ -144,7 +144,8 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal(out, &sv); err != nil {
 		t.Fatal(err)
 	}
-	if sv.Primary != server.IPv4().String() || sv.Secondary != server.IPv4s()[1].String() || sv.Counters["server"]["answered"] == 0 {
+	if sv.Primary != server.IPv4().String() || sv.Secondary != server.IPv4s()[1].String() || sv.Counters["server"]["answered"] == 0 ||
+		sv.Counters["sockets"]["read_datagrams"] == 0 || sv.Counters["sockets"]["write_datagrams"] == 0 {
 		t.Errorf("server status %+v", sv)
 	}
 	t.Logf("miredo-server status:\n%s", status("server"))
@@ -157,7 +158,8 @@ func TestStatus(t *testing.T) {
 	}{
 		{relay, "127.0.0.1:9101", []string{`miredo_engine_delivered_total{role="relay"} `, `miredo_engine_peers{role="relay"} 1`,
 			`miredo_engine_dropped_total{reason="multicast_dst",role="relay"}`, "go_goroutines "}},
-		{server, "127.0.0.1:9102", []string{`miredo_server_answered_total{role="server"} `, "process_resident_memory_bytes "}},
+		{server, "127.0.0.1:9102", []string{`miredo_server_answered_total{role="server"} `, `miredo_sockets_read_datagrams_total{role="server"} `,
+			`miredo_sockets_coalesce_sleeps_total{role="server"} `, "process_resident_memory_bytes "}},
 	} {
 		// The connection is made in the namespace (http.Client would
 		// dial from another thread, outside it).

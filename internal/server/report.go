@@ -9,19 +9,23 @@ import (
 	"net/netip"
 
 	"github.com/miredo-go/miredo/pkg/control"
+	"github.com/miredo-go/miredo/pkg/udpio"
 )
 
 // StatusReport is what `miredo-server status` shows, and what the control
 // socket answers, as JSON.
 type StatusReport struct {
 	control.Common
-	Primary   netip.Addr     `json:"primary"`
-	Secondary netip.Addr     `json:"secondary"`
-	Prefix    netip.Addr     `json:"prefix"`
-	MTU       int            `json:"mtu"`
-	Sockets   int            `json:"sockets_per_address"`
-	RateLimit uint32         `json:"rate_limit"`
-	Counters  map[string]any `json:"counters"`
+	Primary   netip.Addr `json:"primary"`
+	Secondary netip.Addr `json:"secondary"`
+	Prefix    netip.Addr `json:"prefix"`
+	MTU       int        `json:"mtu"`
+	Sockets   int        `json:"sockets_per_address"`
+	RateLimit uint32     `json:"rate_limit"`
+	// Coalesce is the longest coalescing sleep of the socket loops
+	// (--coalesce), "0s" for none.
+	Coalesce string         `json:"coalesce"`
+	Counters map[string]any `json:"counters"`
 }
 
 // report answers the control socket's status request.
@@ -30,14 +34,54 @@ func (s *Server) report(context.Context, control.Request) (any, error) {
 	return StatusReport{
 		Common:  control.NewCommon("server", s.start),
 		Primary: cfg.Primary, Secondary: cfg.Secondary, Prefix: cfg.Prefix, MTU: cfg.MTU,
-		Sockets: len(s.sockets()[0]), RateLimit: cfg.RateLimit,
+		Sockets: len(s.sockets()[0]), RateLimit: cfg.RateLimit, Coalesce: cfg.Coalesce.String(),
 		Counters: s.counters(),
 	}, nil
 }
 
-// counters are the server's counters, as status and metrics report them.
+// counters are the server's counters, as status and metrics report them:
+// what its loops did, and what its UDP sockets did (see socketCounters).
 func (s *Server) counters() map[string]any {
-	return map[string]any{"server": control.Counters(s.Stats().LogValue())}
+	m := map[string]any{"server": control.Counters(s.Stats().LogValue())}
+	if sc := s.socketCounters(); sc != nil {
+		m["sockets"] = sc
+	}
+	return m
+}
+
+// socketCounters sums the UDP sockets' own counters: system calls per
+// datagram each way (the batching the load allows) and the loops'
+// coalescing sleeps (--coalesce), so that an operator can see whether the
+// loops coalesce and what it gathers. nil when no UDP socket counts (the
+// --xdp path, or test sockets). They start again from 0 when a reload
+// binds new addresses.
+func (s *Server) socketCounters() map[string]any {
+	var sum udpio.Stats
+	counted := false
+	for _, conns := range s.sockets() {
+		for _, c := range conns {
+			sc, ok := c.(interface{ Stats() udpio.Stats })
+			if !ok {
+				continue
+			}
+			st := sc.Stats()
+			sum.ReadCalls += st.ReadCalls
+			sum.ReadDatagrams += st.ReadDatagrams
+			sum.WriteCalls += st.WriteCalls
+			sum.WriteDatagrams += st.WriteDatagrams
+			sum.Sleeps += st.Sleeps
+			sum.Drops += st.Drops
+			counted = true
+		}
+	}
+	if !counted {
+		return nil
+	}
+	return map[string]any{
+		"read_calls": sum.ReadCalls, "read_datagrams": sum.ReadDatagrams,
+		"write_calls": sum.WriteCalls, "write_datagrams": sum.WriteDatagrams,
+		"coalesce_sleeps": sum.Sleeps, "receive_drops": sum.Drops,
+	}
 }
 
 // WriteText prints the report as a readable summary.
@@ -47,7 +91,14 @@ func (r StatusReport) WriteText(w io.Writer) {
 	if r.RateLimit > 0 {
 		limit = fmt.Sprintf("%d/s per /24", r.RateLimit)
 	}
-	fmt.Fprintf(w, "%-14s %v and %v, prefix %v, MTU %d, %d sockets each, send limit %s\n", "addresses:",
-		r.Primary, r.Secondary, r.Prefix, r.MTU, r.Sockets, limit)
+	coalesce := ""
+	if r.Sockets > 0 { // the socket path: --xdp serves without
+		coalesce = ", coalescing up to " + r.Coalesce
+		if r.Coalesce == "0s" {
+			coalesce = ", no coalescing"
+		}
+	}
+	fmt.Fprintf(w, "%-14s %v and %v, prefix %v, MTU %d, %d sockets each%s, send limit %s\n", "addresses:",
+		r.Primary, r.Secondary, r.Prefix, r.MTU, r.Sockets, coalesce, limit)
 	control.WriteCounters(w, r.Counters)
 }
