@@ -53,7 +53,7 @@ var (
 	ErrSecondary    = errors.New("secondary address must differ from the primary")
 	ErrPrefix       = errors.New("the Teredo prefix must be an IPv6 unicast address")
 	ErrAdvertiseMTU = errors.New("advertised MTU must be within 1280-65535")
-	ErrCoalesce     = errors.New("coalescing delay must be within 0-10ms")
+	ErrCoalesce     = errors.New("coalescing delay must be within 0-" + MaxCoalesce.String())
 )
 
 // DefaultCoalesce is --coalesce's default: past a quarter of this lab's
@@ -65,7 +65,7 @@ const DefaultCoalesce = 500 * time.Microsecond
 // sixteen solicitations take longer than 10 ms to come (under 1600 a
 // second per socket), where the wake-ups it would save cost next to
 // nothing, and every answer would wait longer.
-const MaxCoalesce = 10 * time.Millisecond // as ErrCoalesce says
+const MaxCoalesce = 10 * time.Millisecond
 
 // Check validates c and fills in defaults: the secondary address is the
 // primary plus one, as Windows clients assume.

@@ -30,8 +30,7 @@ import (
 // batch that came back short: a full one, or a single read, does not say
 // the queue is empty.
 type coalescer struct {
-	on      bool  // Options.Coalesce set
-	longest int64 // Options.Coalesce, ns
+	longest int64 // Options.Coalesce, ns; 0: off
 	sleepNs int64 // the next sleep, ns
 	active  bool  // sleeping after each batch that emptied the queue
 	pending bool  // the next read follows a sleep, or a full batch: no wait
@@ -53,8 +52,11 @@ const (
 )
 
 func (k *coalescer) init(longest time.Duration) {
-	k.on, k.longest, k.gap = true, longest.Nanoseconds(), 1
+	k.longest, k.gap = longest.Nanoseconds(), 1
 }
+
+// on says Options.Coalesce is set.
+func (k *coalescer) on() bool { return k.longest > 0 }
 
 // woke records a blocking wait's return: time for a probe? While the loop
 // coalesces, a wait (after a sleep that found nothing, or after a batch

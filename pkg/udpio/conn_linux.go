@@ -528,7 +528,7 @@ func (c *Conn) readEachReady(fd uintptr) bool {
 				c.singles = lightSingles
 			}
 		}
-		if c.coal.on {
+		if c.coal.on() {
 			if !late {
 				c.coal.woke()
 			} else if c.coal.got(n) {
