@@ -36,7 +36,7 @@ func appWith(action cli.ActionFunc) *cli.App {
 		&cli.StringFlag{Name: "pidfile", Aliases: []string{"p"}, Usage: "pid file to write"},
 		&cli.BoolFlag{Name: "foreground", Aliases: []string{"f"}, Usage: "accepted for Miredo compatibility; the server always runs in the foreground"},
 		&cli.BoolFlag{Name: "syslog", Usage: "also log to syslog (on when the configuration sets SyslogFacility)"},
-		&cli.IntFlag{Name: "sockets", Usage: "UDP sockets per server address (default: one per two CPUs)"},
+		&cli.IntFlag{Name: "sockets", Usage: "UDP sockets per server address (default: one per CPU, datagrams steered to half of them until the loops saturate)"},
 		&cli.UintFlag{Name: "rate-limit", Value: 5000, Usage: "most datagrams sent to one IPv4 /24 per second and socket, against reflection of spoofed solicitations (0: no limit)"},
 		&cli.BoolFlag{Name: "no-batch", Usage: "move one datagram per system call instead of batches (for benchmarks)"},
 		&cli.DurationFlag{Name: "coalesce", Value: server.DefaultCoalesce, Usage: "longest a busy socket loop sleeps to answer solicitations in batches, 0-10ms (0: answer each at once)"},

@@ -159,7 +159,8 @@ func TestStatus(t *testing.T) {
 		{relay, "127.0.0.1:9101", []string{`miredo_engine_delivered_total{role="relay"} `, `miredo_engine_peers{role="relay"} 1`,
 			`miredo_engine_dropped_total{reason="multicast_dst",role="relay"}`, "go_goroutines "}},
 		{server, "127.0.0.1:9102", []string{`miredo_server_answered_total{role="server"} `, `miredo_sockets_read_datagrams_total{role="server"} `,
-			`miredo_sockets_coalesce_sleeps_total{role="server"} `, "process_resident_memory_bytes "}},
+			`miredo_sockets_coalesce_sleeps_total{role="server"} `, `miredo_sockets_spread_widened_total{role="server"} `,
+			"process_resident_memory_bytes "}},
 	} {
 		// The connection is made in the namespace (http.Client would
 		// dial from another thread, outside it).

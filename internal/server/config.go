@@ -21,8 +21,8 @@ type Config struct {
 	User      string
 	Chroot    string
 	PIDFile   string
-	// Sockets per server address (SO_REUSEPORT); 0 picks one per two
-	// cores (see defaultSockets).
+	// Sockets per server address (SO_REUSEPORT); 0 picks one per core,
+	// steered to half of them below saturation (see socketCounts).
 	Sockets int
 	// NoBatch turns recvmmsg/sendmmsg off, for benchmarks.
 	NoBatch bool

@@ -21,7 +21,11 @@ type StatusReport struct {
 	Prefix    netip.Addr `json:"prefix"`
 	MTU       int        `json:"mtu"`
 	Sockets   int        `json:"sockets_per_address"`
-	RateLimit uint32     `json:"rate_limit"`
+	// SocketsInUse is how many of the primary address's sockets take
+	// datagrams now, when the server steers them (the default socket
+	// count); 0 when all do.
+	SocketsInUse int    `json:"sockets_in_use,omitempty"`
+	RateLimit    uint32 `json:"rate_limit"`
 	// Coalesce is the longest coalescing sleep of the socket loops
 	// (--coalesce), "0s" for none.
 	Coalesce string         `json:"coalesce"`
@@ -34,7 +38,7 @@ func (s *Server) report(context.Context, control.Request) (any, error) {
 	return StatusReport{
 		Common:  control.NewCommon("server", s.start),
 		Primary: cfg.Primary, Secondary: cfg.Secondary, Prefix: cfg.Prefix, MTU: cfg.MTU,
-		Sockets: len(s.sockets()[0]), RateLimit: cfg.RateLimit, Coalesce: cfg.Coalesce.String(),
+		Sockets: len(s.sockets()[0]), SocketsInUse: s.steer.Load().inUse(), RateLimit: cfg.RateLimit, Coalesce: cfg.Coalesce.String(),
 		Counters: s.counters(),
 	}, nil
 }
@@ -77,10 +81,14 @@ func (s *Server) socketCounters() map[string]any {
 	if !counted {
 		return nil
 	}
+	var widened uint64
+	if st := s.steer.Load(); st != nil {
+		widened = st.widened.Load()
+	}
 	return map[string]any{
 		"read_calls": sum.ReadCalls, "read_datagrams": sum.ReadDatagrams,
 		"write_calls": sum.WriteCalls, "write_datagrams": sum.WriteDatagrams,
-		"coalesce_sleeps": sum.Sleeps, "receive_drops": sum.Drops,
+		"coalesce_sleeps": sum.Sleeps, "receive_drops": sum.Drops, "spread_widened": widened,
 	}
 }
 
@@ -98,7 +106,11 @@ func (r StatusReport) WriteText(w io.Writer) {
 			coalesce = ", no coalescing"
 		}
 	}
-	fmt.Fprintf(w, "%-14s %v and %v, prefix %v, MTU %d, %d sockets each%s, send limit %s\n", "addresses:",
-		r.Primary, r.Secondary, r.Prefix, r.MTU, r.Sockets, coalesce, limit)
+	inUse := ""
+	if r.SocketsInUse > 0 {
+		inUse = fmt.Sprintf(" (%d in use)", r.SocketsInUse)
+	}
+	fmt.Fprintf(w, "%-14s %v and %v, prefix %v, MTU %d, %d sockets each%s%s, send limit %s\n", "addresses:",
+		r.Primary, r.Secondary, r.Prefix, r.MTU, r.Sockets, inUse, coalesce, limit)
 	control.WriteCounters(w, r.Counters)
 }

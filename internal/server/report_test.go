@@ -18,17 +18,19 @@ func TestStatusLine(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		sockets  int
+		inUse    int
 		coalesce time.Duration
 		want     string
 		not      string
 	}{
-		{"coalescing", 1, DefaultCoalesce, "1 sockets each, coalescing up to 500µs, send limit", ""},
-		{"off", 2, 0, "2 sockets each, no coalescing, send limit", ""},
-		{"xdp", 0, DefaultCoalesce, "0 sockets each, send limit", "coalesc"},
+		{"coalescing", 1, 0, DefaultCoalesce, "1 sockets each, coalescing up to 500µs, send limit", "in use"},
+		{"off", 2, 0, 0, "2 sockets each, no coalescing, send limit", ""},
+		{"steered", 2, 1, DefaultCoalesce, "2 sockets each (1 in use), coalescing up to 500µs", ""},
+		{"xdp", 0, 0, DefaultCoalesce, "0 sockets each, send limit", "coalesc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := StatusReport{Primary: netip.MustParseAddr("192.0.2.1"), Secondary: netip.MustParseAddr("192.0.2.2"),
-				Sockets: tc.sockets, Coalesce: tc.coalesce.String()}
+				Sockets: tc.sockets, SocketsInUse: tc.inUse, Coalesce: tc.coalesce.String()}
 			var b bytes.Buffer
 			r.WriteText(&b)
 			if !strings.Contains(b.String(), tc.want) || tc.not != "" && strings.Contains(b.String(), tc.not) {
@@ -72,7 +74,8 @@ func TestSocketCounters(t *testing.T) {
 		got += n
 	}
 	sc := s.socketCounters()
-	if sc["write_datagrams"] != uint64(3) || sc["read_datagrams"] != uint64(3) || sc["coalesce_sleeps"] != uint64(0) {
-		t.Errorf("socket counters %v, want 3 written, 3 read, no sleeps", sc)
+	if sc["write_datagrams"] != uint64(3) || sc["read_datagrams"] != uint64(3) || sc["coalesce_sleeps"] != uint64(0) ||
+		sc["spread_widened"] != uint64(0) {
+		t.Errorf("socket counters %v, want 3 written, 3 read, no sleeps, no widening", sc)
 	}
 }

@@ -87,6 +87,10 @@ type Server struct {
 	notify *daemon.Notifier
 	start  time.Time // origin of the limiter's millisecond clock
 	close  sync.Once
+	// narrow is how many sockets of each address take datagrams while the
+	// loops keep up (0: all of them); steer is the spread now in force.
+	narrow int
+	steer  atomic.Pointer[steering]
 }
 
 // ipv6Sender sends connectivity tests to native IPv6: a raw socket, or a
@@ -104,10 +108,7 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := cfg.Sockets
-	if n <= 0 {
-		n = defaultSockets()
-	}
+	n, narrow := socketCounts(cfg.Sockets)
 	var conns [2][]udpio.PacketConn
 	var xdp *xdpPath
 	if cfg.XDP != "" {
@@ -125,6 +126,7 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := newServer(cfg, conns, raw, log)
+	s.narrow = narrow
 	if xdp != nil {
 		s.useXDP(xdp)
 	}
@@ -201,6 +203,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		gctx, stopGen := context.WithCancel(ctx)
 		g := loop.NewGroup(gctx)
 		conns := s.sockets()
+		if st := newSteering(conns, s.narrow, s.log); st != nil {
+			s.steer.Store(st)
+			g.Go(func(ctx context.Context) error { return loop.Every(ctx, steerEvery, st.look) })
+		} else {
+			s.steer.Store(nil)
+		}
 		for via := range conns {
 			for i, c := range conns[via] {
 				ls := s.stats[via*len(conns[via])+i]

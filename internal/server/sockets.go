@@ -9,22 +9,21 @@ import (
 	"github.com/miredo-go/miredo/pkg/udpio"
 )
 
-// defaultSockets is how many SO_REUSEPORT sockets each server address
-// gets when Config.Sockets is 0: one per two usable cores, at least one,
-// at most udpio.MaxGroup.
-//
-// Why not one per core: every datagram the server answers costs as much
-// kernel time outside the server's loops as inside them (the receive path
-// in softirq on the core the interface interrupts, the send path finishing
-// on the wire), so loops on every core only compete with that work. On the
-// 2-core lab (issue 14), two sockets per address cost 10-13 % more CPU per
-// answer than one: with the load split over two loops, each loop wakes for
-// half the datagrams, batches shrink, and two server threads and the
-// senders' threads take turns on two cores. Half the cores keeps the
-// loops' batches full and leaves the rest to the kernel; --sockets
-// overrides it.
-func defaultSockets() int {
-	return min(max(runtime.GOMAXPROCS(0)/2, 1), udpio.MaxGroup)
+// socketCounts is how many SO_REUSEPORT sockets each server address gets
+// (n) and to how many of them datagrams go at first (narrow; see
+// steering). With Config.Sockets set, that many, all used. By default one
+// per usable core, steered to one per two cores (at least one) while the
+// loops keep up: every datagram the server answers costs as much kernel
+// time outside the loops as inside them (the receive path in softirq, the
+// send path finishing on the wire), so below saturation loops on every core
+// only compete with that work and wake for fewer datagrams each, while at
+// saturation a second loop per address takes a second core's share.
+func socketCounts(set int) (n, narrow int) {
+	if set > 0 {
+		return set, set
+	}
+	cores := min(max(runtime.GOMAXPROCS(0), 1), udpio.MaxGroup)
+	return cores, max(cores/2, 1)
 }
 
 // socketOptions are the options of the server's UDP sockets.

@@ -123,3 +123,11 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 func (c *Conn) ReadEach(msgs []Message, handle func(n int) error) error {
 	return readEachBatch(c.ReadBatch, msgs, handle)
 }
+
+// Steer is a no-op for one socket off Linux, where a group has no more.
+func Steer(c *Conn, active int) error {
+	if active != 1 {
+		return fmt.Errorf("udpio: steer %v over %d sockets: %w", c.local, active, errNoReusePort)
+	}
+	return nil
+}
