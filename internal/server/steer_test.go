@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 
+//go:build linux
+
 package server
 
 import (
 	"encoding/binary"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/miredo-go/miredo/pkg/udpio"
@@ -141,5 +144,25 @@ func TestSteering(t *testing.T) {
 	sendAll()
 	if got := read(0, len(senders), udpio.MaxBatch); len(got) != len(senders) {
 		t.Fatalf("read %d of %d", len(got), len(senders))
+	}
+}
+
+func TestSocketCounts(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		procs, set, n, narrow int
+	}{
+		{1, 0, 1, 1},
+		{2, 0, 2, 1},
+		{3, 0, 3, 1},
+		{8, 0, 8, 4},
+		{64, 0, udpio.MaxGroup, udpio.MaxGroup / 2},
+		{2, 1, 1, 1},
+		{2, 3, 3, 3},
+	} {
+		runtime.GOMAXPROCS(tc.procs)
+		if n, narrow := socketCounts(tc.set); n != tc.n || narrow != tc.narrow {
+			t.Errorf("%d cores, --sockets %d: %d sockets, %d in use; want %d, %d", tc.procs, tc.set, n, narrow, tc.n, tc.narrow)
+		}
 	}
 }

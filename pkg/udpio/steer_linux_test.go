@@ -78,7 +78,7 @@ func TestSteer(t *testing.T) {
 				t.Fatal(err)
 			}
 			srcs = append(srcs, s.LocalAddr())
-			s.Close()
+			defer s.Close() // open until the end: a closed one's port may come back
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
