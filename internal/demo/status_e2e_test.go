@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,7 @@ func TestStatus(t *testing.T) {
 
 	var sv struct {
 		Primary, Secondary string
+		SocketsInUse       int `json:"sockets_in_use"`
 		Counters           map[string]map[string]float64
 	}
 	out = status("server", "--json")
@@ -145,7 +147,8 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sv.Primary != server.IPv4().String() || sv.Secondary != server.IPv4s()[1].String() || sv.Counters["server"]["answered"] == 0 ||
-		sv.Counters["sockets"]["read_datagrams"] == 0 || sv.Counters["sockets"]["write_datagrams"] == 0 {
+		sv.Counters["sockets"]["read_datagrams"] == 0 || sv.Counters["sockets"]["write_datagrams"] == 0 ||
+		runtime.NumCPU() > 1 && sv.SocketsInUse == 0 { // one core: one socket, nothing to steer
 		t.Errorf("server status %+v", sv)
 	}
 	t.Logf("miredo-server status:\n%s", status("server"))

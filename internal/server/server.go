@@ -108,7 +108,7 @@ func Listen(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, narrow := socketCounts(cfg.Sockets)
+	n, narrow := socketCounts(cfg.Sockets, cfg.NoBatch)
 	var conns [2][]udpio.PacketConn
 	var xdp *xdpPath
 	if cfg.XDP != "" {

@@ -18,11 +18,16 @@ import (
 // send path finishing on the wire), so below saturation loops on every core
 // only compete with that work and wake for fewer datagrams each, while at
 // saturation a second loop per address takes a second core's share.
-func socketCounts(set int) (n, narrow int) {
+// With NoBatch every read is one datagram, so batches cannot say when the
+// loops fall behind: one per two cores, all used, as before steering.
+func socketCounts(set int, noBatch bool) (n, narrow int) {
 	if set > 0 {
 		return set, set
 	}
 	cores := min(max(runtime.GOMAXPROCS(0), 1), udpio.MaxGroup)
+	if noBatch {
+		return max(cores/2, 1), max(cores/2, 1)
+	}
 	return cores, max(cores/2, 1)
 }
 

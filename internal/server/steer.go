@@ -3,7 +3,9 @@
 package server
 
 import (
+	"errors"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -28,41 +30,70 @@ import (
 // keeps up reads what came since its last read, a few datagrams, or about
 // 16 when it coalesces (--coalesce); one that falls behind finds its queue
 // longer than a batch at every read. Every steerEvery the server looks at
-// the last interval's reads of each address: spread wider when they
-// averaged widenBatch datagrams or more, narrower when they averaged less
-// than narrowBatch (the wide spread's loops then each wake for a few).
+// the last interval's reads of each socket in use, and spreads wider when
+// any of them averaged widenBatch datagrams or more. It narrows again when
+// every socket averaged fewer than narrowBatch, or when the address's rate
+// stayed below narrowShare of what the narrow spread carried when it
+// widened (its capacity) for narrowAfter intervals in a row: coalescing
+// loops gather about 16 per read at any rate, so batches alone would keep
+// the spread wide at half the load after one burst of saturation.
 const (
 	steerEvery  = 100 * time.Millisecond
 	widenBatch  = 48
 	narrowBatch = 8
+	narrowShare = 0.6
+	narrowAfter = 3
 )
 
-// nextActive is the number of sockets to steer to after an interval in
-// which the active ones read datagrams in calls system calls.
-func nextActive(active, narrow, wide int, calls, datagrams uint64) int {
+// interval is what the sockets of one address read in one interval.
+type interval struct {
+	datagrams uint64 // by all the address's sockets
+	fullest   uint64 // the largest mean batch of a socket in use
+	heaviest  uint64 // the largest mean batch of any socket
+}
+
+// spread is an address's steering state: the sockets in use, the rate the
+// narrow spread carried when it last widened, and how many intervals in a
+// row the rate has stayed below narrowShare of that.
+type spread struct {
+	active, narrow, wide int
+	capacity             uint64
+	low                  int
+}
+
+// next is the spread after an interval.
+func (sp spread) next(iv interval) spread {
 	switch {
-	case active < wide && calls > 0 && datagrams >= widenBatch*calls:
-		return wide
-	case active > narrow && (calls == 0 || datagrams < narrowBatch*calls):
-		return narrow
+	case sp.active < sp.wide && iv.fullest >= widenBatch:
+		sp.active, sp.capacity, sp.low = sp.wide, iv.datagrams, 0
+	case sp.active > sp.narrow && iv.heaviest < narrowBatch:
+		sp.active, sp.low = sp.narrow, 0
+	case sp.active > sp.narrow && float64(iv.datagrams) < narrowShare*float64(sp.capacity):
+		if sp.low++; sp.low >= narrowAfter {
+			sp.active, sp.low = sp.narrow, 0
+		}
+	default:
+		sp.low = 0
 	}
-	return active
+	return sp
 }
 
 // steering is the spread of each server address's sockets.
 type steering struct {
-	narrow int
-	addrs  [2]steered
-	log    *slog.Logger
+	addrs [2]steered
+	log   *slog.Logger
 	// widened counts the times an address's spread went wide.
 	widened atomic.Uint64
 }
 
 // steered is one address's socket group.
 type steered struct {
-	conns           []*udpio.Conn
-	active          atomic.Int64
-	calls, datagram uint64 // totals at the last look
+	conns  []*udpio.Conn
+	sp     spread       // only look touches it
+	active atomic.Int64 // sp.active, for status
+	// Each socket's read calls and datagrams at the last look.
+	calls, datagrams []uint64
+	failed           bool // the last change failed (logged once)
 }
 
 // newSteering steers each address's sockets to the first narrow, or
@@ -72,60 +103,78 @@ func newSteering(conns [2][]udpio.PacketConn, narrow int, log *slog.Logger) *ste
 	if narrow <= 0 || len(conns[0]) <= narrow {
 		return nil
 	}
-	st := &steering{narrow: narrow, log: log}
+	st := &steering{log: log}
 	for via, cs := range conns {
-		a := &st.addrs[via]
 		for _, c := range cs {
 			uc, ok := c.(*udpio.Conn)
 			if !ok {
 				return nil
 			}
-			a.conns = append(a.conns, uc)
+			st.addrs[via].conns = append(st.addrs[via].conns, uc)
 		}
+	}
+	for via := range st.addrs {
+		a := &st.addrs[via]
 		if err := udpio.Steer(a.conns[0], narrow); err != nil {
 			// The kernel spreads over all of them, as before steering.
 			log.Warn("cannot steer datagrams over the sockets; using all of them", "err", err)
+			for i := range via { // back to the kernel's spread
+				_ = udpio.Steer(st.addrs[i].conns[0], len(st.addrs[i].conns))
+			}
 			return nil
 		}
+		a.sp = spread{active: narrow, narrow: narrow, wide: len(a.conns)}
 		a.active.Store(int64(narrow))
-		a.calls, a.datagram = a.reads()
+		a.calls, a.datagrams = make([]uint64, len(a.conns)), make([]uint64, len(a.conns))
+		a.measure()
 	}
 	return st
 }
 
-// reads sums the read system calls and datagrams of the address's sockets.
-func (a *steered) reads() (calls, datagrams uint64) {
-	for _, c := range a.conns {
+// measure returns the reads since the last call.
+func (a *steered) measure() interval {
+	var iv interval
+	for i, c := range a.conns {
 		s := c.Stats()
-		calls += s.ReadCalls
-		datagrams += s.ReadDatagrams
+		dc, dd := s.ReadCalls-a.calls[i], s.ReadDatagrams-a.datagrams[i]
+		a.calls[i], a.datagrams[i] = s.ReadCalls, s.ReadDatagrams
+		iv.datagrams += dd
+		mean := dd / max(dc, 1)
+		iv.heaviest = max(iv.heaviest, mean)
+		if i < a.sp.active {
+			iv.fullest = max(iv.fullest, mean)
+		}
 	}
-	return calls, datagrams
+	return iv
 }
 
 // look is the periodic check: it widens or narrows each address's spread
-// as the last interval's batches say.
+// as the last interval's reads say.
 func (st *steering) look() error {
 	for via := range st.addrs {
 		a := &st.addrs[via]
-		calls, datagrams := a.reads()
-		dc, dd := calls-a.calls, datagrams-a.datagram
-		a.calls, a.datagram = calls, datagrams
-		active := int(a.active.Load())
-		next := nextActive(active, st.narrow, len(a.conns), dc, dd)
-		if next == active {
-			continue
+		iv := a.measure()
+		next := a.sp.next(iv)
+		if next.active != a.sp.active {
+			if err := udpio.Steer(a.conns[0], next.active); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return nil // shutting down
+				}
+				if !a.failed {
+					st.log.Warn("cannot change the spread of datagrams over the sockets", "addr", a.conns[0].LocalAddr(), "err", err)
+				}
+				a.failed = true
+				continue
+			}
+			a.failed = false
+			if next.active > a.sp.active {
+				st.widened.Add(1)
+			}
+			st.log.Debug("datagrams steered over more or fewer sockets", "addr", a.conns[0].LocalAddr(),
+				"sockets", next.active, "datagrams", iv.datagrams, "fullest_batch", iv.fullest)
+			a.active.Store(int64(next.active))
 		}
-		if err := udpio.Steer(a.conns[0], next); err != nil {
-			st.log.Warn("cannot change the spread of datagrams over the sockets", "addr", a.conns[0].LocalAddr(), "err", err)
-			continue
-		}
-		a.active.Store(int64(next))
-		if next > active {
-			st.widened.Add(1)
-		}
-		st.log.Debug("datagrams steered over more or fewer sockets", "addr", a.conns[0].LocalAddr(),
-			"sockets", next, "mean_batch", float64(dd)/float64(max(dc, 1)))
+		a.sp = next
 	}
 	return nil
 }

@@ -22,14 +22,17 @@ import (
 //
 // It attaches a classic BPF program to the group (SO_ATTACH_REUSEPORT_CBPF,
 // Linux ≥ 4.5), replacing the one attached before; any socket of the group
-// may set it. active is capped at MaxBatch, well above any group's size; a
-// program's answer past the group's last socket makes the kernel fall back
-// to its own spreading.
+// may set it. active is capped at MaxGroup; a program's answer past the
+// group's last socket makes the kernel fall back to its own spreading. The
+// kernel's order of a group's sockets is the order they were bound in only
+// while none has been closed, and it takes in any other socket bound to the
+// same address and port by the same user: steer groups that one owner
+// opened together and keeps whole.
 func Steer(c *Conn, active int) error {
 	if active < 1 {
 		return fmt.Errorf("udpio: steer %v: need at least 1 socket, got %d", c.local, active)
 	}
-	prog := steerProgram(min(active, MaxBatch))
+	prog := steerProgram(min(active, MaxGroup))
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	var serr error
 	if err := c.rc.Control(func(fd uintptr) {

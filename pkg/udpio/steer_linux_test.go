@@ -69,8 +69,11 @@ func TestSteer(t *testing.T) {
 		mu.Unlock()
 		const senders = 32
 		var srcs []netip.AddrPort
-		for range senders {
-			s, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), Options{})
+		for i := range senders {
+			// From two addresses other than the group's, so that a program
+			// that read the wrong one would be caught.
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i%2)}), 0)
+			s, err := Listen(from, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
