@@ -5,7 +5,6 @@
 package server
 
 import (
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -109,10 +108,7 @@ func TestSteering(t *testing.T) {
 		}
 	}
 	// want is the socket a sender's datagrams go to over two sockets.
-	want := func(src netip.AddrPort) int {
-		a := src.Addr().As4()
-		return int((uint64(binary.BigEndian.Uint32(a[:])) + uint64(src.Port())) % 2)
-	}
+	want := func(src netip.AddrPort) int { return udpio.SteerIndex(src, 2) }
 	in := udpio.NewMessages(udpio.MaxBatch, 64)
 	// read reads n datagrams from socket i of the primary, batch at a time,
 	// and returns their sources.

@@ -3,7 +3,9 @@
 package udpio
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -44,6 +46,17 @@ func Steer(c *Conn, active int) error {
 		return fmt.Errorf("udpio: steer %v over %d sockets: %w", c.local, active, os.NewSyscallError("setsockopt SO_ATTACH_REUSEPORT_CBPF", serr))
 	}
 	return nil
+}
+
+// SteerIndex is the socket of a group steered to active sockets that the
+// kernel hands src's datagrams to: what the program of Steer computes, for
+// callers (and tests) that must predict it.
+func SteerIndex(src netip.AddrPort, active int) int {
+	if active <= 1 {
+		return 0
+	}
+	a := src.Addr().Unmap().As4()
+	return int((uint64(binary.BigEndian.Uint32(a[:])) + uint64(src.Port())) % uint64(min(active, MaxGroup)))
 }
 
 // steerProgram returns a socket index below active: 0 for one socket,

@@ -3,7 +3,6 @@
 package udpio
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -54,10 +53,7 @@ func TestSteer(t *testing.T) {
 		want   func(src netip.AddrPort) int
 	}{
 		{1, func(netip.AddrPort) int { return 0 }},
-		{2, func(src netip.AddrPort) int {
-			a := src.Addr().As4()
-			return int((uint64(binary.BigEndian.Uint32(a[:])) + uint64(src.Port())) % 2)
-		}},
+		{2, func(src netip.AddrPort) int { return SteerIndex(src, 2) }},
 		{1, func(netip.AddrPort) int { return 0 }}, // back to one
 	}
 	for _, tt := range tests {
